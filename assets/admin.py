@@ -1,0 +1,42 @@
+"""Balances, flows and the outbox are shown, never edited: money changes only through services."""
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from assets.models import Balance, Flow, OutboxMessage
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Balance)
+class BalanceAdmin(ReadOnlyAdmin):
+    list_display = ("user", "coin", "available", "frozen", "update_time")
+    list_filter = ("coin",)
+    search_fields = ("user__username", "=user__id")
+    list_select_related = ("user",)
+
+
+@admin.register(Flow)
+class FlowAdmin(ReadOnlyAdmin):
+    list_display = ("flow_no", "user", "coin", "business_type", "amount", "balance_after",
+                    "frozen_amount", "frozen_after", "biz_ref", "create_time")
+    list_filter = ("coin", "business_type")
+    search_fields = ("flow_no", "biz_ref", "ref_tx_hash", "user__username")
+    list_select_related = ("user",)
+    date_hierarchy = "create_time"
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdmin):
+    list_display = ("message_id", "topic", "tags", "keys", "partition_key", "status", "create_time", "sent_time")
+    list_filter = ("topic", "tags", "status")
+    search_fields = ("message_id", "keys")

@@ -1,0 +1,126 @@
+"""
+The ledger: one balance row per (user, coin), an append-only flow journal, and the event outbox.
+
+Every change of a balance writes exactly one flow row and one outbox row in the same
+transaction. For each (user, coin):
+    available == sum(flow.amount)        frozen == sum(flow.frozen_amount)
+and each flow's *_before equals the previous flow's *_after.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from coins.models import AMOUNT, CoinConfig
+
+
+class BusinessType(models.IntegerChoices):
+    """The seed's `business_type` of ASSET_CHANGE messages. Numbers are part of the message contract."""
+
+    RECHARGE = 1, "deposit credited"
+    WITHDRAW_FREEZE = 2, "withdrawal applied: amount frozen"
+    WITHDRAW_UNFREEZE = 3, "withdrawal rejected or failed: amount released"
+    WITHDRAW_SETTLE = 4, "withdrawal completed: frozen amount paid out"
+    INTERNAL_TRANSFER_IN = 5, "internal withdrawal received"
+    REORG_REVERSAL = 6, "credited deposit orphaned by a reorg: reversed"
+    REORG_FREEZE = 7, "reorg shortfall: remaining balance frozen"
+    ADJUSTMENT_CREDIT = 8, "manual adjustment: credit"
+    ADJUSTMENT_DEBIT = 9, "manual adjustment: debit"
+
+
+class Balance(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_column="user_id")
+    coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
+    available = models.DecimalField(**AMOUNT, default=0)
+    frozen = models.DecimalField(**AMOUNT, default=0)
+    create_time = models.DateTimeField(auto_now_add=True)
+    update_time = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "asset_balance"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "coin"], name="uk_asset_balance_user_coin"),
+            models.CheckConstraint(condition=models.Q(available__gte=0), name="asset_balance_available_gte_0"),
+            models.CheckConstraint(condition=models.Q(frozen__gte=0), name="asset_balance_frozen_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}/{self.coin_id}"
+
+
+class Flow(models.Model):
+    """One balance change. Append-only: a mistake is corrected by a compensating flow."""
+
+    flow_no = models.CharField(max_length=32, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_column="user_id")
+    coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
+    business_type = models.SmallIntegerField(choices=BusinessType.choices)
+    # What caused the change: a recharge_no, withdraw_no, adjustment ticket... Unique per type,
+    # which is what makes every posting idempotent.
+    biz_ref = models.CharField(max_length=64)
+    amount = models.DecimalField(**AMOUNT, help_text="Change of the available balance (signed).")
+    balance_before = models.DecimalField(**AMOUNT)
+    balance_after = models.DecimalField(**AMOUNT)
+    frozen_amount = models.DecimalField(**AMOUNT, default=0, help_text="Change of the frozen balance (signed).")
+    frozen_before = models.DecimalField(**AMOUNT, default=0)
+    frozen_after = models.DecimalField(**AMOUNT, default=0)
+    ref_tx_hash = models.CharField(max_length=255, blank=True, default="")
+    memo = models.CharField(max_length=255, blank=True, default="")
+    create_time = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "asset_flow"
+        constraints = [
+            models.UniqueConstraint(fields=["business_type", "biz_ref"], name="uk_asset_flow_business_ref"),
+            models.CheckConstraint(
+                condition=models.Q(balance_after=models.F("balance_before") + models.F("amount")),
+                name="asset_flow_available_chains",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(frozen_after=models.F("frozen_before") + models.F("frozen_amount")),
+                name="asset_flow_frozen_chains",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(balance_after__gte=0, frozen_after__gte=0), name="asset_flow_not_negative"
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "coin", "id"], name="idx_asset_flow_user_coin")]
+
+    def __str__(self) -> str:
+        return self.flow_no
+
+
+class OutboxStatus(models.IntegerChoices):
+    PENDING = 1, "pending"
+    SENT = 2, "sent"
+
+
+class OutboxMessage(models.Model):
+    """
+    An event written in the same transaction as the change it describes.
+
+    The relay publishes pending rows to the broker and marks them sent after the broker confirms;
+    delivery is at-least-once, consumers deduplicate by message_id.
+    """
+
+    message_id = models.CharField(max_length=64, unique=True)
+    topic = models.CharField(max_length=64)
+    tags = models.CharField(max_length=64)
+    keys = models.CharField(max_length=64, help_text="The business number: flow_no, recharge_no, withdraw_no.")
+    # Events of one partition key (the user id) are published in id order.
+    partition_key = models.CharField(max_length=64)
+    payload = models.JSONField()
+    status = models.SmallIntegerField(choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
+    create_time = models.DateTimeField(auto_now_add=True)
+    sent_time = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "event_outbox"
+        indexes = [
+            models.Index(fields=["status", "id"], name="idx_event_outbox_status"),
+            models.Index(fields=["partition_key", "status", "id"], name="idx_event_outbox_partition"),
+        ]
+
+    def __str__(self) -> str:
+        return self.message_id

@@ -1,0 +1,68 @@
+"""Reads of balances and flows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import QuerySet, Sum
+
+from assets.models import Balance, Flow
+
+
+def balance_list(*, user_id: int) -> QuerySet[Balance]:
+    """Return the user's balances, one per coin they have ever held."""
+    return Balance.objects.filter(user_id=user_id).order_by("coin_id")
+
+
+def balance_get(*, user_id: int, coin_id: str) -> Balance | None:
+    return Balance.objects.filter(user_id=user_id, coin_id=coin_id).first()
+
+
+def flow_list(
+    *,
+    user_id: int,
+    coin_id: str | None = None,
+    business_type: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[Flow]:
+    """Return the user's flows, newest first, ready to paginate."""
+    flows = Flow.objects.filter(user_id=user_id)
+    if coin_id is not None:
+        flows = flows.filter(coin_id=coin_id)
+    if business_type is not None:
+        flows = flows.filter(business_type=business_type)
+    if since is not None:
+        flows = flows.filter(create_time__gte=since)
+    if until is not None:
+        flows = flows.filter(create_time__lt=until)
+    return flows.order_by("-id")
+
+
+def ledger_mismatches(*, user_id: int | None = None) -> list[dict[str, object]]:
+    """
+    Return every (user, coin) whose balance differs from the sum of its flows.
+
+    An empty list is a healthy ledger; reconciliation and the tests use this one definition.
+    """
+    balances = Balance.objects.all()
+    flows = Flow.objects.all()
+    if user_id is not None:
+        balances = balances.filter(user_id=user_id)
+        flows = flows.filter(user_id=user_id)
+    sums = {
+        (row["user_id"], row["coin_id"]): (row["available"] or Decimal(0), row["frozen"] or Decimal(0))
+        for row in flows.values("user_id", "coin_id").annotate(available=Sum("amount"), frozen=Sum("frozen_amount"))
+    }
+    mismatches = []
+    for balance in balances.order_by("id"):
+        expected = sums.pop((balance.user_id, balance.coin_id), (Decimal(0), Decimal(0)))
+        if (balance.available, balance.frozen) != expected:
+            mismatches.append({"user_id": balance.user_id, "coin_id": balance.coin_id,
+                               "available": balance.available, "frozen": balance.frozen,
+                               "flows_available": expected[0], "flows_frozen": expected[1]})
+    for (orphan_user, orphan_coin), (available, frozen) in sums.items():
+        mismatches.append({"user_id": orphan_user, "coin_id": orphan_coin, "available": None, "frozen": None,
+                           "flows_available": available, "flows_frozen": frozen})
+    return mismatches

@@ -1,0 +1,1 @@
+"""Scanner state per chain lives here (cursor, recent block hashes)."""

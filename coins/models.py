@@ -1,0 +1,83 @@
+"""coin_config: the seed's coin table, with amounts widened and withdrawal limits made configurable."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+
+AMOUNT = {"max_digits": 38, "decimal_places": 18}
+
+
+class Switch(models.IntegerChoices):
+    ENABLED = 1, "enabled"
+    DISABLED = 2, "disabled"
+
+
+class FeeType(models.IntegerChoices):
+    FIXED = 1, "fixed"
+    RATE = 2, "rate"
+
+
+class CoinConfig(models.Model):
+    coin_id = models.CharField(max_length=32, unique=True, help_text="e.g. BTC, USDT-ERC20")
+    coin_name = models.CharField(max_length=50)
+    coin_symbol = models.CharField(max_length=20)
+    chain_id = models.CharField(max_length=32, db_index=True, help_text="BTC, ETH or TRON")
+    chain_name = models.CharField(max_length=50)
+    contract_address = models.CharField(max_length=255, null=True, blank=True)
+    decimals = models.IntegerField(default=18)
+    min_recharge_amount = models.DecimalField(**AMOUNT, default=Decimal("0.00000001"))
+    max_recharge_amount = models.DecimalField(**AMOUNT, default=Decimal("1000000"))
+    min_withdraw_amount = models.DecimalField(**AMOUNT, default=Decimal("0.00000001"))
+    max_withdraw_amount = models.DecimalField(**AMOUNT, default=Decimal("1000000"))
+    withdraw_fee = models.DecimalField(**AMOUNT, default=Decimal("0"))
+    withdraw_fee_type = models.SmallIntegerField(choices=FeeType.choices, default=FeeType.FIXED)
+    withdraw_fee_rate = models.DecimalField(max_digits=10, decimal_places=6, default=Decimal("0.001"))
+    required_confirmations = models.IntegerField(default=6)
+    # Replaces the seed's hard-coded 100000 daily limit and "large amount" audit rule.
+    withdraw_daily_limit = models.DecimalField(**AMOUNT, default=Decimal("100000"))
+    withdraw_audit_threshold = models.DecimalField(
+        **AMOUNT, default=Decimal("10000"), help_text="Above this an auditor must approve."
+    )
+    withdraw_dual_audit_threshold = models.DecimalField(
+        **AMOUNT, default=Decimal("100000"), help_text="Above this two different auditors must approve."
+    )
+    status = models.SmallIntegerField(choices=Switch.choices, default=Switch.ENABLED, db_index=True)
+    recharge_enabled = models.SmallIntegerField(choices=Switch.choices, default=Switch.ENABLED)
+    withdraw_enabled = models.SmallIntegerField(choices=Switch.choices, default=Switch.ENABLED)
+    sort_order = models.IntegerField(default=0, db_index=True)
+    create_time = models.DateTimeField(auto_now_add=True)
+    update_time = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "coin_config"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(decimals__gte=0, decimals__lte=18), name="coin_decimals_0_18"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(min_withdraw_amount__gt=0, min_recharge_amount__gt=0),
+                name="coin_minimums_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_withdraw_amount__gte=models.F("min_withdraw_amount")),
+                name="coin_withdraw_range",
+            ),
+            models.CheckConstraint(condition=models.Q(withdraw_fee__gte=0), name="coin_fee_not_negative"),
+            models.CheckConstraint(
+                condition=models.Q(required_confirmations__gte=1), name="coin_confirmations_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.coin_id
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.status == Switch.ENABLED
+
+    @property
+    def quantum(self) -> Decimal:
+        """The smallest amount of this coin: 1 base unit (satoshi, wei, sun)."""
+        return Decimal(1).scaleb(-self.decimals)

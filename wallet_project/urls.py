@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from assets.api import BalanceListApi, FlowListApi
+from coins.api import CoinListApi
+from wallet_project.health import HealthApi
+
+api_v1 = [
+    path("auth/token", TokenObtainPairView.as_view(), name="token-obtain"),
+    path("auth/token/refresh", TokenRefreshView.as_view(), name="token-refresh"),
+    path("wallet/health", HealthApi.as_view(), name="health"),
+    path("coins", CoinListApi.as_view(), name="coin-list"),
+    path("balances", BalanceListApi.as_view(), name="balance-list"),
+    path("flows", FlowListApi.as_view(), name="flow-list"),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("admin/", admin.site.urls),
+    path("", include("django_prometheus.urls")),
+]
+
+admin.site.site_header = "Wallet back-office"
+admin.site.site_title = "Wallet back-office"

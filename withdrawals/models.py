@@ -1,0 +1,78 @@
+"""withdraw_record: the seed's withdrawal table and its state machine, plus the audit log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from coins.models import AMOUNT, CoinConfig
+
+
+class WithdrawStatus(models.IntegerChoices):
+    PENDING_REVIEW = 1, "pending review"
+    APPROVED = 2, "approved"
+    REJECTED = 3, "rejected"
+    PROCESSING = 4, "processing"
+    COMPLETED = 5, "completed"
+    FAILED = 6, "failed"
+
+
+class WithdrawRecord(models.Model):
+    withdraw_no = models.CharField(max_length=32, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_column="user_id")
+    coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
+    coin_name = models.CharField(max_length=50)
+    to_address = models.CharField(max_length=255)
+    amount = models.DecimalField(**AMOUNT)
+    fee = models.DecimalField(**AMOUNT)
+    actual_amount = models.DecimalField(**AMOUNT)
+    status = models.SmallIntegerField(choices=WithdrawStatus.choices, default=WithdrawStatus.PENDING_REVIEW)
+    tx_hash = models.CharField(max_length=255, null=True, blank=True)
+    confirmations = models.IntegerField(default=0, null=True)
+    required_confirmations = models.IntegerField(default=6)
+    audit_user = models.CharField(max_length=32, null=True, blank=True)
+    audit_time = models.DateTimeField(null=True, blank=True)
+    audit_remark = models.CharField(max_length=500, null=True, blank=True)
+    block_number = models.BigIntegerField(null=True, blank=True)
+    block_time = models.DateTimeField(null=True, blank=True)
+    memo = models.CharField(max_length=255, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=64)
+    create_time = models.DateTimeField(auto_now_add=True)
+    update_time = models.DateTimeField(auto_now=True)
+    complete_time = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "withdraw_record"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "idempotency_key"], name="uk_withdraw_user_idempotency"),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="withdraw_amount_positive"),
+            models.CheckConstraint(condition=models.Q(fee__gte=0), name="withdraw_fee_not_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["user"], name="idx_withdraw_user_id"),
+            models.Index(fields=["coin"], name="idx_withdraw_coin_id"),
+            models.Index(fields=["status"], name="idx_withdraw_status"),
+            models.Index(fields=["create_time"], name="idx_withdraw_create_time"),
+        ]
+
+    def __str__(self) -> str:
+        return self.withdraw_no
+
+
+class WithdrawAuditLog(models.Model):
+    """Every decision on a withdrawal, append-only: who, when, from which state to which, why."""
+
+    withdraw = models.ForeignKey(WithdrawRecord, on_delete=models.PROTECT, related_name="audit_logs")
+    auditor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=32)
+    from_status = models.SmallIntegerField(choices=WithdrawStatus.choices)
+    to_status = models.SmallIntegerField(choices=WithdrawStatus.choices)
+    remark = models.CharField(max_length=500, blank=True, default="")
+    create_time = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "withdraw_audit_log"
+        indexes = [models.Index(fields=["withdraw", "id"], name="idx_withdraw_audit_withdraw")]
+
+    def __str__(self) -> str:
+        return f"{self.withdraw_id} {self.action}"
