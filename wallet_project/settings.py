@@ -138,6 +138,9 @@ def _database(url: str) -> dict:
             }
         )
         config["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+        # Separate test databases let several test runs share one server.
+        if os.environ.get("DATABASE_TEST_NAME"):
+            config["TEST"]["NAME"] = os.environ["DATABASE_TEST_NAME"]
     elif config["ENGINE"] == "django.db.backends.sqlite3":
         # SQLite serialises writers; waiting beats failing with "database is locked".
         config.setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})

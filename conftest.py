@@ -1,0 +1,55 @@
+"""Fixtures shared by every app's tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+ON_MYSQL = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.mysql"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # CI proves the service against MariaDB and Redis; a run that fell back to SQLite or the
+    # local-memory cache would pass while proving nothing about them.
+    if os.environ.get("CI", "").lower() == "true":
+        if not ON_MYSQL:
+            raise pytest.UsageError("CI=true but DATABASE_URL is not MySQL/MariaDB")
+        if not settings.REDIS_URL:
+            raise pytest.UsageError("CI=true but REDIS_URL is not set")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Row locks and concurrency need a real server. On a bare machine (SQLite) those tests are
+    # skipped and say so; CI never gets here without MariaDB (see pytest_configure).
+    if ON_MYSQL:
+        return
+    for item in items:
+        if "mysql" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="needs MariaDB: set DATABASE_URL"))
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create_user(username="alice", password="alice-password-1")
+
+
+@pytest.fixture
+def other_user(db):
+    return get_user_model().objects.create_user(username="bob", password="bob-password-1")
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def auth_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client
