@@ -1,0 +1,110 @@
+"""
+The one small interface every chain family implements (BTC, EVM, TRON).
+
+Adapters speak to nodes and turn their answers into these plain values; they hold no keys
+(signing is done by the addresses app's signer, handed in as a callable) and write no tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class ChainError(Exception):
+    """The node is unreachable, answered an error, or answered something malformed.
+
+    The message says what was asked and what went wrong; it never carries a raw payload.
+    """
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One credit to one output/recipient found in a block: a deposit candidate."""
+
+    tx_hash: str
+    # BTC: output index (vout). EVM ERC20: log index. Native ETH/TRX: -1.
+    # TRON TRC20: log index within the transaction.
+    index: int
+    from_address: str
+    to_address: str
+    # The key deposits are matched on: BTC scriptPubKey hex, EVM lower-case 0x address,
+    # TRON base58check address. `ChainAdapter.match_key(address)` gives the same key for a
+    # stored deposit address.
+    match_key: str
+    amount_base_units: int
+    # None for the native coin; the token contract (in the chain's canonical form) otherwise.
+    contract: str | None
+    # False for a reverted EVM transaction or a TRON contractRet other than SUCCESS.
+    success: bool
+
+
+@dataclass(frozen=True)
+class Block:
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int  # seconds since the epoch
+    transfers: list[Transfer] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TxStatus:
+    tx_hash: str
+    found: bool
+    success: bool | None = None
+    block_number: int | None = None
+    block_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class UnsignedTx:
+    """A transaction built by an adapter, to be signed by the signer for `from_address`."""
+
+    chain_id: str
+    from_address: str
+    payload: object  # adapter-specific: an EVM tx dict, a bitcoinlib Transaction, a tronpy builder
+
+
+@dataclass(frozen=True)
+class SignedTx:
+    tx_hash: str
+    raw: str  # hex or JSON, exactly what broadcast sends
+
+
+# The signer's narrow interface as an adapter sees it: sign this unsigned transaction.
+Signer = Callable[[UnsignedTx], SignedTx]
+
+
+class ChainAdapter(Protocol):
+    chain_id: str  # "BTC", "ETH" or "TRON", as coin_config.chain_id
+
+    def tip_height(self) -> int:
+        """Height of the node's best block."""
+
+    def block_hash(self, height: int) -> str:
+        """Hash of the best chain's block at height."""
+
+    def block(self, height: int) -> Block:
+        """The best chain's block at height with every transfer it carries (native and token)."""
+
+    def match_key(self, address: str) -> str:
+        """The key under which transfers to this address appear in Transfer.match_key."""
+
+    def balance(self, address: str, contract: str | None = None) -> int:
+        """Balance of an address in base units (of the token if contract is given)."""
+
+    def fee_estimate(self) -> int:
+        """A fee rate in the chain's unit (sat/vB, wei per gas, sun)."""
+
+    def build_transfer(
+        self, *, from_address: str, to_address: str, amount_base_units: int, contract: str | None = None
+    ) -> UnsignedTx:
+        """An unsigned transfer for the signer."""
+
+    def broadcast_irreversible(self, signed: SignedTx) -> str:
+        """Send a signed transaction; return its hash once the node accepted it."""
+
+    def tx_status(self, tx_hash: str) -> TxStatus:
+        """Whether and where a transaction was mined, and whether it succeeded."""
