@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import pytest
@@ -31,6 +32,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "mysql" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="needs MariaDB: set DATABASE_URL"))
+
+
+@pytest.fixture(autouse=True)
+def _coins_after_flush(request: pytest.FixtureRequest) -> None:
+    # Transactional tests flush every table, the coin rows of the data migration included;
+    # load them again so every test starts with the five coins.
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and marker.kwargs.get("transaction"):
+        request.getfixturevalue("transactional_db")
+        from django.apps import apps
+
+        seed_coins = importlib.import_module("coins.migrations.0002_seed_coins")
+        seed_coins.load_coins(apps, None)
 
 
 @pytest.fixture
