@@ -37,6 +37,10 @@ class RechargeRecord(models.Model):
     block_hash = models.CharField(max_length=128, null=True, blank=True)
     block_time = models.DateTimeField(null=True, blank=True)
     memo = models.CharField(max_length=255, null=True, blank=True)
+    # Times this deposit was found again after a reorg orphaned it. Each crediting (and its
+    # reversal) is booked under its own reference, so a deposit credited, reversed and then
+    # re-mined on the new branch is credited again exactly once.
+    generation = models.IntegerField(default=0)
     create_time = models.DateTimeField(auto_now_add=True)
     update_time = models.DateTimeField(auto_now=True)
     confirm_time = models.DateTimeField(null=True, blank=True)
@@ -52,7 +56,90 @@ class RechargeRecord(models.Model):
             models.Index(fields=["status"], name="idx_recharge_status"),
             models.Index(fields=["create_time"], name="idx_recharge_create_time"),
             models.Index(fields=["tx_hash"], name="idx_recharge_tx_hash"),
+            models.Index(fields=["block_number"], name="idx_recharge_block_number"),
         ]
 
     def __str__(self) -> str:
         return self.recharge_no
+
+    @property
+    def biz_ref(self) -> str:
+        """The ledger reference of this crediting (and of its reversal)."""
+        return self.recharge_no if self.generation == 0 else f"{self.recharge_no}-g{self.generation}"
+
+
+class ScanCursor(models.Model):
+    """
+    Where a chain's scanner stands: the last block it processed, and the node's tip it last saw.
+
+    Scanners advance it by compare-and-set on (height, version), so two scanners never both
+    process the same block; a reorg moves it back to the fork point and bumps the version.
+    """
+
+    chain_id = models.CharField(max_length=32, unique=True)
+    # Height of the last block fully processed (-1: nothing yet).
+    height = models.BigIntegerField()
+    version = models.BigIntegerField(default=0)
+    # The node's best height at the scanner's last tick: confirmations are counted from it.
+    tip_height = models.BigIntegerField(default=-1)
+    tip_time = models.DateTimeField(null=True, blank=True)
+    update_time = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "recharge_scan_cursor"
+
+    def __str__(self) -> str:
+        return f"{self.chain_id}@{self.height}"
+
+
+class RecentBlock(models.Model):
+    """The hash of each of a chain's last N processed blocks, to notice a reorg and find the fork point."""
+
+    chain_id = models.CharField(max_length=32)
+    height = models.BigIntegerField()
+    hash = models.CharField(max_length=128)
+    parent_hash = models.CharField(max_length=128)
+    create_time = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "recharge_recent_block"
+        constraints = [
+            models.UniqueConstraint(fields=["chain_id", "height"], name="uk_recent_block_chain_height"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain_id}#{self.height}"
+
+
+class HoldStatus(models.IntegerChoices):
+    ACTIVE = 1, "active: withdrawals held"
+    RESOLVED = 2, "resolved by ops"
+
+
+class AccountHold(models.Model):
+    """
+    A credited deposit was orphaned by a reorg and the user's balance could not cover its reversal.
+
+    What the balance held was frozen; `shortfall` is what is still missing. While a hold is
+    active the user's withdrawals are held (withdrawals ask `recharges.selectors.withdrawals_held`).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_column="user_id")
+    coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
+    recharge = models.ForeignKey(RechargeRecord, on_delete=models.PROTECT, related_name="+")
+    # The reversal's business reference (one hold per orphaned crediting).
+    biz_ref = models.CharField(max_length=64, unique=True)
+    amount = models.DecimalField(**AMOUNT, help_text="The orphaned deposit's amount.")
+    frozen_amount = models.DecimalField(**AMOUNT, help_text="What the available balance held: now frozen.")
+    shortfall = models.DecimalField(**AMOUNT, help_text="amount - frozen_amount: still owed by the user.")
+    reason = models.CharField(max_length=255)
+    status = models.SmallIntegerField(choices=HoldStatus.choices, default=HoldStatus.ACTIVE)
+    create_time = models.DateTimeField(auto_now_add=True)
+    resolve_time = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "recharge_account_hold"
+        indexes = [models.Index(fields=["user", "status"], name="idx_account_hold_user_status")]
+
+    def __str__(self) -> str:
+        return f"hold {self.user_id}/{self.coin_id} {self.shortfall}"
