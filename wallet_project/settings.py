@@ -287,3 +287,24 @@ LOGGING = {
 # --- Wallet --------------------------------------------------------------------------
 # Open alerts of the same kind and subject are merged instead of repeated.
 ALERT_DEDUP_OPEN = True
+
+# --- Chains (chain adapters and dev nodes) -------------------------------------------
+# Node endpoints per chain. The defaults are the local dev chains that
+# `python -m chains.devnodes serve` starts (ganache 8545, bcoin regtest 18443, TRON fake 8090).
+# BTC_RPC_URL carries the RPC credentials as user:password (bcoin: any user, the api key).
+ETH_RPC_URL = env_str("ETH_RPC_URL", "http://127.0.0.1:8545/")
+BTC_RPC_URL = env_str("BTC_RPC_URL", "http://wallet:devchain-only-api-key@127.0.0.1:18443/")
+TRON_API_URL = env_str("TRON_API_URL", "http://127.0.0.1:8090/")
+# mainnet, testnet or regtest: address prefixes accepted for BTC (bc, tb, bcrt/rb).
+BTC_NETWORK = env_str("BTC_NETWORK", "regtest")
+# Seconds to wait for a node before the adapter raises ChainError (connect, then read).
+CHAIN_CONNECT_TIMEOUT = float(env_str("CHAIN_CONNECT_TIMEOUT", "2"))
+CHAIN_READ_TIMEOUT = float(env_str("CHAIN_READ_TIMEOUT", "15"))
+# Fee rates used when the node cannot estimate (quiet chain, estimatesmartfee answers -1).
+BTC_FEE_FALLBACK_SAT_VB = env_int("BTC_FEE_FALLBACK_SAT_VB", 10)
+ETH_GAS_PRICE_FALLBACK_WEI = env_int("ETH_GAS_PRICE_FALLBACK_WEI", 20_000_000_000)
+TRON_FEE_FALLBACK_SUN = env_int("TRON_FEE_FALLBACK_SUN", 1000)
+# TRC20 transfers: most TRX (in sun) a transfer may burn on energy.
+TRON_FEE_LIMIT_SUN = env_int("TRON_FEE_LIMIT_SUN", 30_000_000)
+# Where the dev-chain command writes the deployed test contract addresses.
+DEVCHAIN_FILE = Path(env_str("DEVCHAIN_FILE", str(VAR_DIR / "devchain.json")))
