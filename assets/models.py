@@ -124,3 +124,58 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return self.message_id
+
+
+# --- Event relay ---------------------------------------------------------------------------
+
+
+class EventRelayMember(models.Model):
+    """A running relay process, alive while expires_at is in the future. Counts the relays sharing partitions."""
+
+    owner = models.CharField(max_length=100, unique=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "event_relay_member"
+
+    def __str__(self) -> str:
+        return self.owner
+
+
+class EventRelayLease(models.Model):
+    """
+    The lease of one outbox partition: only its owner publishes the partition's events, until expires_at.
+
+    A partition is int(partition_key) % EVENT_RELAY_PARTITIONS, so all events of one user belong to
+    one partition and one relay publishes them, in id order.
+    """
+
+    partition_no = models.PositiveSmallIntegerField(unique=True)
+    owner = models.CharField(max_length=100, blank=True, default="")
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "event_relay_lease"
+
+    def __str__(self) -> str:
+        return f"{self.partition_no}:{self.owner}"
+
+
+class ConsumedMessage(models.Model):
+    """
+    A message a consumer has already handled. Inserted in the consumer's own transaction, the
+    unique key makes a redelivered message a no-op (delivery is at-least-once).
+    """
+
+    consumer = models.CharField(max_length=64)
+    message_id = models.CharField(max_length=64)
+    create_time = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "event_consumed"
+        constraints = [
+            models.UniqueConstraint(fields=["consumer", "message_id"], name="uk_event_consumed_consumer_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer}:{self.message_id}"
