@@ -27,8 +27,18 @@ class BalanceAdmin(ReadOnlyAdmin):
 
 @admin.register(Flow)
 class FlowAdmin(ReadOnlyAdmin):
-    list_display = ("flow_no", "user", "coin", "business_type", "amount", "balance_after",
-                    "frozen_amount", "frozen_after", "biz_ref", "create_time")
+    list_display = (
+        "flow_no",
+        "user",
+        "coin",
+        "business_type",
+        "amount",
+        "balance_after",
+        "frozen_amount",
+        "frozen_after",
+        "biz_ref",
+        "create_time",
+    )
     list_filter = ("coin", "business_type")
     search_fields = ("flow_no", "biz_ref", "ref_tx_hash", "user__username")
     list_select_related = ("user",)

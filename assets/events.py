@@ -53,9 +53,7 @@ class Event:
 
 
 def _header(*, topic: str, tags: str, keys: str, at: datetime) -> Header:
-    return Header(
-        message_id=new_message_id(), topic=topic, tags=tags, keys=keys, timestamp=int(at.timestamp() * 1000)
-    )
+    return Header(message_id=new_message_id(), topic=topic, tags=tags, keys=keys, timestamp=int(at.timestamp() * 1000))
 
 
 def asset_changed(

@@ -59,10 +59,25 @@ def ledger_mismatches(*, user_id: int | None = None) -> list[dict[str, object]]:
     for balance in balances.order_by("id"):
         expected = sums.pop((balance.user_id, balance.coin_id), (Decimal(0), Decimal(0)))
         if (balance.available, balance.frozen) != expected:
-            mismatches.append({"user_id": balance.user_id, "coin_id": balance.coin_id,
-                               "available": balance.available, "frozen": balance.frozen,
-                               "flows_available": expected[0], "flows_frozen": expected[1]})
+            mismatches.append(
+                {
+                    "user_id": balance.user_id,
+                    "coin_id": balance.coin_id,
+                    "available": balance.available,
+                    "frozen": balance.frozen,
+                    "flows_available": expected[0],
+                    "flows_frozen": expected[1],
+                }
+            )
     for (orphan_user, orphan_coin), (available, frozen) in sums.items():
-        mismatches.append({"user_id": orphan_user, "coin_id": orphan_coin, "available": None, "frozen": None,
-                           "flows_available": available, "flows_frozen": frozen})
+        mismatches.append(
+            {
+                "user_id": orphan_user,
+                "coin_id": orphan_coin,
+                "available": None,
+                "frozen": None,
+                "flows_available": available,
+                "flows_frozen": frozen,
+            }
+        )
     return mismatches

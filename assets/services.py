@@ -90,12 +90,13 @@ def _post(
         booked = Flow.objects.filter(business_type=business_type, biz_ref=biz_ref).first()
         if booked is not None:
             same = (booked.user_id, booked.coin_id, booked.amount, booked.frozen_amount) == (
-                user_id, coin.coin_id, available_delta, frozen_delta,
+                user_id,
+                coin.coin_id,
+                available_delta,
+                frozen_delta,
             )
             if not same:
-                raise FlowConflict(
-                    f"{BusinessType(business_type).name} {biz_ref} is already booked differently."
-                )
+                raise FlowConflict(f"{BusinessType(business_type).name} {biz_ref} is already booked differently.")
             return booked
 
         with exact():
@@ -146,8 +147,14 @@ def _post(
 
 
 def balance_credit(
-    *, user_id: int, coin: CoinConfig, amount: object, business_type: BusinessType, biz_ref: str,
-    ref_tx_hash: str = "", memo: str = "",
+    *,
+    user_id: int,
+    coin: CoinConfig,
+    amount: object,
+    business_type: BusinessType,
+    biz_ref: str,
+    ref_tx_hash: str = "",
+    memo: str = "",
 ) -> Flow:
     """
     Add amount to the available balance, once per (business_type, biz_ref).
@@ -155,13 +162,28 @@ def balance_credit(
     :raises InvalidAmount: amount is not positive, not a number or finer than the coin allows.
     :raises FlowConflict: biz_ref was already booked for another user, coin or amount.
     """
-    return _post(user_id=user_id, coin=coin, amount=amount, business_type=business_type, biz_ref=biz_ref,
-                 available_sign=1, frozen_sign=0, ref_tx_hash=ref_tx_hash, memo=memo)
+    return _post(
+        user_id=user_id,
+        coin=coin,
+        amount=amount,
+        business_type=business_type,
+        biz_ref=biz_ref,
+        available_sign=1,
+        frozen_sign=0,
+        ref_tx_hash=ref_tx_hash,
+        memo=memo,
+    )
 
 
 def balance_debit(
-    *, user_id: int, coin: CoinConfig, amount: object, business_type: BusinessType, biz_ref: str,
-    ref_tx_hash: str = "", memo: str = "",
+    *,
+    user_id: int,
+    coin: CoinConfig,
+    amount: object,
+    business_type: BusinessType,
+    biz_ref: str,
+    ref_tx_hash: str = "",
+    memo: str = "",
 ) -> Flow:
     """
     Take amount from the available balance, once per (business_type, biz_ref).
@@ -169,13 +191,28 @@ def balance_debit(
     :raises InsufficientFunds: the available balance is smaller than amount.
     :raises InvalidAmount, FlowConflict: as balance_credit.
     """
-    return _post(user_id=user_id, coin=coin, amount=amount, business_type=business_type, biz_ref=biz_ref,
-                 available_sign=-1, frozen_sign=0, ref_tx_hash=ref_tx_hash, memo=memo)
+    return _post(
+        user_id=user_id,
+        coin=coin,
+        amount=amount,
+        business_type=business_type,
+        biz_ref=biz_ref,
+        available_sign=-1,
+        frozen_sign=0,
+        ref_tx_hash=ref_tx_hash,
+        memo=memo,
+    )
 
 
 def balance_freeze(
-    *, user_id: int, coin: CoinConfig, amount: object, business_type: BusinessType, biz_ref: str,
-    ref_tx_hash: str = "", memo: str = "",
+    *,
+    user_id: int,
+    coin: CoinConfig,
+    amount: object,
+    business_type: BusinessType,
+    biz_ref: str,
+    ref_tx_hash: str = "",
+    memo: str = "",
 ) -> Flow:
     """
     Move amount from available to frozen, once per (business_type, biz_ref).
@@ -183,13 +220,28 @@ def balance_freeze(
     :raises InsufficientFunds: the available balance is smaller than amount.
     :raises InvalidAmount, FlowConflict: as balance_credit.
     """
-    return _post(user_id=user_id, coin=coin, amount=amount, business_type=business_type, biz_ref=biz_ref,
-                 available_sign=-1, frozen_sign=1, ref_tx_hash=ref_tx_hash, memo=memo)
+    return _post(
+        user_id=user_id,
+        coin=coin,
+        amount=amount,
+        business_type=business_type,
+        biz_ref=biz_ref,
+        available_sign=-1,
+        frozen_sign=1,
+        ref_tx_hash=ref_tx_hash,
+        memo=memo,
+    )
 
 
 def balance_unfreeze(
-    *, user_id: int, coin: CoinConfig, amount: object, business_type: BusinessType, biz_ref: str,
-    ref_tx_hash: str = "", memo: str = "",
+    *,
+    user_id: int,
+    coin: CoinConfig,
+    amount: object,
+    business_type: BusinessType,
+    biz_ref: str,
+    ref_tx_hash: str = "",
+    memo: str = "",
 ) -> Flow:
     """
     Move amount from frozen back to available, once per (business_type, biz_ref).
@@ -197,13 +249,28 @@ def balance_unfreeze(
     :raises InsufficientFunds: the frozen balance is smaller than amount.
     :raises InvalidAmount, FlowConflict: as balance_credit.
     """
-    return _post(user_id=user_id, coin=coin, amount=amount, business_type=business_type, biz_ref=biz_ref,
-                 available_sign=1, frozen_sign=-1, ref_tx_hash=ref_tx_hash, memo=memo)
+    return _post(
+        user_id=user_id,
+        coin=coin,
+        amount=amount,
+        business_type=business_type,
+        biz_ref=biz_ref,
+        available_sign=1,
+        frozen_sign=-1,
+        ref_tx_hash=ref_tx_hash,
+        memo=memo,
+    )
 
 
 def balance_settle_frozen(
-    *, user_id: int, coin: CoinConfig, amount: object, business_type: BusinessType, biz_ref: str,
-    ref_tx_hash: str = "", memo: str = "",
+    *,
+    user_id: int,
+    coin: CoinConfig,
+    amount: object,
+    business_type: BusinessType,
+    biz_ref: str,
+    ref_tx_hash: str = "",
+    memo: str = "",
 ) -> Flow:
     """
     Remove amount from the frozen balance for good (a withdrawal paid out), once per reference.
@@ -211,5 +278,14 @@ def balance_settle_frozen(
     :raises InsufficientFunds: the frozen balance is smaller than amount.
     :raises InvalidAmount, FlowConflict: as balance_credit.
     """
-    return _post(user_id=user_id, coin=coin, amount=amount, business_type=business_type, biz_ref=biz_ref,
-                 available_sign=0, frozen_sign=-1, ref_tx_hash=ref_tx_hash, memo=memo)
+    return _post(
+        user_id=user_id,
+        coin=coin,
+        amount=amount,
+        business_type=business_type,
+        biz_ref=biz_ref,
+        available_sign=0,
+        frozen_sign=-1,
+        ref_tx_hash=ref_tx_hash,
+        memo=memo,
+    )

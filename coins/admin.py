@@ -8,9 +8,18 @@ from coins.models import CoinConfig
 @admin.register(CoinConfig)
 class CoinConfigAdmin(admin.ModelAdmin):
     list_display = (
-        "coin_id", "chain_id", "decimals", "status", "recharge_enabled", "withdraw_enabled",
-        "required_confirmations", "min_withdraw_amount", "max_withdraw_amount",
-        "withdraw_audit_threshold", "withdraw_daily_limit", "sort_order",
+        "coin_id",
+        "chain_id",
+        "decimals",
+        "status",
+        "recharge_enabled",
+        "withdraw_enabled",
+        "required_confirmations",
+        "min_withdraw_amount",
+        "max_withdraw_amount",
+        "withdraw_audit_threshold",
+        "withdraw_daily_limit",
+        "sort_order",
     )
     list_filter = ("chain_id", "status", "recharge_enabled", "withdraw_enabled")
     search_fields = ("coin_id", "coin_name", "coin_symbol", "contract_address")

@@ -8,7 +8,6 @@ from rest_framework.views import APIView
 from coins import selectors as coins_selectors
 from coins.services import COIN_LIST_CACHE_KEY
 
-
 COIN_LIST_CACHE_SECONDS = 10
 
 

@@ -53,9 +53,7 @@ class CoinConfig(models.Model):
     class Meta:
         db_table = "coin_config"
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(decimals__gte=0, decimals__lte=18), name="coin_decimals_0_18"
-            ),
+            models.CheckConstraint(condition=models.Q(decimals__gte=0, decimals__lte=18), name="coin_decimals_0_18"),
             models.CheckConstraint(
                 condition=models.Q(min_withdraw_amount__gt=0, min_recharge_amount__gt=0),
                 name="coin_minimums_positive",

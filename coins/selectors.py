@@ -91,9 +91,7 @@ def amount_check(*, coin: CoinConfig, amount: object, field: str = "amount") -> 
     with exact():
         too_fine = value % coin.quantum != 0
     if too_fine:
-        raise InvalidAmount(
-            f"{coin.coin_id} allows at most {coin.decimals} decimal places.", field=field
-        )
+        raise InvalidAmount(f"{coin.coin_id} allows at most {coin.decimals} decimal places.", field=field)
     return value
 
 

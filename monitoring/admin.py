@@ -24,8 +24,16 @@ class OpenFilter(admin.SimpleListFilter):
 
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ("severity", "kind", "subject", "count", "first_seen", "last_seen", "acknowledged_by",
-                    "acknowledged_at")
+    list_display = (
+        "severity",
+        "kind",
+        "subject",
+        "count",
+        "first_seen",
+        "last_seen",
+        "acknowledged_by",
+        "acknowledged_at",
+    )
     list_filter = (OpenFilter, "severity", "kind")
     search_fields = ("kind", "subject", "message")
     readonly_fields = [f.name for f in Alert._meta.fields]

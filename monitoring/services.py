@@ -22,9 +22,7 @@ def _open_key(kind: str, subject: str) -> str:
 
 
 @transaction.atomic(savepoint=False)
-def alert_raise(
-    *, severity: Severity, kind: str, subject: str, message: str, now: datetime | None = None
-) -> Alert:
+def alert_raise(*, severity: Severity, kind: str, subject: str, message: str, now: datetime | None = None) -> Alert:
     """
     Record an alert, or count one more occurrence of the same open alert (same kind and subject).
 
@@ -35,9 +33,7 @@ def alert_raise(
     moment = now or timezone.now()
     text = redact(message)
     key = _open_key(kind, subject)
-    updated = Alert.objects.filter(open_key=key).update(
-        count=F("count") + 1, last_seen=moment, message=text
-    )
+    updated = Alert.objects.filter(open_key=key).update(count=F("count") + 1, last_seen=moment, message=text)
     if updated:
         alert = Alert.objects.get(open_key=key)
         if severity > alert.severity:
@@ -47,8 +43,13 @@ def alert_raise(
     try:
         with transaction.atomic():
             alert = Alert.objects.create(
-                severity=severity, kind=kind, subject=subject, message=text,
-                first_seen=moment, last_seen=moment, open_key=key,
+                severity=severity,
+                kind=kind,
+                subject=subject,
+                message=text,
+                first_seen=moment,
+                last_seen=moment,
+                open_key=key,
             )
     except IntegrityError:
         # Another process opened the same alert between our update and insert.

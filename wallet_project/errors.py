@@ -74,8 +74,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        body = {"code": "invalid", "message": "The request has invalid fields.",
-                "fields": _field_errors(exc.detail)}
+        body = {"code": "invalid", "message": "The request has invalid fields.", "fields": _field_errors(exc.detail)}
     else:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
         code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"

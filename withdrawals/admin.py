@@ -16,8 +16,7 @@ class WithdrawAuditLogInline(admin.TabularInline):
 
 @admin.register(WithdrawRecord)
 class WithdrawRecordAdmin(admin.ModelAdmin):
-    list_display = ("withdraw_no", "user", "coin", "amount", "fee", "status", "to_address", "audit_user",
-                    "create_time")
+    list_display = ("withdraw_no", "user", "coin", "amount", "fee", "status", "to_address", "audit_user", "create_time")
     list_filter = ("coin", "status")
     search_fields = ("withdraw_no", "tx_hash", "to_address", "=user__id")
     list_select_related = ("user",)

@@ -52,9 +52,15 @@ class TestConcurrentPostings:
         def worker(n):
             start.wait()
             for i in range(25):
-                _with_deadlock_retry(lambda: assets_services.balance_credit(
-                    user_id=user.id, coin=btc, amount=Decimal("0.00000001"),
-                    business_type=BusinessType.RECHARGE, biz_ref=f"t{n}-{i}"))
+                _with_deadlock_retry(
+                    lambda ref=f"t{n}-{i}": assets_services.balance_credit(
+                        user_id=user.id,
+                        coin=btc,
+                        amount=Decimal("0.00000001"),
+                        business_type=BusinessType.RECHARGE,
+                        biz_ref=ref,
+                    )
+                )
 
         with ThreadPoolExecutor(THREADS) as pool:
             list(pool.map(worker, range(THREADS)))
@@ -70,9 +76,11 @@ class TestConcurrentPostings:
         @_in_thread
         def worker(_):
             start.wait()
-            return _with_deadlock_retry(lambda: assets_services.balance_credit(
-                user_id=user.id, coin=btc, amount=Decimal("1"), business_type=BusinessType.RECHARGE,
-                biz_ref="same")).id
+            return _with_deadlock_retry(
+                lambda: assets_services.balance_credit(
+                    user_id=user.id, coin=btc, amount=Decimal("1"), business_type=BusinessType.RECHARGE, biz_ref="same"
+                )
+            ).id
 
         with ThreadPoolExecutor(THREADS) as pool:
             flow_ids = set(pool.map(worker, range(THREADS)))
@@ -82,17 +90,24 @@ class TestConcurrentPostings:
 
     def test_racing_withdrawal_freezes_never_overdraw(self, user):
         btc = CoinConfig.objects.get(coin_id="BTC")
-        assets_services.balance_credit(user_id=user.id, coin=btc, amount=Decimal("1"),
-                                       business_type=BusinessType.RECHARGE, biz_ref="funding")
+        assets_services.balance_credit(
+            user_id=user.id, coin=btc, amount=Decimal("1"), business_type=BusinessType.RECHARGE, biz_ref="funding"
+        )
         start = threading.Barrier(THREADS)
 
         @_in_thread
         def worker(n):
             start.wait()
             try:
-                _with_deadlock_retry(lambda: assets_services.balance_freeze(
-                    user_id=user.id, coin=btc, amount=Decimal("0.3"),
-                    business_type=BusinessType.WITHDRAW_FREEZE, biz_ref=f"w{n}"))
+                _with_deadlock_retry(
+                    lambda: assets_services.balance_freeze(
+                        user_id=user.id,
+                        coin=btc,
+                        amount=Decimal("0.3"),
+                        business_type=BusinessType.WITHDRAW_FREEZE,
+                        biz_ref=f"w{n}",
+                    )
+                )
                 return True
             except assets_services.InsufficientFunds:
                 return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -42,8 +43,7 @@ class TestLedgerInvariants(TestCase):
             for attempt in range(2 if i == replayed else 1):
                 flows_before = Flow.objects.count()
                 with contextlib.suppress(assets_services.InsufficientFunds), transaction.atomic():
-                    service(user_id=user.id, coin=btc, amount=amount, business_type=business_type,
-                            biz_ref=f"s{i}")
+                    service(user_id=user.id, coin=btc, amount=amount, business_type=business_type, biz_ref=f"s{i}")
                     if attempt == 0:
                         booked += 1
                 if attempt == 1:
@@ -53,8 +53,8 @@ class TestLedgerInvariants(TestCase):
         flows = list(Flow.objects.filter(user=user, coin=btc).order_by("id"))
         assert len(flows) == booked
         assert OutboxMessage.objects.count() == len(flows)
-        assert all(b.balance_before == a.balance_after for a, b in zip(flows, flows[1:], strict=False))
-        assert all(b.frozen_before == a.frozen_after for a, b in zip(flows, flows[1:], strict=False))
+        assert all(b.balance_before == a.balance_after for a, b in itertools.pairwise(flows))
+        assert all(b.frozen_before == a.frozen_after for a, b in itertools.pairwise(flows))
         if balance is not None:
             assert balance.available == sum((f.amount for f in flows), Decimal(0))
             assert balance.frozen == sum((f.frozen_amount for f in flows), Decimal(0))

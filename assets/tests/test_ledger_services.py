@@ -43,9 +43,18 @@ class TestBalanceCredit:
         assert event.keys == flow.flow_no and event.partition_key == str(user.id)
         assert event.payload["header"]["message_id"] == event.message_id
         assert event.payload["body"] == {
-            "flow_no": flow.flow_no, "user_id": user.id, "coin_id": "BTC", "business_type": 1,
-            "amount": "0.001", "balance_before": "0", "balance_after": "0.001", "ref_tx_hash": "",
-            "frozen_amount": "0", "frozen_before": "0", "frozen_after": "0", "biz_ref": "R1",
+            "flow_no": flow.flow_no,
+            "user_id": user.id,
+            "coin_id": "BTC",
+            "business_type": 1,
+            "amount": "0.001",
+            "balance_before": "0",
+            "balance_after": "0.001",
+            "ref_tx_hash": "",
+            "frozen_amount": "0",
+            "frozen_before": "0",
+            "frozen_after": "0",
+            "biz_ref": "R1",
         }
 
     def test_books_a_replayed_reference_once(self, user, btc):
@@ -111,10 +120,12 @@ class TestFreezeAndSettle:
     def test_follows_a_withdrawal_from_apply_to_payout(self, user, btc):
         credit(user, btc, Decimal("2"), ref="R1")
 
-        assets_services.balance_freeze(user_id=user.id, coin=btc, amount=Decimal("1.2"),
-                                       business_type=BusinessType.WITHDRAW_FREEZE, biz_ref="W1")
-        assets_services.balance_settle_frozen(user_id=user.id, coin=btc, amount=Decimal("1.2"),
-                                              business_type=BusinessType.WITHDRAW_SETTLE, biz_ref="W1")
+        assets_services.balance_freeze(
+            user_id=user.id, coin=btc, amount=Decimal("1.2"), business_type=BusinessType.WITHDRAW_FREEZE, biz_ref="W1"
+        )
+        assets_services.balance_settle_frozen(
+            user_id=user.id, coin=btc, amount=Decimal("1.2"), business_type=BusinessType.WITHDRAW_SETTLE, biz_ref="W1"
+        )
 
         balance = Balance.objects.get(user=user, coin=btc)
         assert (balance.available, balance.frozen) == (Decimal("0.8"), 0)
@@ -122,11 +133,13 @@ class TestFreezeAndSettle:
 
     def test_unfreeze_returns_the_frozen_amount(self, user, btc):
         credit(user, btc, Decimal("2"), ref="R1")
-        assets_services.balance_freeze(user_id=user.id, coin=btc, amount=Decimal("2"),
-                                       business_type=BusinessType.WITHDRAW_FREEZE, biz_ref="W1")
+        assets_services.balance_freeze(
+            user_id=user.id, coin=btc, amount=Decimal("2"), business_type=BusinessType.WITHDRAW_FREEZE, biz_ref="W1"
+        )
 
-        assets_services.balance_unfreeze(user_id=user.id, coin=btc, amount=Decimal("2"),
-                                         business_type=BusinessType.WITHDRAW_UNFREEZE, biz_ref="W1")
+        assets_services.balance_unfreeze(
+            user_id=user.id, coin=btc, amount=Decimal("2"), business_type=BusinessType.WITHDRAW_UNFREEZE, biz_ref="W1"
+        )
 
         balance = Balance.objects.get(user=user, coin=btc)
         assert (balance.available, balance.frozen) == (Decimal("2"), 0)
@@ -144,8 +157,7 @@ class TestFreezeAndSettle:
         credit(user, btc, Decimal("1"), ref="R1")
 
         with pytest.raises(assets_services.InsufficientFunds), transaction.atomic():
-            operation(user_id=user.id, coin=btc, amount=Decimal("1.00000001"), business_type=business_type,
-                      biz_ref="X")
+            operation(user_id=user.id, coin=btc, amount=Decimal("1.00000001"), business_type=business_type, biz_ref="X")
 
         balance = Balance.objects.get(user=user, coin=btc)
         assert (balance.available, balance.frozen) == (Decimal("1"), 0)
@@ -159,5 +171,13 @@ class TestLedgerMismatches:
 
         mismatches = assets_selectors.ledger_mismatches()
 
-        assert mismatches == [{"user_id": user.id, "coin_id": "BTC", "available": Decimal("5"), "frozen": 0,
-                               "flows_available": Decimal("1"), "flows_frozen": 0}]
+        assert mismatches == [
+            {
+                "user_id": user.id,
+                "coin_id": "BTC",
+                "available": Decimal("5"),
+                "frozen": 0,
+                "flows_available": Decimal("1"),
+                "flows_frozen": 0,
+            }
+        ]

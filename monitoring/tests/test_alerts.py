@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from monitoring import selectors as monitoring_selectors
+from monitoring import services as monitoring_services
+from monitoring.models import Alert, Severity
+from wallet_project.errors import WalletError
+
+pytestmark = pytest.mark.django_db
+
+
+def raise_node_down(message="ETH node unreachable", severity=Severity.WARNING):
+    return monitoring_services.alert_raise(severity=severity, kind="NODE_DOWN", subject="chain:ETH", message=message)
+
+
+class TestAlertRaise:
+    def test_counts_repeats_of_an_open_alert_instead_of_opening_another(self):
+        first = raise_node_down()
+        raise_node_down(message="still unreachable")
+
+        again = raise_node_down(severity=Severity.CRITICAL)
+
+        assert again.id == first.id
+        assert Alert.objects.count() == 1
+        again.refresh_from_db()
+        assert (again.count, again.severity) == (3, Severity.CRITICAL)
+
+    def test_opens_a_new_alert_after_the_old_one_was_acknowledged(self):
+        ops = get_user_model().objects.create_user(username="ops")
+        first = raise_node_down()
+        monitoring_services.alert_acknowledge(alert_id=first.id, user=ops)
+
+        second = raise_node_down()
+
+        assert second.id != first.id
+        assert list(monitoring_selectors.alert_list_open()) == [second]
+
+    def test_refuses_to_acknowledge_twice(self):
+        ops = get_user_model().objects.create_user(username="ops")
+        alert = raise_node_down()
+        monitoring_services.alert_acknowledge(alert_id=alert.id, user=ops)
+
+        with pytest.raises(WalletError):
+            monitoring_services.alert_acknowledge(alert_id=alert.id, user=ops)
+
+    def test_redacts_secrets_from_the_message(self):
+        alert = raise_node_down(message="rpc failed password=test-only-secret")
+
+        assert "test-only-secret" not in alert.message
+
+
+class TestAlertAdmin:
+    def test_acknowledge_action_closes_the_selected_alerts(self, admin_client, admin_user):
+        alert = raise_node_down()
+
+        response = admin_client.post(
+            "/admin/monitoring/alert/", {"action": "acknowledge", "_selected_action": [alert.id]}, follow=True
+        )
+
+        assert response.status_code == 200
+        alert.refresh_from_db()
+        assert alert.acknowledged_by == admin_user and alert.open_key is None
