@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "wallet_project",
     "django_prometheus",
     "rest_framework",
     "rest_framework_simplejwt",
@@ -92,6 +93,8 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "wallet_project.logging.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's static files from gunicorn itself: no separate web server needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -209,7 +212,11 @@ USE_TZ = True
 WALLET_BUSINESS_TIME_ZONE = env_str("WALLET_BUSINESS_TIME_ZONE", "Asia/Shanghai")
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 # --- API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {

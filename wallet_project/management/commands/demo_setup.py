@@ -1,0 +1,40 @@
+"""Create the demo back-office admin and a demo API user for a local run (development only)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+
+class Command(BaseCommand):
+    help = "Create (once) a demo admin and a demo API user; print how to log in. Refused in production."
+
+    def handle(self, *args: object, **options: object) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("demo_setup is for development only; create real users with createsuperuser")
+        credentials_file = Path(settings.VAR_DIR) / "demo-credentials.txt"
+        User = get_user_model()
+        with transaction.atomic(durable=True):
+            if not User.objects.filter(username="admin").exists():
+                admin_password = secrets.token_urlsafe(12)
+                demo_password = secrets.token_urlsafe(12)
+                User.objects.create_superuser("admin", "admin@localhost", admin_password)
+                User.objects.create_user("demo", "demo@localhost", demo_password)
+                credentials_file.write_text(f"admin {admin_password}\ndemo {demo_password}\n")
+                credentials_file.chmod(0o600)
+        if not credentials_file.exists():
+            raise CommandError(f"demo users exist but {credentials_file} is gone; reset with changepassword")
+        # Local demo credentials, shown to the person who started the service on their machine.
+        creds = dict(line.split(" ", 1) for line in credentials_file.read_text().splitlines())
+        self.stdout.write(
+            f"Back-office: http://127.0.0.1:8083/admin/  user admin  password {creds['admin']}\n"
+            f"API user:    demo  password {creds['demo']}\n"
+            f"  curl -s -X POST http://127.0.0.1:8083/api/v1/auth/token -H 'Content-Type: application/json' "
+            f"-d '{{\"username\": \"demo\", \"password\": \"{creds['demo']}\"}}'\n"
+            f"(credentials kept in {credentials_file})"
+        )
