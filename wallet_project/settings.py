@@ -315,3 +315,24 @@ TRON_FEE_FALLBACK_SUN = env_int("TRON_FEE_FALLBACK_SUN", 1000)
 TRON_FEE_LIMIT_SUN = env_int("TRON_FEE_LIMIT_SUN", 30_000_000)
 # Where the dev-chain command writes the deployed test contract addresses.
 DEVCHAIN_FILE = Path(env_str("DEVCHAIN_FILE", str(VAR_DIR / "devchain.json")))
+
+# --- Addresses (keys, derivation, address pool) --------------------------------------
+# Bech32 prefix of BTC regtest addresses: Bitcoin Core uses bcrt, bcoin uses rb.
+BTC_REGTEST_HRP = env_str("BTC_REGTEST_HRP", "bcrt")
+# The key-encryption key (KEK) of the key vault comes from outside the database: WALLET_KEK
+# (base64 of 32 bytes, or "version:base64" pairs separated by commas for rotation) and/or
+# WALLET_KEK_FILE (a file holding the same text). Its value is never kept in settings.
+WALLET_KEK_FILE = env_str("WALLET_KEK_FILE", "")
+# Version used to encrypt new secrets; 0 means the highest version present.
+WALLET_KEK_VERSION = env_int("WALLET_KEK_VERSION", 0)
+if PRODUCTION and not os.environ.get("WALLET_KEK") and not WALLET_KEK_FILE:
+    raise ImproperlyConfigured("production needs the key-encryption key: set WALLET_KEK or WALLET_KEK_FILE")
+# Development only: without a KEK a throwaway one is generated here on first use.
+WALLET_DEV_KEK_FILE = VAR_DIR / "DEV-ONLY-wallet-kek.txt"
+# The beat task tops each chain's pool of unassigned deposit addresses up by ADDRESS_POOL_BATCH
+# when fewer than ADDRESS_POOL_MIN are left.
+ADDRESS_POOL_MIN = env_int("ADDRESS_POOL_MIN", 1000)
+ADDRESS_POOL_BATCH = env_int("ADDRESS_POOL_BATCH", 5000)
+ADDRESS_POOL_TOP_UP_SECONDS = env_int("ADDRESS_POOL_TOP_UP_SECONDS", 300)
+# bitcoinlib writes a database and config under BCL_DATA_DIR on import (default ~/.bitcoinlib).
+os.environ.setdefault("BCL_DATA_DIR", str(VAR_DIR / "bitcoinlib"))
