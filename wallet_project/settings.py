@@ -336,3 +336,26 @@ ADDRESS_POOL_BATCH = env_int("ADDRESS_POOL_BATCH", 5000)
 ADDRESS_POOL_TOP_UP_SECONDS = env_int("ADDRESS_POOL_TOP_UP_SECONDS", 300)
 # bitcoinlib writes a database and config under BCL_DATA_DIR on import (default ~/.bitcoinlib).
 os.environ.setdefault("BCL_DATA_DIR", str(VAR_DIR / "bitcoinlib"))
+
+# --- Deposits (block scanner, confirmations) -----------------------------------------
+# Seconds between two beat ticks of each chain's scanner and confirmation task.
+SCAN_INTERVAL_SECONDS = env_int("SCAN_INTERVAL_SECONDS", 30)
+# Chains that get a scanner (beat schedules are made for these).
+SCAN_CHAINS = env_list("SCAN_CHAINS", "BTC,ETH,TRON")
+# Most blocks read per batch; a tick runs batches until caught up or SCAN_TICK_BUDGET_SECONDS.
+SCAN_BATCH_BLOCKS = env_int("SCAN_BATCH_BLOCKS", 100)
+SCAN_TICK_BUDGET_SECONDS = env_int("SCAN_TICK_BUDGET_SECONDS", 20)
+# Hashes of the last N blocks are kept to find a fork point; a deeper reorg stops the chain's
+# scanner with a critical alert. Keep it well above every coin's required_confirmations.
+SCAN_RECENT_BLOCKS = env_int("SCAN_RECENT_BLOCKS", 256)
+# Where a chain's scanner starts the first time, e.g. "ETH:0,BTC:0" (default: the node's tip).
+SCAN_START_HEIGHTS = {
+    chain.strip(): int(height)
+    for chain, height in (item.split(":", 1) for item in env_list("SCAN_START_HEIGHTS", ""))
+}
+# The watch list of deposit addresses is refreshed incrementally each tick, reloaded in full
+# this often; assignments younger than the look-back are re-read (late commits).
+SCAN_WATCH_FULL_RELOAD_SECONDS = env_int("SCAN_WATCH_FULL_RELOAD_SECONDS", 600)
+SCAN_WATCH_LOOKBACK_SECONDS = env_int("SCAN_WATCH_LOOKBACK_SECONDS", 600)
+# Most distinct block heights whose hash the confirmation task re-checks per tick.
+SCAN_CONFIRM_MAX_HEIGHTS = env_int("SCAN_CONFIRM_MAX_HEIGHTS", 200)
