@@ -359,3 +359,28 @@ SCAN_WATCH_FULL_RELOAD_SECONDS = env_int("SCAN_WATCH_FULL_RELOAD_SECONDS", 600)
 SCAN_WATCH_LOOKBACK_SECONDS = env_int("SCAN_WATCH_LOOKBACK_SECONDS", 600)
 # Most distinct block heights whose hash the confirmation task re-checks per tick.
 SCAN_CONFIRM_MAX_HEIGHTS = env_int("SCAN_CONFIRM_MAX_HEIGHTS", 200)
+
+# --- Event relay (assets.relay) ------------------------------------------------------
+# Where the outbox is published: amqp://... (RabbitMQ, the default in production and CI),
+# redis://... (Redis Streams, small installs) or sqlite:///path (the embedded sink of a bare
+# machine: the default in development when neither EVENT_BROKER_URL nor RABBITMQ_URL is set).
+EVENT_BROKER_URL = env_str("EVENT_BROKER_URL", "") or env_str("RABBITMQ_URL", "")
+if not EVENT_BROKER_URL:
+    EVENT_BROKER_URL = (
+        "amqp://guest:guest@127.0.0.1:5672//" if PRODUCTION else f"sqlite:///{VAR_DIR / 'events.sqlite3'}"
+    )
+# Prepended to exchange, queue and stream names (separate environments on one broker).
+EVENT_EXCHANGE_PREFIX = env_str("EVENT_EXCHANGE_PREFIX", "")
+# Relay partitions: a user's events belong to partition user_id % this; each relay process
+# leases a share. A multiple of the largest queue count (16) keeps queues within one partition.
+EVENT_RELAY_PARTITIONS = env_int("EVENT_RELAY_PARTITIONS", 16)
+EVENT_RELAY_BATCH_SIZE = env_int("EVENT_RELAY_BATCH_SIZE", 500)
+EVENT_RELAY_LEASE_SECONDS = env_int("EVENT_RELAY_LEASE_SECONDS", 30)
+EVENT_RELAY_CONFIRM_TIMEOUT_SECONDS = env_int("EVENT_RELAY_CONFIRM_TIMEOUT_SECONDS", 5)
+EVENT_RELAY_IDLE_MS = env_int("EVENT_RELAY_IDLE_MS", 200)
+# An EVENT_RELAY_LAG alert is raised when the oldest pending event is older than this.
+RELAY_LAG_ALERT_SECONDS = env_int("RELAY_LAG_ALERT_SECONDS", 60)
+# Sent events are deleted from the outbox after this many days (prune_events).
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 7)
+# Consumers' dedupe records (assets.consumers) are kept this long.
+EVENT_DEDUPE_TTL_SECONDS = env_int("EVENT_DEDUPE_TTL_SECONDS", 7 * 24 * 3600)
