@@ -1,0 +1,125 @@
+"""
+Matching a block's transfers against watched deposit addresses: pure CPU, no database, no RPC.
+
+The scanner calls `transfers_match` once per block with a dict {match_key: (user_id, address)}
+built from the watch list, so a block costs one dict lookup per transfer whatever the number
+of watched addresses. Only transfers that hit a watched address are looked at further (contract,
+success, amount), which is where the fake-deposit rules live.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from chains.base import ChainError, Transfer
+
+logger = logging.getLogger(__name__)
+
+Watch = dict[str, tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class CoinRules:
+    """How a chain's transfers map to coins: the native coin and the configured token contracts."""
+
+    chain_id: str
+    native_coin_id: str | None
+    # Canonical contract key (adapter.match_key of the contract) -> coin_id.
+    tokens: dict[str, str] = field(default_factory=dict)
+    coin_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A transfer to a watched address that counts as a deposit of coin_id."""
+
+    transfer: Transfer
+    coin_id: str
+    user_id: int
+    address: str
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A transfer to a watched address that does not count, and why (for the log)."""
+
+    transfer: Transfer
+    reason: str
+
+
+def transfer_check(transfer: object) -> Transfer:
+    """
+    Return transfer if its fields have the types the interface promises.
+
+    :raises ChainError: the adapter produced something malformed.
+    """
+    if not isinstance(transfer, Transfer):
+        raise ChainError(f"a transfer is a {type(transfer).__name__}, not a Transfer")
+    ok = (
+        isinstance(transfer.tx_hash, str)
+        and 0 < len(transfer.tx_hash) <= 255
+        and isinstance(transfer.index, int)
+        and not isinstance(transfer.index, bool)
+        and transfer.index >= -1
+        and isinstance(transfer.amount_base_units, int)
+        and not isinstance(transfer.amount_base_units, bool)
+        and transfer.amount_base_units >= 0
+        and isinstance(transfer.to_address, str)
+        and isinstance(transfer.from_address, str)
+        and isinstance(transfer.success, bool)
+        and (transfer.contract is None or isinstance(transfer.contract, str))
+    )
+    if not ok:
+        raise ChainError(f"malformed transfer in tx {str(transfer.tx_hash)[:80]!r}")
+    return transfer
+
+
+def transfers_match(
+    *,
+    transfers: Iterable[Transfer],
+    watch: Watch,
+    rules: CoinRules,
+    contract_key: Callable[[str], str],
+) -> tuple[list[Candidate], list[Ignored]]:
+    """
+    Return the transfers of a block that are deposits, and those to watched addresses that are not.
+
+    A deposit is a successful transfer to a watched address, of the native coin or of a token from
+    the coin's configured contract (compared by canonical key), with a positive amount.
+    :raises ChainError: a transfer to a watched address is malformed.
+    """
+    candidates: list[Candidate] = []
+    ignored: list[Ignored] = []
+    lookup = watch.get
+    for transfer in transfers:
+        owner = lookup(transfer.match_key)
+        if owner is None:
+            continue
+        transfer_check(transfer)
+        if not transfer.success:
+            # A reverted ERC20 transfer still emits nothing, but its native value and any
+            # adapter-reported transfer of a failed TRON contract must never count.
+            ignored.append(Ignored(transfer, "transaction failed on chain"))
+            continue
+        if transfer.contract is None:
+            coin_id = rules.native_coin_id
+            if coin_id is None:
+                ignored.append(Ignored(transfer, "no native coin configured"))
+                continue
+        else:
+            try:
+                key = contract_key(transfer.contract)
+            except (ChainError, ValueError, TypeError):
+                ignored.append(Ignored(transfer, "token contract is not a valid address"))
+                continue
+            coin_id = rules.tokens.get(key)
+            if coin_id is None:
+                ignored.append(Ignored(transfer, "token from a contract that is not configured"))
+                continue
+        if transfer.amount_base_units <= 0:
+            ignored.append(Ignored(transfer, "zero amount"))
+            continue
+        candidates.append(Candidate(transfer=transfer, coin_id=coin_id, user_id=owner[0], address=owner[1]))
+    return candidates, ignored

@@ -1,0 +1,637 @@
+"""
+Deposits: the block scanner, reorg handling, confirmations and crediting.
+
+Every tick of a chain runs two entry points, each in short transactions of its own:
+
+- `deposits_scan_batch` fetches blocks by RPC outside any transaction, then for each block, in
+  one transaction: compare-and-set the cursor (another scanner that got there first makes this
+  one stop with CursorMoved), store the block hash and create the deposit rows (PENDING)
+  idempotently under their unique key (coin, tx_hash, log_index). A parent hash that does not
+  match the stored one starts the reorg path: walk back to the fork point, mark the deposits of
+  orphaned blocks REORGED (reversing those already credited), move the cursor back, rescan.
+- `deposits_confirm` counts confirmations from the tip the scanner stored, re-checks that each
+  due deposit's block is still canonical, then credits each deposit in one transaction of its
+  own (lock the row, check it is still PENDING, post to the ledger, mark CONFIRMED, outbox event).
+
+Every step is idempotent, so a crash between any two steps and a restart, the same block
+scanned twice, or two scanners at once credit every deposit exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
+
+from assets import events as assets_events
+from assets import services as assets_services
+from assets.models import BusinessType
+from chains.base import Block, ChainAdapter, ChainError
+from coins import selectors as coins_selectors
+from coins.models import CoinConfig, Switch
+from monitoring import services as monitoring_services
+from monitoring.models import Severity
+from recharges import matching, watchlist
+from recharges.models import AccountHold, HoldStatus, RechargeRecord, RechargeStatus, RecentBlock, ScanCursor
+from wallet_project.errors import WalletError
+from wallet_project.ids import business_no
+
+logger = logging.getLogger(__name__)
+
+# Errors a node (or an adapter parsing a node's answer) can produce: logged, alerted, retried.
+NODE_ERRORS: tuple[type[Exception], ...] = (ChainError, OSError, ValueError, TypeError, KeyError, AttributeError)
+
+# Statuses of a deposit that still sits in a block we believe in.
+LIVE_STATUSES = (
+    RechargeStatus.PENDING,
+    RechargeStatus.CONFIRMED,
+    RechargeStatus.BELOW_MINIMUM,
+    RechargeStatus.RECHARGE_DISABLED,
+)
+
+# Fault injection: tests set this to a callable that raises, or kills the process, when the
+# named step is reached, to prove that a crash between any two steps loses and doubles nothing.
+# Always None in a running service.
+fault_hook: Callable[[str], None] | None = None
+
+
+def _step(name: str) -> None:
+    if fault_hook is not None:
+        fault_hook(name)
+
+
+class CursorMoved(WalletError):
+    """Another scanner advanced (or reset) the chain's cursor first; its work covers ours."""
+
+    code = "cursor_moved"
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    chain_id: str
+    blocks: int = 0
+    deposits: int = 0
+    height: int | None = None
+    tip: int | None = None
+    fork_point: int | None = None
+    error: str | None = None
+
+    @property
+    def caught_up(self) -> bool:
+        return self.error is None and self.height is not None and self.tip is not None and self.height >= self.tip
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    chain_id: str
+    credited: int = 0
+    below_minimum: int = 0
+    disabled: int = 0
+    waiting: int = 0
+    error: str | None = None
+
+
+def adapter_for(chain_id: str) -> ChainAdapter:
+    """Return the configured adapter of a chain (from the chains app's registry)."""
+    from chains import registry as chains_registry  # the registry builds node clients lazily
+
+    return chains_registry.adapter_get(chain_id=chain_id)
+
+
+# --- failures ------------------------------------------------------------------------------
+
+
+def _node_failure(*, chain_id: str, action: str, exc: BaseException, now: datetime) -> str:
+    """Log and alert a node failure in a transaction of its own; nothing else is written."""
+    text = f"{action} failed: {type(exc).__name__}: {str(exc)[:300]}"
+    logger.warning("deposit scanner of %s: node error, retrying next tick: %s", chain_id, text)
+    with transaction.atomic(durable=True):
+        monitoring_services.alert_raise(
+            severity=Severity.WARNING, kind="NODE_DOWN", subject=f"chain {chain_id}", message=text, now=now
+        )
+    return text
+
+
+def _alert_now(*, severity: Severity, kind: str, subject: str, message: str, now: datetime) -> None:
+    with transaction.atomic(durable=True):
+        monitoring_services.alert_raise(severity=severity, kind=kind, subject=subject, message=message, now=now)
+
+
+# --- cursor and chain data ---------------------------------------------------------------------
+
+
+def _chain_coins(*, chain_id: str) -> list[CoinConfig]:
+    return list(coins_selectors.coin_list(enabled_only=False).filter(chain_id=chain_id))
+
+
+def _coin_rules(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> matching.CoinRules:
+    native = None
+    tokens: dict[str, str] = {}
+    coins = _chain_coins(chain_id=chain_id)
+    for coin in coins:
+        if not coin.contract_address:
+            native = coin.coin_id
+            continue
+        try:
+            tokens[adapter.match_key(coin.contract_address)] = coin.coin_id
+        except (ChainError, ValueError, TypeError):
+            _alert_now(
+                severity=Severity.CRITICAL, kind="COIN_MISCONFIGURED", subject=f"coin {coin.coin_id}",
+                message=f"contract address of {coin.coin_id} is not a valid {chain_id} address", now=now,
+            )
+    return matching.CoinRules(
+        chain_id=chain_id, native_coin_id=native, tokens=tokens, coin_ids=tuple(c.coin_id for c in coins)
+    )
+
+
+def _cursor_get_or_create(*, chain_id: str, tip: int) -> ScanCursor:
+    cursor = ScanCursor.objects.filter(chain_id=chain_id).first()
+    if cursor is not None:
+        return cursor
+    starts = settings.SCAN_START_HEIGHTS
+    # A new chain starts at the configured height, or with the node's current tip block.
+    start = starts[chain_id] if chain_id in starts else tip
+    try:
+        with transaction.atomic(durable=True):
+            return ScanCursor.objects.create(chain_id=chain_id, height=start - 1, tip_height=tip)
+    except IntegrityError:  # another scanner created it first
+        return ScanCursor.objects.get(chain_id=chain_id)
+
+
+def _block_fetch(*, adapter: ChainAdapter, height: int) -> Block:
+    block = adapter.block(height)
+    ok = (
+        isinstance(block, Block)
+        and block.number == height
+        and isinstance(block.hash, str)
+        and 0 < len(block.hash) <= 128
+        and isinstance(block.parent_hash, str)
+        and len(block.parent_hash) <= 128
+        and block.hash != block.parent_hash
+        and isinstance(block.timestamp, int)
+        and isinstance(block.transfers, list)
+    )
+    if not ok:
+        raise ChainError(f"malformed block at height {height}")
+    return block
+
+
+def _node_hash(*, adapter: ChainAdapter, height: int) -> str:
+    value = adapter.block_hash(height)
+    if not isinstance(value, str) or not value:
+        raise ChainError(f"malformed block hash at height {height}")
+    return value
+
+
+# --- scanning ------------------------------------------------------------------------------------
+
+
+def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter | None = None) -> ScanResult:
+    """
+    Scan the chain's next blocks (up to SCAN_BATCH_BLOCKS) and record the deposits they carry.
+
+    Node failures and malformed answers are logged and alerted and the batch stops where it
+    failed; the next tick retries. Nothing is committed from a block that was not fully read.
+    :raises CursorMoved: another scanner moved the cursor while this one was working.
+    """
+    adapter = adapter or adapter_for(chain_id)
+    try:
+        tip = adapter.tip_height()
+        if not isinstance(tip, int) or isinstance(tip, bool) or tip < 0:
+            raise ChainError("malformed tip height")
+    except NODE_ERRORS as exc:
+        return ScanResult(chain_id=chain_id, error=_node_failure(chain_id=chain_id, action="tip", exc=exc, now=now))
+
+    cursor = _cursor_get_or_create(chain_id=chain_id, tip=tip)
+    ScanCursor.objects.filter(chain_id=chain_id).update(tip_height=tip, tip_time=now)
+    stored_tip = RecentBlock.objects.filter(chain_id=chain_id, height=cursor.height).first()
+
+    if tip <= cursor.height:
+        # Nothing new. Check the last block we processed is still the node's: a reorg can replace
+        # it at the same height, or shorten the chain.
+        if stored_tip is None:
+            return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip)
+        try:
+            same = tip == cursor.height and _node_hash(adapter=adapter, height=cursor.height) == stored_tip.hash
+        except NODE_ERRORS as exc:
+            error = _node_failure(chain_id=chain_id, action=f"block_hash({cursor.height})", exc=exc, now=now)
+            return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip, error=error)
+        if same:
+            return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip)
+        return _reorg_resolve(adapter=adapter, cursor=cursor, tip=tip, now=now)
+
+    last = min(tip, cursor.height + settings.SCAN_BATCH_BLOCKS)
+    blocks: list[Block] = []
+    error = None
+    for height in range(cursor.height + 1, last + 1):
+        try:
+            blocks.append(_block_fetch(adapter=adapter, height=height))
+        except NODE_ERRORS as exc:
+            error = _node_failure(chain_id=chain_id, action=f"block({height})", exc=exc, now=now)
+            break
+    _step("scan.fetched")
+
+    # After the fetch: see watchlist's docstring for why the order matters.
+    watch = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter)
+    rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
+    expected = (cursor.height, cursor.version)
+    parent = stored_tip.hash if stored_tip is not None else None
+    deposits = 0
+    for block in blocks:
+        if parent is not None and block.parent_hash != parent:
+            current = ScanCursor.objects.get(chain_id=chain_id)
+            if (current.height, current.version) != expected:
+                raise CursorMoved(f"cursor of {chain_id} moved")
+            return _reorg_resolve(adapter=adapter, cursor=current, tip=tip, now=now)
+        try:
+            candidates, ignored = matching.transfers_match(
+                transfers=block.transfers, watch=watch, rules=rules, contract_key=adapter.match_key
+            )
+        except ChainError as exc:
+            error = _node_failure(chain_id=chain_id, action=f"block({block.number})", exc=exc, now=now)
+            break
+        for item in ignored:
+            logger.info(
+                "deposit ignored on %s: %s (block %s, tx %s, index %s, to %s, contract %s)",
+                chain_id, item.reason, block.number, item.transfer.tx_hash, item.transfer.index,
+                item.transfer.to_address, item.transfer.contract,
+            )
+        expected = _block_commit(
+            chain_id=chain_id, block=block, candidates=candidates, rules=rules, expected=expected, now=now
+        )
+        deposits += len(candidates)
+        parent = block.hash
+    return ScanResult(
+        chain_id=chain_id, blocks=len(blocks), deposits=deposits, height=expected[0], tip=tip, error=error
+    )
+
+
+@transaction.atomic(durable=True)
+def _block_commit(
+    *,
+    chain_id: str,
+    block: Block,
+    candidates: list[matching.Candidate],
+    rules: matching.CoinRules,
+    expected: tuple[int, int],
+    now: datetime,
+) -> tuple[int, int]:
+    """Advance the cursor to block by compare-and-set and record its deposits, all or nothing."""
+    height, version = expected
+    moved = ScanCursor.objects.filter(chain_id=chain_id, height=height, version=version).update(
+        height=block.number, version=version + 1
+    )
+    if not moved:
+        raise CursorMoved(f"cursor of {chain_id} is no longer at {height}")
+    _step("scan.cursor_set")
+    RecentBlock.objects.filter(chain_id=chain_id, height=block.number).delete()
+    RecentBlock.objects.create(chain_id=chain_id, height=block.number, hash=block.hash, parent_hash=block.parent_hash)
+    RecentBlock.objects.filter(chain_id=chain_id, height__lte=block.number - settings.SCAN_RECENT_BLOCKS).delete()
+    # A live deposit at this height from another block hash sits in a block that is gone.
+    stale = (
+        RechargeRecord.objects.select_for_update()
+        .filter(coin_id__in=rules.coin_ids, block_number=block.number, status__in=LIVE_STATUSES)
+        .exclude(block_hash=block.hash)
+        .order_by("id")
+    )
+    for record in stale:
+        _record_orphan(record=record, now=now)
+    _records_upsert(block=block, candidates=candidates, now=now)
+    _step("scan.block_written")
+    return block.number, version + 1
+
+
+def _records_upsert(*, block: Block, candidates: list[matching.Candidate], now: datetime) -> int:
+    """Create the block's deposits, or revive orphaned ones found again; never a second row per key."""
+    if not candidates:
+        return 0
+    coins = {c.coin_id: c for c in CoinConfig.objects.filter(coin_id__in={c.coin_id for c in candidates})}
+    existing = {
+        (r.coin_id, r.tx_hash, r.log_index): r
+        for r in RechargeRecord.objects.select_for_update()
+        .filter(coin_id__in=coins.keys(), tx_hash__in={c.transfer.tx_hash for c in candidates})
+        .order_by("id")
+    }
+    block_time = datetime.fromtimestamp(block.timestamp, tz=UTC)
+    new = []
+    for candidate in candidates:
+        transfer = candidate.transfer
+        coin = coins[candidate.coin_id]
+        amount = coins_selectors.amount_from_base_units(coin=coin, base_units=transfer.amount_base_units)
+        if amount >= coins_selectors.AMOUNT_CEILING:
+            logger.warning("deposit ignored on %s: amount too large (tx %s)", coin.coin_id, transfer.tx_hash)
+            continue
+        record = existing.get((coin.coin_id, transfer.tx_hash, transfer.index))
+        if record is None:
+            new.append(
+                RechargeRecord(
+                    recharge_no=business_no(prefix="R", now=now), user_id=candidate.user_id, coin=coin,
+                    coin_name=coin.coin_name, tx_hash=transfer.tx_hash, log_index=transfer.index,
+                    from_address=transfer.from_address[:255], to_address=candidate.address, amount=amount,
+                    required_confirmations=coin.required_confirmations, status=RechargeStatus.PENDING,
+                    block_number=block.number, block_hash=block.hash, block_time=block_time, confirmations=1,
+                )
+            )
+        elif record.status == RechargeStatus.REORGED:
+            # Re-mined on the new branch: the same deposit again, credited under a new generation.
+            record.status = RechargeStatus.PENDING
+            record.generation += 1
+            record.block_number, record.block_hash, record.block_time = block.number, block.hash, block_time
+            record.confirmations, record.confirm_time = 1, None
+            record.save(update_fields=["status", "generation", "block_number", "block_hash", "block_time",
+                                       "confirmations", "confirm_time", "update_time"])
+            logger.info("deposit %s found again at block %s after a reorg", record.recharge_no, block.number)
+        elif record.block_hash != block.hash:
+            if record.status == RechargeStatus.PENDING:
+                record.block_number, record.block_hash, record.block_time = block.number, block.hash, block_time
+                record.save(update_fields=["block_number", "block_hash", "block_time", "update_time"])
+            else:
+                # Settled in a block we still believe in, yet seen in another: never credit twice.
+                logger.warning("deposit %s seen in two blocks; left as is", record.recharge_no)
+    RechargeRecord.objects.bulk_create(new, ignore_conflicts=True)
+    return len(new)
+
+
+# --- reorgs --------------------------------------------------------------------------------------
+
+
+def _reorg_resolve(*, adapter: ChainAdapter, cursor: ScanCursor, tip: int, now: datetime) -> ScanResult:
+    """Walk back to the fork point (RPC, no transaction), then orphan and rewind in one transaction."""
+    chain_id = cursor.chain_id
+    stored = dict(RecentBlock.objects.filter(chain_id=chain_id).values_list("height", "hash"))
+    node_hashes: dict[int, str] = {}
+    fork = None
+    height = min(cursor.height, tip)
+    try:
+        while height in stored:
+            node_hashes[height] = _node_hash(adapter=adapter, height=height)
+            if node_hashes[height] == stored[height]:
+                fork = height
+                break
+            height -= 1
+    except NODE_ERRORS as exc:
+        error = _node_failure(chain_id=chain_id, action=f"block_hash({height})", exc=exc, now=now)
+        return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip, error=error)
+    if fork is None:
+        text = (
+            f"reorg on {chain_id} deeper than the {len(stored)} stored blocks (below height {height + 1}): "
+            "scanning stopped, ops must resolve"
+        )
+        logger.critical("%s", text)
+        _alert_now(severity=Severity.CRITICAL, kind="REORG_TOO_DEEP", subject=f"chain {chain_id}", message=text,
+                   now=now)
+        return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip, error=text)
+    _step("reorg.fork_found")
+    orphaned = _reorg_commit(
+        chain_id=chain_id, fork=fork, node_hashes=node_hashes, expected=(cursor.height, cursor.version), now=now
+    )
+    logger.warning(
+        "reorg on %s: fork point %s, cursor was %s, %s deposits orphaned", chain_id, fork, cursor.height, orphaned
+    )
+    return ScanResult(chain_id=chain_id, height=fork, tip=tip, fork_point=fork)
+
+
+@transaction.atomic(durable=True)
+def _reorg_commit(
+    *, chain_id: str, fork: int, node_hashes: dict[int, str], expected: tuple[int, int], now: datetime
+) -> int:
+    height, version = expected
+    moved = ScanCursor.objects.filter(chain_id=chain_id, height=height, version=version).update(
+        height=fork, version=version + 1
+    )
+    if not moved:
+        raise CursorMoved(f"cursor of {chain_id} is no longer at {height}")
+    RecentBlock.objects.filter(chain_id=chain_id, height__gt=fork).delete()
+    coin_ids = [c.coin_id for c in _chain_coins(chain_id=chain_id)]
+    records = (
+        RechargeRecord.objects.select_for_update()
+        .filter(coin_id__in=coin_ids, block_number__gt=fork, status__in=LIVE_STATUSES)
+        .order_by("id")
+    )
+    orphaned = 0
+    for record in records:
+        if node_hashes.get(record.block_number) == record.block_hash:
+            continue  # still on the node's chain
+        _record_orphan(record=record, now=now)
+        orphaned += 1
+    _step("reorg.written")
+    return orphaned
+
+
+def _record_orphan(*, record: RechargeRecord, now: datetime) -> None:
+    """Mark a (locked) deposit of an orphaned block REORGED; reverse its crediting if it was credited."""
+    credited = record.status == RechargeStatus.CONFIRMED
+    record.status = RechargeStatus.REORGED
+    record.save(update_fields=["status", "update_time"])
+    if credited:
+        _credit_reverse(record=record, now=now)
+
+
+def _credit_reverse(*, record: RechargeRecord, now: datetime) -> None:
+    """
+    Take back a credited deposit whose block was orphaned, in the caller's transaction.
+
+    If the available balance cannot cover it, what is there is frozen, the user's withdrawals
+    are held (AccountHold) and the shortfall waits for ops. A critical alert either way.
+    """
+    coin = record.coin
+    balance = assets_services.balance_lock(user_id=record.user_id, coin=coin)
+    subject = f"coin {coin.coin_id}"
+    if balance.available >= record.amount:
+        assets_services.balance_debit(
+            user_id=record.user_id, coin=coin, amount=record.amount, business_type=BusinessType.REORG_REVERSAL,
+            biz_ref=record.biz_ref, ref_tx_hash=record.tx_hash, memo="credited deposit orphaned by a reorg",
+        )
+        message = (
+            f"credited deposit {record.recharge_no} of user {record.user_id} ({record.amount} {coin.coin_id}, "
+            f"block {record.block_number}) was orphaned by a reorg: reversed"
+        )
+    else:
+        held = balance.available
+        if held > 0:
+            assets_services.balance_freeze(
+                user_id=record.user_id, coin=coin, amount=held, business_type=BusinessType.REORG_FREEZE,
+                biz_ref=record.biz_ref, ref_tx_hash=record.tx_hash, memo="reorg shortfall: balance frozen",
+            )
+        AccountHold.objects.create(
+            user_id=record.user_id, coin=coin, recharge=record, biz_ref=record.biz_ref, amount=record.amount,
+            frozen_amount=held, shortfall=record.amount - held,
+            reason=f"deposit {record.recharge_no} orphaned by a reorg after crediting",
+        )
+        message = (
+            f"credited deposit {record.recharge_no} of user {record.user_id} ({record.amount} {coin.coin_id}) was "
+            f"orphaned by a reorg; balance short by {record.amount - held}: {held} frozen, withdrawals held"
+        )
+    assets_services.outbox_enqueue(
+        event=assets_events.wallet_recharge(
+            recharge_no=record.recharge_no, user_id=record.user_id, coin_id=coin.coin_id, amount=record.amount,
+            tx_hash=record.tx_hash, status=int(RechargeStatus.REORGED), confirmations=0, at=now,
+        )
+    )
+    logger.critical("%s", message)
+    monitoring_services.alert_raise(severity=Severity.CRITICAL, kind="DEEP_REORG", subject=subject,
+                                    message=message, now=now)
+
+
+# --- confirmations and crediting ---------------------------------------------------------------------
+
+
+def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | None = None) -> ConfirmResult:
+    """
+    Settle the chain's deposits that reached their coin's confirmations on a still-canonical block.
+
+    Confirmations come from the tip the scanner stored; one block_hash call per distinct height of
+    due deposits re-checks canonicity (outside any transaction); then one transaction per deposit.
+    """
+    cursor = ScanCursor.objects.filter(chain_id=chain_id).first()
+    if cursor is None:
+        return ConfirmResult(chain_id=chain_id)
+    tip = cursor.tip_height
+    coins = {c.coin_id: c for c in _chain_coins(chain_id=chain_id)}
+    pending = RechargeRecord.objects.filter(coin_id__in=coins.keys(), status=RechargeStatus.PENDING)
+    pending.update(confirmations=Greatest(Value(tip) - F("block_number") + 1, Value(0)))
+    rows = list(
+        pending.filter(block_number__lte=cursor.height)
+        .order_by("block_number", "id")
+        .values_list("id", "coin_id", "block_number", "block_hash")
+    )
+    due = [row for row in rows if tip - row[2] + 1 >= coins[row[1]].required_confirmations]
+    heights = sorted({row[2] for row in due})[: settings.SCAN_CONFIRM_MAX_HEIGHTS]
+    if not heights:
+        return ConfirmResult(chain_id=chain_id, waiting=len(rows))
+    stored = dict(RecentBlock.objects.filter(chain_id=chain_id, height__in=heights).values_list("height", "hash"))
+    adapter = adapter or adapter_for(chain_id)
+    node: dict[int, str] = {}
+    try:
+        for height in heights:
+            node[height] = _node_hash(adapter=adapter, height=height)
+    except NODE_ERRORS as exc:
+        error = _node_failure(chain_id=chain_id, action=f"block_hash({height})", exc=exc, now=now)
+        return ConfirmResult(chain_id=chain_id, waiting=len(rows), error=error)
+    _step("confirm.checked")
+    counts = {RechargeStatus.CONFIRMED: 0, RechargeStatus.BELOW_MINIMUM: 0, RechargeStatus.RECHARGE_DISABLED: 0}
+    waiting = len(rows) - len(due)
+    for record_id, _coin_id, height, block_hash in due:
+        if height not in node:
+            waiting += 1
+            continue
+        if node[height] != block_hash or stored.get(height, block_hash) != block_hash:
+            # The scanner will see the reorg and orphan it; never credit a block we doubt.
+            logger.info("deposit %s waits: block %s of %s is no longer canonical", record_id, height, chain_id)
+            waiting += 1
+            continue
+        outcome = deposit_settle(record_id=record_id, tip=tip, now=now)
+        if outcome in counts:
+            counts[outcome] += 1
+    return ConfirmResult(
+        chain_id=chain_id, credited=counts[RechargeStatus.CONFIRMED],
+        below_minimum=counts[RechargeStatus.BELOW_MINIMUM], disabled=counts[RechargeStatus.RECHARGE_DISABLED],
+        waiting=waiting,
+    )
+
+
+@transaction.atomic(durable=True)
+def deposit_settle(*, record_id: int, tip: int, now: datetime) -> RechargeStatus | None:
+    """
+    Credit one deposit (or record why not), once: the row is locked and must still be PENDING.
+
+    The caller has checked that its block is canonical and has enough confirmations.
+    Returns the new status, or None when the deposit was no longer pending.
+    """
+    record = RechargeRecord.objects.select_for_update().select_related("coin").get(id=record_id)
+    if record.status != RechargeStatus.PENDING:
+        return None
+    coin = record.coin
+    record.confirmations = max(tip - (record.block_number or tip) + 1, 0)
+    if not coin.is_enabled or coin.recharge_enabled != Switch.ENABLED:
+        record.status = RechargeStatus.RECHARGE_DISABLED
+        monitoring_services.alert_raise(
+            severity=Severity.WARNING, kind="RECHARGE_DISABLED", subject=f"coin {coin.coin_id}",
+            message=f"deposit {record.recharge_no} ({record.amount} {coin.coin_id}) arrived while recharge is "
+            "disabled: recorded, not credited", now=now,
+        )
+    elif record.amount < coin.min_recharge_amount:
+        record.status = RechargeStatus.BELOW_MINIMUM
+        logger.info("deposit %s below the minimum of %s: not credited", record.recharge_no, coin.coin_id)
+    else:
+        _step("settle.locked")
+        assets_services.balance_credit(
+            user_id=record.user_id, coin=coin, amount=record.amount, business_type=BusinessType.RECHARGE,
+            biz_ref=record.biz_ref, ref_tx_hash=record.tx_hash, memo=f"deposit {record.recharge_no}",
+        )
+        _step("settle.credited")
+        record.status = RechargeStatus.CONFIRMED
+        record.confirm_time = now
+        assets_services.outbox_enqueue(
+            event=assets_events.wallet_recharge(
+                recharge_no=record.recharge_no, user_id=record.user_id, coin_id=coin.coin_id, amount=record.amount,
+                tx_hash=record.tx_hash, status=int(RechargeStatus.CONFIRMED),
+                confirmations=record.confirmations, at=now,
+            )
+        )
+    record.save(update_fields=["status", "confirmations", "confirm_time", "update_time"])
+    _step("settle.written")
+    return RechargeStatus(record.status)
+
+
+# --- ops ------------------------------------------------------------------------------------------
+
+
+def deposits_rescan_range(
+    *, chain_id: str, from_height: int, to_height: int, now: datetime, adapter: ChainAdapter | None = None
+) -> ScanResult:
+    """
+    Read blocks from_height..to_height again and record any deposit missing (idempotent).
+
+    Only blocks the scanner already passed are rescanned, and only while the node still agrees
+    with the stored hash; the cursor does not move. Useful after an address was watched late.
+    """
+    adapter = adapter or adapter_for(chain_id)
+    cursor = ScanCursor.objects.filter(chain_id=chain_id).first()
+    if cursor is None or from_height > to_height:
+        return ScanResult(chain_id=chain_id)
+    last = min(to_height, cursor.height)
+    deposits = blocks = 0
+    watch = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter)
+    rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
+    for height in range(max(from_height, 0), last + 1):
+        try:
+            block = _block_fetch(adapter=adapter, height=height)
+            candidates, _ignored = matching.transfers_match(
+                transfers=block.transfers, watch=watch, rules=rules, contract_key=adapter.match_key
+            )
+        except NODE_ERRORS as exc:
+            error = _node_failure(chain_id=chain_id, action=f"rescan block({height})", exc=exc, now=now)
+            return ScanResult(chain_id=chain_id, blocks=blocks, deposits=deposits, error=error)
+        deposits += _rescan_commit(chain_id=chain_id, block=block, candidates=candidates, now=now)
+        blocks += 1
+    return ScanResult(chain_id=chain_id, blocks=blocks, deposits=deposits, height=last)
+
+
+@transaction.atomic(durable=True)
+def _rescan_commit(*, chain_id: str, block: Block, candidates: list[matching.Candidate], now: datetime) -> int:
+    # Lock the cursor so a reorg cannot rewind under us, then trust only a block the scanner saw.
+    cursor = ScanCursor.objects.select_for_update().get(chain_id=chain_id)
+    stored = RecentBlock.objects.filter(chain_id=chain_id, height=block.number).first()
+    if block.number > cursor.height or (stored is not None and stored.hash != block.hash):
+        logger.info("rescan of %s skips block %s: not the block the scanner holds", chain_id, block.number)
+        return 0
+    return _records_upsert(block=block, candidates=candidates, now=now)
+
+
+@transaction.atomic(durable=True)
+def account_hold_resolve(*, hold_id: int, now: datetime) -> AccountHold:
+    """Mark a reorg hold resolved (ops settled the shortfall): the user's withdrawals resume."""
+    hold = AccountHold.objects.select_for_update().get(id=hold_id)
+    if hold.status != HoldStatus.ACTIVE:
+        raise WalletError("The hold is already resolved.", code="already_resolved")
+    hold.status = HoldStatus.RESOLVED
+    hold.resolve_time = now
+    hold.save(update_fields=["status", "resolve_time"])
+    return hold

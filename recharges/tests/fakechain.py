@@ -1,0 +1,123 @@
+"""
+A scriptable in-memory chain behind the ChainAdapter interface: a fake of the outside world (a node).
+
+Blocks are mined with chosen transfers; `reorg(depth, ...)` replaces the last `depth` blocks
+with a new, longer (or equal) branch, as a node does when it switches to a heavier chain.
+`down` makes every call fail like an unreachable node; `garbage_heights` makes those blocks
+come back malformed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+from dataclasses import replace
+
+from chains.base import Block, ChainError, Transfer
+
+USDT_ERC20 = "0xdac17f958d2ee523a2206206994597c13d831ec7"  # the seeded coin's contract, lower-cased
+LOOKALIKE_USDT = "0x" + "66" * 20  # another contract whose token also calls itself USDT
+
+_salt = itertools.count(1)
+_tx = itertools.count(1)
+
+
+def tx_hash() -> str:
+    return "0x" + hashlib.sha256(f"tx{next(_tx)}".encode()).hexdigest()
+
+
+def eth_address(n: int) -> str:
+    return "0x" + f"{n:040x}"
+
+
+def transfer(
+    *, to: str, amount: int, tx: str | None = None, index: int = -1, contract: str | None = None,
+    success: bool = True, key: str | None = None,
+) -> Transfer:
+    return Transfer(
+        tx_hash=tx or tx_hash(), index=index, from_address="0x" + "ab" * 20, to_address=to,
+        match_key=key if key is not None else to.lower(), amount_base_units=amount, contract=contract,
+        success=success,
+    )
+
+
+class FakeChain:
+    def __init__(self, chain_id: str = "ETH", *, case_insensitive: bool = True) -> None:
+        self.chain_id = chain_id
+        self.case_insensitive = case_insensitive
+        self.blocks: list[Block] = []
+        self.down = False
+        self.garbage_heights: set[int] = set()
+        self.calls = {"tip_height": 0, "block": 0, "block_hash": 0}
+        self._lock = threading.Lock()
+        self.mine()  # genesis at height 0
+
+    # --- scripting -----------------------------------------------------------------------------
+
+    def mine(self, transfers: list[Transfer] | None = None, count: int = 1) -> Block:
+        with self._lock:
+            for i in range(count):
+                number = len(self.blocks)
+                parent = self.blocks[-1].hash if self.blocks else "0x" + "00" * 32
+                salt = next(_salt)
+                digest = hashlib.sha256(f"{self.chain_id}|{number}|{parent}|{salt}".encode()).hexdigest()
+                block = Block(number=number, hash="0x" + digest, parent_hash=parent, timestamp=1_700_000_000 + number,
+                              transfers=list(transfers or []) if i == 0 else [])
+                self.blocks.append(block)
+            return self.blocks[-1]
+
+    def reorg(self, *, depth: int, branch: list[list[Transfer]]) -> list[Block]:
+        """Drop the last `depth` blocks and mine `branch` (one list of transfers per new block)."""
+        with self._lock:
+            orphaned = self.blocks[len(self.blocks) - depth:]
+            del self.blocks[len(self.blocks) - depth:]
+        for transfers in branch:
+            self.mine(transfers)
+        return orphaned
+
+    # --- ChainAdapter --------------------------------------------------------------------------
+
+    def _check(self, name: str) -> None:
+        self.calls[name] += 1
+        if self.down:
+            raise ChainError(f"{name}: connection refused")
+
+    def tip_height(self) -> int:
+        self._check("tip_height")
+        return len(self.blocks) - 1
+
+    def block_hash(self, height: int) -> str:
+        self._check("block_hash")
+        if not 0 <= height < len(self.blocks):
+            raise ChainError(f"block_hash({height}): no such block")
+        return self.blocks[height].hash
+
+    def block(self, height: int) -> Block:
+        self._check("block")
+        if not 0 <= height < len(self.blocks):
+            raise ChainError(f"block({height}): no such block")
+        block = self.blocks[height]
+        if height in self.garbage_heights:
+            return replace(block, number=height + 7, hash="")
+        return block
+
+    def match_key(self, address: str) -> str:
+        if not isinstance(address, str) or not address:
+            raise ValueError("not an address")
+        return address.lower() if self.case_insensitive else address
+
+    def balance(self, address: str, contract: str | None = None) -> int:
+        raise NotImplementedError
+
+    def fee_estimate(self) -> int:
+        raise NotImplementedError
+
+    def build_transfer(self, **kwargs: object) -> object:
+        raise NotImplementedError
+
+    def broadcast_irreversible(self, signed: object) -> str:
+        raise NotImplementedError
+
+    def tx_status(self, tx_hash: str) -> object:
+        raise NotImplementedError

@@ -1,0 +1,80 @@
+"""
+The scanner's in-process watch list: {match_key: (user_id, address)} per chain.
+
+Loaded once per process, then refreshed on every tick with one query for what changed: rows with
+a higher id than seen, or assigned recently (a pool address keeps its old id when a user gets it;
+the look-back margin covers an assignment that committed late). A full reload every
+SCAN_WATCH_FULL_RELOAD_SECONDS catches anything else (an address taken back).
+
+The scanner refreshes AFTER fetching a batch of blocks: a user learns an address only once its
+assignment committed, so any payment in a fetched block went to an address the refresh sees.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from addresses import selectors as addresses_selectors
+from chains.base import ChainAdapter, ChainError
+from recharges.matching import Watch
+
+
+@dataclass
+class _ChainWatch:
+    keys: Watch = field(default_factory=dict)
+    max_id: int = 0
+    refreshed_at: datetime | None = None
+    loaded_monotonic: float = 0.0
+
+
+_lock = threading.Lock()
+_watches: dict[str, _ChainWatch] = {}
+
+
+def watchlist_reset() -> None:
+    """Forget every cached watch list (the next call reloads from the database)."""
+    with _lock:
+        _watches.clear()
+
+
+def _add(watch: _ChainWatch, rows: list[tuple[int, str, int]], adapter: ChainAdapter) -> None:
+    for row_id, address, user_id in rows:
+        try:
+            key = adapter.match_key(address)
+        except (ChainError, ValueError, TypeError):
+            # A stored address the chain cannot parse can never receive anything: skip it.
+            continue
+        watch.keys[key] = (user_id, address)
+        watch.max_id = max(watch.max_id, row_id)
+
+
+def watchlist_get(*, chain_id: str, adapter: ChainAdapter) -> Watch:
+    """Return the chain's watch list, refreshed from the database (one query, or a full reload)."""
+    # The wall clock, not a caller's `now`: it is compared with assign_time written by the database's writers.
+    started = timezone.now()
+    with _lock:
+        watch = _watches.get(chain_id)
+        full = watch is None or time.monotonic() - watch.loaded_monotonic > settings.SCAN_WATCH_FULL_RELOAD_SECONDS
+        assigned = addresses_selectors.deposit_addresses_assigned(chain_id=chain_id)
+        if full:
+            watch = _ChainWatch(loaded_monotonic=time.monotonic())
+            rows = list(assigned.values_list("id", "address", "user_id"))
+        else:
+            assert watch is not None
+            since = (watch.refreshed_at or started) - timedelta(seconds=settings.SCAN_WATCH_LOOKBACK_SECONDS)
+            rows = list(
+                assigned.filter(Q(id__gt=watch.max_id) | Q(assign_time__gte=since)).values_list(
+                    "id", "address", "user_id"
+                )
+            )
+        _add(watch, rows, adapter)
+        watch.refreshed_at = started
+        _watches[chain_id] = watch
+        return watch.keys
