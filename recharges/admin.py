@@ -6,8 +6,18 @@ from recharges.models import RechargeRecord
 
 @admin.register(RechargeRecord)
 class RechargeRecordAdmin(admin.ModelAdmin):
-    list_display = ("recharge_no", "user", "coin", "amount", "status", "confirmations", "required_confirmations",
-                    "block_number", "create_time", "confirm_time")
+    list_display = (
+        "recharge_no",
+        "user",
+        "coin",
+        "amount",
+        "status",
+        "confirmations",
+        "required_confirmations",
+        "block_number",
+        "create_time",
+        "confirm_time",
+    )
     list_filter = ("coin", "status")
     search_fields = ("recharge_no", "tx_hash", "to_address", "from_address", "=user__id")
     list_select_related = ("user",)

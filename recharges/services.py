@@ -38,7 +38,7 @@ from coins.models import CoinConfig, Switch
 from monitoring import services as monitoring_services
 from monitoring.models import Severity
 from recharges import matching, watchlist
-from recharges.models import AccountHold, HoldStatus, RechargeRecord, RechargeStatus, RecentBlock, ScanCursor
+from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
 from wallet_project.errors import WalletError
 from wallet_project.ids import business_no
 
@@ -142,8 +142,11 @@ def _coin_rules(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> match
             tokens[adapter.match_key(coin.contract_address)] = coin.coin_id
         except (ChainError, ValueError, TypeError):
             _alert_now(
-                severity=Severity.CRITICAL, kind="COIN_MISCONFIGURED", subject=f"coin {coin.coin_id}",
-                message=f"contract address of {coin.coin_id} is not a valid {chain_id} address", now=now,
+                severity=Severity.CRITICAL,
+                kind="COIN_MISCONFIGURED",
+                subject=f"coin {coin.coin_id}",
+                message=f"contract address of {coin.coin_id} is not a valid {chain_id} address",
+                now=now,
             )
     return matching.CoinRules(
         chain_id=chain_id, native_coin_id=native, tokens=tokens, coin_ids=tuple(c.coin_id for c in coins)
@@ -259,8 +262,13 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
         for item in ignored:
             logger.info(
                 "deposit ignored on %s: %s (block %s, tx %s, index %s, to %s, contract %s)",
-                chain_id, item.reason, block.number, item.transfer.tx_hash, item.transfer.index,
-                item.transfer.to_address, item.transfer.contract,
+                chain_id,
+                item.reason,
+                block.number,
+                item.transfer.tx_hash,
+                item.transfer.index,
+                item.transfer.to_address,
+                item.transfer.contract,
             )
         expected = _block_commit(
             chain_id=chain_id, block=block, candidates=candidates, rules=rules, expected=expected, now=now
@@ -331,11 +339,21 @@ def _records_upsert(*, block: Block, candidates: list[matching.Candidate], now: 
         if record is None:
             new.append(
                 RechargeRecord(
-                    recharge_no=business_no(prefix="R", now=now), user_id=candidate.user_id, coin=coin,
-                    coin_name=coin.coin_name, tx_hash=transfer.tx_hash, log_index=transfer.index,
-                    from_address=transfer.from_address[:255], to_address=candidate.address, amount=amount,
-                    required_confirmations=coin.required_confirmations, status=RechargeStatus.PENDING,
-                    block_number=block.number, block_hash=block.hash, block_time=block_time, confirmations=1,
+                    recharge_no=business_no(prefix="R", now=now),
+                    user_id=candidate.user_id,
+                    coin=coin,
+                    coin_name=coin.coin_name,
+                    tx_hash=transfer.tx_hash,
+                    log_index=transfer.index,
+                    from_address=transfer.from_address[:255],
+                    to_address=candidate.address,
+                    amount=amount,
+                    required_confirmations=coin.required_confirmations,
+                    status=RechargeStatus.PENDING,
+                    block_number=block.number,
+                    block_hash=block.hash,
+                    block_time=block_time,
+                    confirmations=1,
                 )
             )
         elif record.status == RechargeStatus.REORGED:
@@ -344,8 +362,18 @@ def _records_upsert(*, block: Block, candidates: list[matching.Candidate], now: 
             record.generation += 1
             record.block_number, record.block_hash, record.block_time = block.number, block.hash, block_time
             record.confirmations, record.confirm_time = 1, None
-            record.save(update_fields=["status", "generation", "block_number", "block_hash", "block_time",
-                                       "confirmations", "confirm_time", "update_time"])
+            record.save(
+                update_fields=[
+                    "status",
+                    "generation",
+                    "block_number",
+                    "block_hash",
+                    "block_time",
+                    "confirmations",
+                    "confirm_time",
+                    "update_time",
+                ]
+            )
             logger.info("deposit %s found again at block %s after a reorg", record.recharge_no, block.number)
         elif record.block_hash != block.hash:
             if record.status == RechargeStatus.PENDING:
@@ -384,8 +412,9 @@ def _reorg_resolve(*, adapter: ChainAdapter, cursor: ScanCursor, tip: int, now: 
             "scanning stopped, ops must resolve"
         )
         logger.critical("%s", text)
-        _alert_now(severity=Severity.CRITICAL, kind="REORG_TOO_DEEP", subject=f"chain {chain_id}", message=text,
-                   now=now)
+        _alert_now(
+            severity=Severity.CRITICAL, kind="REORG_TOO_DEEP", subject=f"chain {chain_id}", message=text, now=now
+        )
         return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip, error=text)
     _step("reorg.fork_found")
     orphaned = _reorg_commit(
@@ -445,8 +474,13 @@ def _credit_reverse(*, record: RechargeRecord, now: datetime) -> None:
     subject = f"coin {coin.coin_id}"
     if balance.available >= record.amount:
         assets_services.balance_debit(
-            user_id=record.user_id, coin=coin, amount=record.amount, business_type=BusinessType.REORG_REVERSAL,
-            biz_ref=record.biz_ref, ref_tx_hash=record.tx_hash, memo="credited deposit orphaned by a reorg",
+            user_id=record.user_id,
+            coin=coin,
+            amount=record.amount,
+            business_type=BusinessType.REORG_REVERSAL,
+            biz_ref=record.biz_ref,
+            ref_tx_hash=record.tx_hash,
+            memo="credited deposit orphaned by a reorg",
         )
         message = (
             f"credited deposit {record.recharge_no} of user {record.user_id} ({record.amount} {coin.coin_id}, "
@@ -456,12 +490,22 @@ def _credit_reverse(*, record: RechargeRecord, now: datetime) -> None:
         held = balance.available
         if held > 0:
             assets_services.balance_freeze(
-                user_id=record.user_id, coin=coin, amount=held, business_type=BusinessType.REORG_FREEZE,
-                biz_ref=record.biz_ref, ref_tx_hash=record.tx_hash, memo="reorg shortfall: balance frozen",
+                user_id=record.user_id,
+                coin=coin,
+                amount=held,
+                business_type=BusinessType.REORG_FREEZE,
+                biz_ref=record.biz_ref,
+                ref_tx_hash=record.tx_hash,
+                memo="reorg shortfall: balance frozen",
             )
         AccountHold.objects.create(
-            user_id=record.user_id, coin=coin, recharge=record, biz_ref=record.biz_ref, amount=record.amount,
-            frozen_amount=held, shortfall=record.amount - held,
+            user_id=record.user_id,
+            coin=coin,
+            recharge=record,
+            biz_ref=record.biz_ref,
+            amount=record.amount,
+            frozen_amount=held,
+            shortfall=record.amount - held,
             reason=f"deposit {record.recharge_no} orphaned by a reorg after crediting",
         )
         message = (
@@ -470,13 +514,20 @@ def _credit_reverse(*, record: RechargeRecord, now: datetime) -> None:
         )
     assets_services.outbox_enqueue(
         event=assets_events.wallet_recharge(
-            recharge_no=record.recharge_no, user_id=record.user_id, coin_id=coin.coin_id, amount=record.amount,
-            tx_hash=record.tx_hash, status=int(RechargeStatus.REORGED), confirmations=0, at=now,
+            recharge_no=record.recharge_no,
+            user_id=record.user_id,
+            coin_id=coin.coin_id,
+            amount=record.amount,
+            tx_hash=record.tx_hash,
+            status=int(RechargeStatus.REORGED),
+            confirmations=0,
+            at=now,
         )
     )
     logger.critical("%s", message)
-    monitoring_services.alert_raise(severity=Severity.CRITICAL, kind="DEEP_REORG", subject=subject,
-                                    message=message, now=now)
+    monitoring_services.alert_raise(
+        severity=Severity.CRITICAL, kind="DEEP_REORG", subject=subject, message=message, now=now
+    )
 
 
 # --- confirmations and crediting ---------------------------------------------------------------------
@@ -530,8 +581,10 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
         if outcome in counts:
             counts[outcome] += 1
     return ConfirmResult(
-        chain_id=chain_id, credited=counts[RechargeStatus.CONFIRMED],
-        below_minimum=counts[RechargeStatus.BELOW_MINIMUM], disabled=counts[RechargeStatus.RECHARGE_DISABLED],
+        chain_id=chain_id,
+        credited=counts[RechargeStatus.CONFIRMED],
+        below_minimum=counts[RechargeStatus.BELOW_MINIMUM],
+        disabled=counts[RechargeStatus.RECHARGE_DISABLED],
         waiting=waiting,
     )
 
@@ -552,9 +605,12 @@ def deposit_settle(*, record_id: int, tip: int, now: datetime) -> RechargeStatus
     if not coin.is_enabled or coin.recharge_enabled != Switch.ENABLED:
         record.status = RechargeStatus.RECHARGE_DISABLED
         monitoring_services.alert_raise(
-            severity=Severity.WARNING, kind="RECHARGE_DISABLED", subject=f"coin {coin.coin_id}",
+            severity=Severity.WARNING,
+            kind="RECHARGE_DISABLED",
+            subject=f"coin {coin.coin_id}",
             message=f"deposit {record.recharge_no} ({record.amount} {coin.coin_id}) arrived while recharge is "
-            "disabled: recorded, not credited", now=now,
+            "disabled: recorded, not credited",
+            now=now,
         )
     elif record.amount < coin.min_recharge_amount:
         record.status = RechargeStatus.BELOW_MINIMUM
@@ -562,17 +618,27 @@ def deposit_settle(*, record_id: int, tip: int, now: datetime) -> RechargeStatus
     else:
         _step("settle.locked")
         assets_services.balance_credit(
-            user_id=record.user_id, coin=coin, amount=record.amount, business_type=BusinessType.RECHARGE,
-            biz_ref=record.biz_ref, ref_tx_hash=record.tx_hash, memo=f"deposit {record.recharge_no}",
+            user_id=record.user_id,
+            coin=coin,
+            amount=record.amount,
+            business_type=BusinessType.RECHARGE,
+            biz_ref=record.biz_ref,
+            ref_tx_hash=record.tx_hash,
+            memo=f"deposit {record.recharge_no}",
         )
         _step("settle.credited")
         record.status = RechargeStatus.CONFIRMED
         record.confirm_time = now
         assets_services.outbox_enqueue(
             event=assets_events.wallet_recharge(
-                recharge_no=record.recharge_no, user_id=record.user_id, coin_id=coin.coin_id, amount=record.amount,
-                tx_hash=record.tx_hash, status=int(RechargeStatus.CONFIRMED),
-                confirmations=record.confirmations, at=now,
+                recharge_no=record.recharge_no,
+                user_id=record.user_id,
+                coin_id=coin.coin_id,
+                amount=record.amount,
+                tx_hash=record.tx_hash,
+                status=int(RechargeStatus.CONFIRMED),
+                confirmations=record.confirmations,
+                at=now,
             )
         )
     record.save(update_fields=["status", "confirmations", "confirm_time", "update_time"])

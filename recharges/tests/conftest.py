@@ -39,8 +39,12 @@ def chain(db, settings) -> FakeChain:
 def deposit_address(*, user, chain_id: str = "ETH", address: str | None = None, n: int = 1) -> WalletAddress:
     """A user's deposit address row, as the addresses app's allocation leaves it."""
     return WalletAddress.objects.create(
-        coin_id=NATIVE[chain_id], coin_name=NATIVE[chain_id], chain_id=chain_id,
-        address_type=AddressType.USER_DEPOSIT, address=address or eth_address(n), user=user,
+        coin_id=NATIVE[chain_id],
+        coin_name=NATIVE[chain_id],
+        chain_id=chain_id,
+        address_type=AddressType.USER_DEPOSIT,
+        address=address or eth_address(n),
+        user=user,
     )
 
 

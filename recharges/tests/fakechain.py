@@ -32,12 +32,23 @@ def eth_address(n: int) -> str:
 
 
 def transfer(
-    *, to: str, amount: int, tx: str | None = None, index: int = -1, contract: str | None = None,
-    success: bool = True, key: str | None = None,
+    *,
+    to: str,
+    amount: int,
+    tx: str | None = None,
+    index: int = -1,
+    contract: str | None = None,
+    success: bool = True,
+    key: str | None = None,
 ) -> Transfer:
     return Transfer(
-        tx_hash=tx or tx_hash(), index=index, from_address="0x" + "ab" * 20, to_address=to,
-        match_key=key if key is not None else to.lower(), amount_base_units=amount, contract=contract,
+        tx_hash=tx or tx_hash(),
+        index=index,
+        from_address="0x" + "ab" * 20,
+        to_address=to,
+        match_key=key if key is not None else to.lower(),
+        amount_base_units=amount,
+        contract=contract,
         success=success,
     )
 
@@ -62,16 +73,21 @@ class FakeChain:
                 parent = self.blocks[-1].hash if self.blocks else "0x" + "00" * 32
                 salt = next(_salt)
                 digest = hashlib.sha256(f"{self.chain_id}|{number}|{parent}|{salt}".encode()).hexdigest()
-                block = Block(number=number, hash="0x" + digest, parent_hash=parent, timestamp=1_700_000_000 + number,
-                              transfers=list(transfers or []) if i == 0 else [])
+                block = Block(
+                    number=number,
+                    hash="0x" + digest,
+                    parent_hash=parent,
+                    timestamp=1_700_000_000 + number,
+                    transfers=list(transfers or []) if i == 0 else [],
+                )
                 self.blocks.append(block)
             return self.blocks[-1]
 
     def reorg(self, *, depth: int, branch: list[list[Transfer]]) -> list[Block]:
         """Drop the last `depth` blocks and mine `branch` (one list of transfers per new block)."""
         with self._lock:
-            orphaned = self.blocks[len(self.blocks) - depth:]
-            del self.blocks[len(self.blocks) - depth:]
+            orphaned = self.blocks[len(self.blocks) - depth :]
+            del self.blocks[len(self.blocks) - depth :]
         for transfers in branch:
             self.mine(transfers)
         return orphaned

@@ -5,7 +5,7 @@ from decimal import Decimal
 from assets import selectors as assets_selectors
 from assets.models import BusinessType, Flow, OutboxMessage
 from recharges import services as recharges_services
-from recharges.models import RechargeRecord, RechargeStatus, RecentBlock, ScanCursor
+from recharges.models import RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
 from recharges.tests.conftest import deposit_address
 from recharges.tests.fakechain import USDT_ERC20, transfer, tx_hash
 from recharges.tests.helpers import available, tick
@@ -36,19 +36,26 @@ class TestDepositsScanBatch:
         assert (flow.biz_ref, flow.ref_tx_hash) == (record.recharge_no, record.tx_hash)
         message = OutboxMessage.objects.get(tags="WALLET_RECHARGE")
         assert message.payload["body"] == {
-            "recharge_no": record.recharge_no, "user_id": user.id, "coin_id": "ETH", "amount": "2",
-            "tx_hash": record.tx_hash, "status": 2, "confirmations": 3,
+            "recharge_no": record.recharge_no,
+            "user_id": user.id,
+            "coin_id": "ETH",
+            "amount": "2",
+            "tx_hash": record.tx_hash,
+            "status": 2,
+            "confirmations": 3,
         }
         assert assets_selectors.ledger_mismatches() == []
 
     def test_records_every_transfer_of_one_transaction_under_its_own_index(self, chain, user, other_user, now):
         mine, theirs = deposit_address(user=user, n=1), deposit_address(user=other_user, n=2)
         tx = tx_hash()
-        chain.mine([
-            transfer(to=mine.address, amount=5_000_000, tx=tx, index=0, contract=USDT_ERC20),
-            transfer(to=theirs.address, amount=7_000_000, tx=tx, index=1, contract=USDT_ERC20),
-            transfer(to=mine.address, amount=1_000_000, tx=tx, index=2, contract=USDT_ERC20),
-        ])
+        chain.mine(
+            [
+                transfer(to=mine.address, amount=5_000_000, tx=tx, index=0, contract=USDT_ERC20),
+                transfer(to=theirs.address, amount=7_000_000, tx=tx, index=1, contract=USDT_ERC20),
+                transfer(to=mine.address, amount=1_000_000, tx=tx, index=2, contract=USDT_ERC20),
+            ]
+        )
         chain.mine(count=2)
 
         tick(chain, now)
