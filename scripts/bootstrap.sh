@@ -20,11 +20,11 @@ bootstrap_python() {
     local want
     want=$(cat requirements*.txt | sha256sum | cut -c1-16)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        "$VENV/bin/pip" install -q -r "$req"
+        "$VENV/bin/pip" install -q -r "$req" 2> >(grep -v "is ignored: it is neither" >&2)
         # The MySQL driver compiles against the client headers; without them the service runs
         # on SQLite (the embedded default) and MySQL is not needed.
         if _have_mysql_headers; then
-            "$VENV/bin/pip" install -q -r requirements-mysql.txt
+            "$VENV/bin/pip" install -q -r requirements-mysql.txt 2> >(grep -v "is ignored: it is neither" >&2)
         elif [[ "${DATABASE_URL:-}" == mysql* ]]; then
             echo "DATABASE_URL is MySQL but the MySQL client headers are missing:" >&2
             echo "  apt-get install default-libmysqlclient-dev pkg-config build-essential python3-dev" >&2

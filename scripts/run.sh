@@ -48,7 +48,7 @@ for _ in $(seq 1 60); do
 done
 echo
 curl -sS "http://127.0.0.1:$PORT/api/v1/wallet/health"; echo
-"$PY" manage.py demo_setup
+"$PY" manage.py demo_setup --base-url "http://127.0.0.1:$PORT"
 echo "API docs: http://127.0.0.1:$PORT/api/docs   metrics: http://127.0.0.1:$PORT/metrics"
 echo "Press Ctrl-C to stop."
 wait -n "${pids[@]}"

@@ -14,7 +14,11 @@ from django.db import transaction
 class Command(BaseCommand):
     help = "Create (once) a demo admin and a demo API user; print how to log in. Refused in production."
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--base-url", default="http://127.0.0.1:8083", help="where the web process listens")
+
     def handle(self, *args: object, **options: object) -> None:
+        base_url = str(options["base_url"]).rstrip("/")
         if settings.PRODUCTION:
             raise CommandError("demo_setup is for development only; create real users with createsuperuser")
         credentials_file = Path(settings.VAR_DIR) / "demo-credentials.txt"
@@ -32,9 +36,9 @@ class Command(BaseCommand):
         # Local demo credentials, shown to the person who started the service on their machine.
         creds = dict(line.split(" ", 1) for line in credentials_file.read_text().splitlines())
         self.stdout.write(
-            f"Back-office: http://127.0.0.1:8083/admin/  user admin  password {creds['admin']}\n"
+            f"Back-office: {base_url}/admin/  user admin  password {creds['admin']}\n"
             f"API user:    demo  password {creds['demo']}\n"
-            f"  curl -s -X POST http://127.0.0.1:8083/api/v1/auth/token -H 'Content-Type: application/json' "
+            f"  curl -s -X POST {base_url}/api/v1/auth/token -H 'Content-Type: application/json' "
             f"-d '{{\"username\": \"demo\", \"password\": \"{creds['demo']}\"}}'\n"
             f"(credentials kept in {credentials_file})"
         )
