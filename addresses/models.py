@@ -19,6 +19,54 @@ class AddressStatus(models.IntegerChoices):
     DISABLED = 2, "disabled"
 
 
+class SecretKind(models.IntegerChoices):
+    HD_SEED = 1, "HD seed"
+    PRIVATE_KEY = 2, "imported private key"
+
+
+class KeySecret(models.Model):
+    """
+    One encrypted secret of the key vault: an HD seed (BIP39 seed bytes) or an imported private key.
+
+    `ciphertext` is nonce (12 bytes) + AES-256-GCM output under key-encryption key `key_version`;
+    the associated data binds it to `key_id`, kind, chain and fingerprint, so a ciphertext copied
+    to another row does not decrypt. Only addresses.signer reads it.
+    """
+
+    key_id = models.UUIDField(unique=True, editable=False)
+    kind = models.SmallIntegerField(choices=SecretKind.choices)
+    chain_id = models.CharField(max_length=32)
+    # An HD seed serves one purpose: user deposit addresses or hot wallets (AddressType).
+    purpose = models.SmallIntegerField(choices=AddressType.choices)
+    # 1 for an HD seed, NULL for an imported key: with the unique constraint below a chain has at
+    # most one seed per purpose (NULLs never collide, and MySQL has no partial unique indexes).
+    seed_slot = models.SmallIntegerField(null=True, blank=True, editable=False)
+    label = models.CharField(max_length=100, blank=True, default="")
+    # Public identifiers: BIP32 master fingerprint (seed) or the key's address (imported key).
+    fingerprint = models.CharField(max_length=128)
+    # HD seeds: the hardened account path and its extended public key. Deposit addresses are
+    # derived from the xpub alone; no secret is decrypted to fill the pool.
+    account_path = models.CharField(max_length=64, blank=True, default="")
+    account_xpub = models.CharField(max_length=128, blank=True, default="")
+    # Next external index to derive; moves under this row's lock, with the rows it derived.
+    next_index = models.BigIntegerField(default=0)
+    key_version = models.IntegerField()
+    ciphertext = models.BinaryField()
+    create_time = models.DateTimeField(auto_now_add=True)
+    rotate_time = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "wallet_key_vault"
+        constraints = [
+            models.UniqueConstraint(fields=["chain_id", "purpose", "seed_slot"], name="uk_key_vault_chain_seed"),
+            models.CheckConstraint(condition=models.Q(next_index__gte=0), name="key_vault_next_index_not_negative"),
+        ]
+        indexes = [models.Index(fields=["key_version"], name="idx_key_vault_version")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.chain_id} {self.fingerprint}"
+
+
 class WalletAddress(models.Model):
     # The chain's native coin (BTC, ETH, TRX); the same address receives that chain's tokens.
     coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
@@ -33,6 +81,8 @@ class WalletAddress(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, db_column="user_id"
     )
+    # The vault entry holding this address's key (NULL: watch-only cold address).
+    key_secret = models.ForeignKey(KeySecret, null=True, blank=True, on_delete=models.PROTECT)
     derivation_path = models.CharField(max_length=64, null=True, blank=True)
     derivation_index = models.BigIntegerField(null=True, blank=True)
     status = models.SmallIntegerField(choices=AddressStatus.choices, default=AddressStatus.NORMAL)
@@ -49,6 +99,7 @@ class WalletAddress(models.Model):
             # One deposit address per user and chain. Pool, hot and cold rows have no user, and
             # NULLs never collide in a unique index (MySQL has no partial unique indexes).
             models.UniqueConstraint(fields=["user", "chain_id"], name="uk_wallet_address_user_chain"),
+            models.UniqueConstraint(fields=["key_secret", "derivation_index"], name="uk_wallet_address_key_index"),
         ]
         indexes = [
             models.Index(fields=["coin"], name="idx_wallet_address_coin"),
@@ -59,3 +110,21 @@ class WalletAddress(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+
+class HotWalletCursor(models.Model):
+    """Round-robin position of one business pool of hot wallets: the address picked last."""
+
+    chain_id = models.CharField(max_length=32)
+    wallet_type = models.CharField(max_length=50)
+    last_address_id = models.BigIntegerField(default=0)
+    update_time = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "wallet_hot_cursor"
+        constraints = [
+            models.UniqueConstraint(fields=["chain_id", "wallet_type"], name="uk_hot_cursor_pool"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain_id}/{self.wallet_type}"

@@ -336,6 +336,14 @@ WALLET_DEV_KEK_FILE = VAR_DIR / "DEV-ONLY-wallet-kek.txt"
 ADDRESS_POOL_MIN = env_int("ADDRESS_POOL_MIN", 1000)
 ADDRESS_POOL_BATCH = env_int("ADDRESS_POOL_BATCH", 5000)
 ADDRESS_POOL_TOP_UP_SECONDS = env_int("ADDRESS_POOL_TOP_UP_SECONDS", 300)
+# Merged into any schedule defined above; DatabaseScheduler copies it into the beat tables.
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "addresses.address_pool_top_up": {
+        "task": "addresses.tasks.address_pool_top_up",
+        "schedule": ADDRESS_POOL_TOP_UP_SECONDS,
+    },
+}
 # bitcoinlib writes a database and config under BCL_DATA_DIR on import (default ~/.bitcoinlib).
 os.environ.setdefault("BCL_DATA_DIR", str(VAR_DIR / "bitcoinlib"))
 

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from addresses.api import DepositAddressGetApi
 from assets.api import BalanceListApi, FlowListApi
 from coins.api import CoinListApi
 from wallet_project.health import HealthApi
@@ -14,6 +15,7 @@ api_v1 = [
     path("coins", CoinListApi.as_view(), name="coin-list"),
     path("balances", BalanceListApi.as_view(), name="balance-list"),
     path("flows", FlowListApi.as_view(), name="flow-list"),
+    path("wallet/deposit-address", DepositAddressGetApi.as_view(), name="deposit-address"),
 ]
 
 urlpatterns = [

@@ -1,0 +1,236 @@
+"""
+Writes of the addresses app: the deposit address pool, allocation to users, hot and cold wallets.
+
+Addresses are derived from each HD seed's account xpub (KeySecret.account_xpub): no secret is
+decrypted here. Keys are used by addresses.signer only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from decimal import Decimal
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from addresses import hd
+from addresses.models import AddressStatus, AddressType, HotWalletCursor, KeySecret, SecretKind, WalletAddress
+from addresses.validation import address_validate
+from coins import selectors as coins_selectors
+from coins.models import Switch
+from wallet_project.errors import NotFound, WalletError
+
+logger = logging.getLogger(__name__)
+
+POOL_BATCH_ROWS = 5000
+
+
+class UnknownCoin(WalletError):
+    code = "unknown_coin"
+
+
+class RechargeDisabled(WalletError):
+    code = "recharge_disabled"
+
+
+class NoHdWallet(WalletError):
+    """The chain has no HD seed for this purpose yet: ops run create_hd_wallet first."""
+
+    code = "hd_wallet_missing"
+    http_status = 503
+
+
+class NoHotWallet(WalletError):
+    code = "no_hot_wallet"
+
+
+class UnknownStrategy(WalletError):
+    code = "unknown_strategy"
+
+
+def _hd_wallet_lock(*, chain_id: str, purpose: AddressType) -> KeySecret:
+    try:
+        return KeySecret.objects.select_for_update().get(
+            chain_id=chain_id, purpose=purpose, kind=SecretKind.HD_SEED, seed_slot=1
+        )
+    except KeySecret.DoesNotExist:
+        raise NoHdWallet(f"{chain_id} has no HD seed for {AddressType(purpose).label} addresses yet.") from None
+
+
+@transaction.atomic(savepoint=False)
+def addresses_derive_next(
+    *, chain_id: str, purpose: AddressType, count: int, wallet_type: str = "default",
+    user: AbstractBaseUser | None = None,
+) -> list[WalletAddress]:
+    """
+    Derive the next `count` addresses of the chain's HD seed for purpose and insert them.
+
+    Joins the caller's transaction and locks the seed's vault row until it commits: index
+    allocation is serialised, and the rows and the moved next_index commit (or vanish) together,
+    so a crash never skips or repeats an index.
+    :raises NoHdWallet: no seed for this chain and purpose.
+    """
+    secret = _hd_wallet_lock(chain_id=chain_id, purpose=purpose)
+    coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[chain_id])
+    start = secret.next_index
+    now = timezone.now() if user is not None else None
+    rows = []
+    last = start - 1
+    for index, address in hd.addresses_derive(chain_id, secret.account_xpub, start, count):
+        rows.append(WalletAddress(
+            coin=coin, coin_name=coin.coin_name, chain_id=chain_id, address_type=purpose, address=address,
+            wallet_type=wallet_type, user=user, key_secret=secret, derivation_path=f"{secret.account_path}/0/{index}",
+            derivation_index=index, assign_time=now,
+        ))
+        last = index
+    WalletAddress.objects.bulk_create(rows, batch_size=POOL_BATCH_ROWS)
+    secret.next_index = max(last + 1, start + count)
+    secret.save(update_fields=["next_index"])
+    return rows
+
+
+@transaction.atomic(durable=True)
+def _pool_batch_add(*, chain_id: str, count: int) -> int:
+    return len(addresses_derive_next(chain_id=chain_id, purpose=AddressType.USER_DEPOSIT, count=count))
+
+
+def address_pool_fill(
+    *, chain_id: str, count: int, batch_size: int = POOL_BATCH_ROWS, progress: Callable[[int], None] | None = None
+) -> int:
+    """
+    Add `count` unassigned deposit addresses to the chain's pool; return how many were added.
+
+    One transaction per batch: an interrupted fill keeps the batches it committed, and the next
+    run continues after the highest index used.
+    :raises NoHdWallet: no deposit seed for this chain.
+    """
+    added = 0
+    while added < count:
+        step = min(batch_size, count - added)
+        added += _pool_batch_add(chain_id=chain_id, count=step)
+        if progress is not None:
+            progress(step)
+    logger.info("address pool of %s: %s addresses added", chain_id, added)
+    return added
+
+
+def address_pool_top_up(*, chain_id: str, minimum: int, batch: int) -> int:
+    """Fill the chain's pool by `batch` if fewer than `minimum` unassigned addresses are left."""
+    from addresses import selectors as addresses_selectors
+
+    available = addresses_selectors.address_pool_available(chain_id=chain_id)
+    if available >= minimum:
+        return 0
+    return address_pool_fill(chain_id=chain_id, count=batch)
+
+
+def _coin_for_deposit(coin_id: str):  # noqa: ANN202 - CoinConfig
+    try:
+        coin = coins_selectors.coin_get_enabled(coin_id=coin_id)
+    except NotFound:
+        raise UnknownCoin(f"Unknown coin {coin_id!r}.", field="coin") from None
+    if coin.recharge_enabled != Switch.ENABLED:
+        raise RechargeDisabled(f"Deposits of {coin.coin_id} are switched off.", field="coin")
+    if coin.chain_id not in hd.CHAINS:
+        raise UnknownCoin(f"Coin {coin.coin_id} is on an unsupported chain.", field="coin")
+    return coin
+
+
+@transaction.atomic(durable=True)
+def deposit_address_assign(*, user: AbstractBaseUser, coin_id: str) -> WalletAddress:
+    """
+    Return the user's deposit address for the chain of coin_id, assigning one on first request.
+
+    The user's row is locked first: concurrent first requests of one user queue up and the later
+    ones find the address the first assigned. A pool row is taken with SKIP LOCKED, so users
+    being served at the same time take different rows; with the pool empty one is derived.
+    The unique (user, chain_id) key keeps one address per user and chain whatever happens.
+    :raises UnknownCoin, CoinDisabled, RechargeDisabled: the coin cannot receive deposits.
+    :raises NoHdWallet: the pool is empty and the chain has no deposit seed.
+    """
+    coin = _coin_for_deposit(coin_id)
+    type(user).objects.select_for_update().filter(pk=user.pk).first()
+    existing = (WalletAddress.objects.filter(user=user, chain_id=coin.chain_id, address_type=AddressType.USER_DEPOSIT)
+                .order_by("id").first())
+    if existing is not None:
+        return existing
+    row = (WalletAddress.objects.select_for_update(skip_locked=True)
+           .filter(chain_id=coin.chain_id, address_type=AddressType.USER_DEPOSIT, user__isnull=True,
+                   status=AddressStatus.NORMAL)
+           .order_by("id").first())
+    if row is None:
+        logger.warning("address pool of %s is empty: deriving a deposit address on demand", coin.chain_id)
+        (row,) = addresses_derive_next(chain_id=coin.chain_id, purpose=AddressType.USER_DEPOSIT, count=1,
+                                       user=user)
+        return row
+    row.user = user
+    row.assign_time = timezone.now()
+    row.save(update_fields=["user", "assign_time", "update_time"])
+    logger.info("deposit address %s of %s assigned to user %s", row.id, coin.chain_id, user.pk)
+    return row
+
+
+@transaction.atomic(durable=True)
+def hot_addresses_create(*, chain_id: str, wallet_type: str, count: int = 1) -> list[WalletAddress]:
+    """Derive `count` new hot wallet addresses of business pool wallet_type from the chain's hot seed.
+
+    :raises NoHdWallet: the chain has no hot seed.
+    """
+    return addresses_derive_next(chain_id=chain_id, purpose=AddressType.HOT, count=count, wallet_type=wallet_type)
+
+
+@transaction.atomic(durable=True)
+def cold_address_add(*, chain_id: str, address: str, wallet_type: str = "default") -> WalletAddress:
+    """Record a cold wallet address, watch-only: no key is stored and the signer refuses it.
+
+    :raises InvalidAddress: malformed or another network's address.
+    """
+    canonical = address_validate(chain_id, address)
+    coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[chain_id])
+    return WalletAddress.objects.create(
+        coin=coin, coin_name=coin.coin_name, chain_id=chain_id, address_type=AddressType.COLD, address=canonical,
+        wallet_type=wallet_type,
+    )
+
+
+class HotWalletStrategy:
+    ROUND_ROBIN = "round_robin"
+    BALANCE = "balance"
+    ALL = (ROUND_ROBIN, BALANCE)
+
+
+@transaction.atomic(savepoint=False)
+def hot_wallet_select(
+    *, chain_id: str, wallet_type: str, amount: Decimal, strategy: str = HotWalletStrategy.ROUND_ROBIN
+) -> WalletAddress:
+    """
+    Pick the hot address of business pool (chain_id, wallet_type) that pays `amount` next.
+
+    Only enabled hot addresses whose recorded balance covers amount take part. round_robin: the
+    next one after the pool's last pick, in id order (the cursor row is locked, so concurrent
+    pickers take turns); balance: the one with the highest balance. Joins the caller's transaction.
+    :raises NoHotWallet: no address of the pool can pay amount.
+    :raises UnknownStrategy: strategy is neither round_robin nor balance.
+    """
+    if strategy not in HotWalletStrategy.ALL:
+        raise UnknownStrategy(f"Unknown hot wallet strategy {strategy!r}.", field="strategy")
+    candidates = WalletAddress.objects.filter(
+        chain_id=chain_id, wallet_type=wallet_type, address_type=AddressType.HOT, status=AddressStatus.NORMAL,
+        key_secret__isnull=False, balance__gte=amount,
+    )
+    if strategy == HotWalletStrategy.BALANCE:
+        chosen = candidates.order_by("-balance", "id").first()
+    else:
+        cursor, _ = HotWalletCursor.objects.get_or_create(chain_id=chain_id, wallet_type=wallet_type)
+        cursor = HotWalletCursor.objects.select_for_update().get(pk=cursor.pk)
+        chosen = (candidates.filter(Q(id__gt=cursor.last_address_id)).order_by("id").first()
+                  or candidates.order_by("id").first())
+        if chosen is not None:
+            cursor.last_address_id = chosen.id
+            cursor.save(update_fields=["last_address_id", "update_time"])
+    if chosen is None:
+        raise NoHotWallet(f"No {chain_id} hot wallet of pool {wallet_type!r} can pay {amount}.")
+    return chosen
