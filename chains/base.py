@@ -108,3 +108,7 @@ class ChainAdapter(Protocol):
 
     def tx_status(self, tx_hash: str) -> TxStatus:
         """Whether and where a transaction was mined, and whether it succeeded."""
+
+
+class TxRejected(ChainError):
+    """The node refused a broadcast transaction (bad signature, double spend, bad nonce, no funds)."""

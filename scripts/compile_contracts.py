@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chains.contracts import ARTIFACTS_FILE, contracts_compile, contracts_write  # noqa: E402
+from chains.contracts import ARTIFACTS_FILE, contracts_compile, contracts_write
 
 if __name__ == "__main__":
     contracts_write(contracts_compile())

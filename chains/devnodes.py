@@ -1,0 +1,448 @@
+"""
+Local chain dev nodes for tests, benchmarks and the dev run: each starts on a free loopback port,
+waits until it answers, and returns a handle with `url` and `stop()`.
+
+- EVM: ganache (npm), deterministic wallet, chain id 1337, shanghai; test tokens deployed via web3.
+- BTC: bcoin (npm) in regtest, in memory, no wallet, 500 blocks mined so segwit is active.
+- TRON: chains.tron_fake (a loopback fake of the TRON HTTP API) with a ganache of its own behind it
+  that runs the TRC20 contracts.
+
+Every key here is a throwaway TEST-ONLY key of a local dev chain.
+
+    python -m chains.devnodes serve --evm-port 8545 --tron-port 8090 --btc-port 18443
+
+starts all three for the dev run, deploys the test USDT on both EVM and TRON, writes the
+addresses to settings.DEVCHAIN_FILE and, when the database is migrated, sets the USDT coins'
+contract_address through coins.services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.types import TxReceipt
+
+from chains.contracts import artifact
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+NODE_BIN = BASE_DIR / "node_modules" / ".bin"
+# ganache's --wallet.deterministic mnemonic: public, TEST-ONLY, funds nothing outside a dev chain.
+GANACHE_TEST_MNEMONIC = "myth like bonus scare over problem client lizard pioneer submit female collect"
+EVM_CHAIN_ID = 1337
+READY_TIMEOUT = 30.0
+USDT_DECIMALS = 6
+
+
+class DevNodeError(Exception):
+    """A dev node did not start (npm packages missing, port taken, crash)."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _node_bin(name: str) -> str:
+    path = NODE_BIN / name
+    if not path.exists():
+        raise DevNodeError(f"{path} is missing: run scripts/npm-install.sh")
+    return str(path)
+
+
+class _Process:
+    """A child node process with its log in a temporary file; stopped at exit at the latest."""
+
+    def __init__(self, args: list[str], name: str) -> None:
+        self.name = name
+        self.log = tempfile.NamedTemporaryFile(prefix=f"devnode-{name}-", suffix=".log", delete=False)
+        self.popen = subprocess.Popen(  # noqa: S603 - fixed local binaries, no shell
+            args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        atexit.register(self.stop)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return Path(self.log.name).read_text(errors="replace")[-2000:]
+        return ""
+
+    def wait_ready(self, check: Callable[[], bool], timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise DevNodeError(f"{self.name} exited during start-up:\n{self.log_tail()}")
+            with contextlib.suppress(Exception):
+                if check():
+                    return
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.3)
+        self.stop()
+        raise DevNodeError(f"{self.name} did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
+        with contextlib.suppress(OSError):
+            self.log.close()
+            os.unlink(self.log.name)
+
+
+# --- EVM: ganache --------------------------------------------------------------------------
+@dataclass
+class EvmDevNode:
+    url: str
+    port: int
+    process: _Process
+    w3: Web3
+    # Deterministic ganache accounts, funded with 1000 ETH each. TEST-ONLY keys.
+    accounts: list[LocalAccount]
+    contracts: dict[str, str] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def deploy(self, contract: str, *args: object, sender: int = 0) -> str:
+        """Deploy a compiled test contract from accounts[sender]; return its checksum address."""
+        compiled = artifact(contract)
+        factory = self.w3.eth.contract(abi=compiled["abi"], bytecode=compiled["bytecode"])
+        tx = factory.constructor(*args).build_transaction(self._tx_base(sender, gas=3_000_000))
+        receipt = self.send_tx(tx, sender=sender)
+        address = receipt["contractAddress"]
+        assert address is not None
+        return address
+
+    def token_deploy(
+        self,
+        *,
+        name: str = "Tether USD",
+        symbol: str = "USDT",
+        decimals: int = USDT_DECIMALS,
+        contract: str = "TestToken",
+    ) -> str:
+        return self.deploy(contract, name, symbol, decimals)
+
+    def contract(self, address: str, name: str = "TestToken") -> Any:
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact(name)["abi"])
+
+    def _tx_base(self, sender: int, *, gas: int) -> dict[str, Any]:
+        address = self.accounts[sender].address
+        return {
+            "from": address,
+            "nonce": self.w3.eth.get_transaction_count(address, "pending"),
+            "gas": gas,
+            "gasPrice": self.w3.eth.gas_price,
+            "chainId": EVM_CHAIN_ID,
+        }
+
+    def send_tx(self, tx: dict[str, Any], *, sender: int = 0, wait: bool = True) -> TxReceipt:
+        """Sign tx with accounts[sender] (filling nonce/gas price/chain id) and send it; wait for the receipt."""
+        base = self._tx_base(sender, gas=tx.get("gas", 200_000))
+        full = {**base, **tx}
+        full.pop("from", None)
+        signed = self.accounts[sender].sign_transaction(full)
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10, poll_latency=0.02)
+
+    def transact(self, call: Any, *, sender: int = 0, gas: int = 300_000) -> TxReceipt:
+        """Send a contract function call (web3 ContractFunction) from accounts[sender]."""
+        return self.send_tx(call.build_transaction(self._tx_base(sender, gas=gas)), sender=sender)
+
+    def snapshot(self) -> str:
+        return self.w3.provider.make_request("evm_snapshot", [])["result"]
+
+    def revert(self, snapshot_id: str) -> None:
+        assert self.w3.provider.make_request("evm_revert", [snapshot_id])["result"] is True
+
+    def mine(self, blocks: int = 1) -> None:
+        for _ in range(blocks):
+            self.w3.provider.make_request("evm_mine", [])
+
+
+def evm_accounts(count: int) -> list[LocalAccount]:
+    Account.enable_unaudited_hdwallet_features()
+    return [Account.from_mnemonic(GANACHE_TEST_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)]
+
+
+def evm_start(*, port: int | None = None, accounts: int = 10) -> EvmDevNode:
+    """Start ganache on 127.0.0.1 (a free port unless given) and wait until it answers."""
+    port = port or free_port()
+    process = _Process(
+        [
+            _node_bin("ganache"),
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--wallet.deterministic=true",
+            f"--wallet.totalAccounts={accounts}",
+            f"--chain.chainId={EVM_CHAIN_ID}",
+            "--chain.hardfork=shanghai",
+            "--logging.quiet=true",
+        ],
+        "ganache",
+    )
+    url = f"http://127.0.0.1:{port}/"
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 10}))
+    process.wait_ready(lambda: w3.eth.chain_id == EVM_CHAIN_ID)
+    return EvmDevNode(url=url, port=port, process=process, w3=w3, accounts=evm_accounts(accounts))
+
+
+# --- BTC: bcoin regtest --------------------------------------------------------------------
+@dataclass
+class BtcDevNode:
+    url: str  # with the api key as basic-auth password: http://wallet:KEY@127.0.0.1:PORT/
+    port: int
+    process: _Process
+    data_dir: tempfile.TemporaryDirectory
+    # A TEST-ONLY key the regtest coinbases pay to (P2WPKH), to fund test transactions.
+    miner_private_key: bytes
+    miner_public_key: bytes
+
+    def stop(self) -> None:
+        self.process.stop()
+        with contextlib.suppress(OSError):
+            self.data_dir.cleanup()
+
+    def rpc(self, method: str, *params: object) -> Any:
+        from chains.rpc import HttpNode, decimal_float
+
+        node = HttpNode(self.url, name="bcoin", connect_timeout=2, read_timeout=30, parse_float=decimal_float)
+        return node.call(method, params)
+
+    @property
+    def miner_script(self) -> str:
+        from chains.btc import p2wpkh_script
+
+        return p2wpkh_script(self.miner_public_key)
+
+    @property
+    def miner_address(self) -> str:
+        """The miner's P2WPKH address in bcoin's regtest encoding (hrp "rb")."""
+        from chains.btc import segwit_encode
+
+        return segwit_encode("rb", 0, bytes.fromhex(self.miner_script[4:]))
+
+    def mine(self, blocks: int = 1, address: str | None = None) -> list[str]:
+        return self.rpc("generatetoaddress", blocks, address or self.miner_address)
+
+
+def btc_start(*, port: int | None = None, blocks: int = 500) -> BtcDevNode:
+    """Start bcoin regtest in memory on 127.0.0.1 and mine `blocks` blocks (segwit needs ~432)."""
+    import coincurve
+
+    port = port or free_port()
+    api_key = secrets.token_hex(16)
+    data_dir = tempfile.TemporaryDirectory(prefix="bcoin-")
+    process = _Process(
+        [
+            _node_bin("bcoin"),
+            "--network=regtest",
+            "--memory=true",
+            "--http-host=127.0.0.1",
+            f"--http-port={port}",
+            f"--api-key={api_key}",
+            "--listen=false",
+            "--workers=false",
+            "--no-wallet=true",
+            "--index-tx=true",
+            "--log-level=warning",
+            f"--prefix={data_dir.name}",
+        ],
+        "bcoin",
+    )
+    key = coincurve.PrivateKey()
+    node = BtcDevNode(
+        url=f"http://wallet:{api_key}@127.0.0.1:{port}/",
+        port=port,
+        process=process,
+        data_dir=data_dir,
+        miner_private_key=key.secret,
+        miner_public_key=key.public_key.format(compressed=True),
+    )
+    process.wait_ready(lambda: node.rpc("getblockcount") == 0)
+    if blocks:
+        node.mine(blocks)
+    return node
+
+
+# --- TRON: the loopback fake with its EVM behind it ----------------------------------------
+@dataclass
+class TronDevNode:
+    url: str
+    port: int
+    server: Any  # chains.tron_fake.TronFakeServer
+    evm: EvmDevNode
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+        self.evm.stop()
+
+    @property
+    def state(self) -> Any:
+        return self.server.state
+
+    def post(self, path: str, payload: dict[str, Any] | None = None) -> Any:
+        response = requests.post(self.url.rstrip("/") + path, json=payload or {}, timeout=10)
+        return response.json()
+
+    def mine(self, blocks: int = 1) -> Any:
+        return self.post(f"/fake/mine?blocks={blocks}")
+
+    def reorg(self, depth: int) -> Any:
+        return self.post(f"/fake/reorg?depth={depth}")
+
+    def fund(self, address: str, amount_sun: int) -> Any:
+        return self.post("/fake/fund", {"address": address, "amount": amount_sun})
+
+    def trc20_deploy(
+        self,
+        *,
+        name: str = "Tether USD",
+        symbol: str = "USDT",
+        decimals: int = USDT_DECIMALS,
+        contract: str = "TestToken",
+        owner: str | None = None,
+    ) -> str:
+        """Deploy a token on the EVM behind the fake; return its TRON base58 address."""
+        answer = self.post(
+            "/fake/deploy", {"contract": contract, "args": [name, symbol, decimals], "owner": owner or ""}
+        )
+        return answer["address"]
+
+
+def tron_start(*, port: int | None = None, evm: EvmDevNode | None = None, block_interval: float = 0.0) -> TronDevNode:
+    """Start the TRON fake on 127.0.0.1 with a ganache of its own behind it (unless one is given)."""
+    from chains.tron_fake import TronFakeServer
+
+    backend = evm or evm_start()
+    server = TronFakeServer(("127.0.0.1", port or 0), evm=backend, block_interval=block_interval)
+    thread = threading.Thread(target=server.serve_forever, name="tron-fake", daemon=True)
+    thread.start()
+    actual_port = server.server_address[1]
+    return TronDevNode(
+        url=f"http://127.0.0.1:{actual_port}/", port=actual_port, server=server, evm=backend, thread=thread
+    )
+
+
+# --- the dev run -----------------------------------------------------------------------------
+def devchain_contracts_save(*, path: Path, contracts: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(contracts, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _coins_update(contracts: dict[str, str]) -> None:
+    """Point the USDT coins of the dev database at the freshly deployed tokens."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings")
+    django.setup()
+    from django.db.utils import DatabaseError
+
+    from coins import services as coins_services
+
+    for coin_id, address in contracts.items():
+        try:
+            coins_services.coin_set_contract(coin_id=coin_id, contract_address=address)
+        except (DatabaseError, LookupError) as exc:
+            print(f"devchain: {coin_id} not updated ({type(exc).__name__}); run migrate first", file=sys.stderr)
+
+
+def serve(
+    *, evm_port: int, tron_port: int, btc_port: int | None, tron_block_interval: float, update_coins: bool
+) -> None:
+    """Start the dev chains, deploy the test USDT on EVM and TRON, and run until SIGTERM/SIGINT."""
+    from django.conf import settings
+
+    handles: list[Any] = []
+    try:
+        evm = evm_start(port=evm_port)
+        handles.append(evm)
+        usdt_erc20 = evm.token_deploy()
+        evm.transact(evm.contract(usdt_erc20).functions.mint(evm.accounts[0].address, 10**6 * 10**USDT_DECIMALS))
+        tron = tron_start(port=tron_port, block_interval=tron_block_interval)
+        handles.append(tron)
+        usdt_trc20 = tron.trc20_deploy()
+        contracts: dict[str, Any] = {
+            "ETH_RPC_URL": evm.url,
+            "TRON_API_URL": tron.url,
+            "USDT-ERC20": usdt_erc20,
+            "USDT-TRC20": usdt_trc20,
+            "evm_funded_account": evm.accounts[0].address,
+        }
+        if btc_port:
+            btc = btc_start(port=btc_port)
+            handles.append(btc)
+            contracts["BTC_RPC_PORT"] = btc.port
+        devchain_contracts_save(path=Path(settings.DEVCHAIN_FILE), contracts=contracts)
+        if update_coins:
+            _coins_update({"USDT-ERC20": usdt_erc20, "USDT-TRC20": usdt_trc20})
+        print(json.dumps({k: v for k, v in contracts.items()}), flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        while not stop.wait(1):
+            if any(isinstance(h, (EvmDevNode, BtcDevNode)) and not h.process.alive() for h in handles):
+                raise DevNodeError("a dev node exited")
+    finally:
+        for handle in reversed(handles):
+            handle.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m chains.devnodes")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("serve", help="start the dev chains and keep them running")
+    run.add_argument("--evm-port", type=int, default=8545)
+    run.add_argument("--tron-port", type=int, default=8090)
+    run.add_argument("--btc-port", type=int, default=0, help="start bcoin regtest on this port (0: no BTC node)")
+    run.add_argument("--tron-block-interval", type=float, default=3.0, help="seconds between TRON fake blocks")
+    run.add_argument("--no-coins-update", action="store_true", help="do not touch coin_config")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings")
+    import django
+
+    django.setup()
+    serve(
+        evm_port=args.evm_port,
+        tron_port=args.tron_port,
+        btc_port=args.btc_port or None,
+        tron_block_interval=args.tron_block_interval,
+        update_coins=not args.no_coins_update,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""
+EVM adapter (ETH and ERC20 tokens) over Ethereum JSON-RPC, with web3.py for addresses and encoding.
+
+Reading a block costs a fixed number of calls, whatever its size:
+  1. eth_getBlockByNumber(height, full transactions)  -> native ETH transfers, token calldata
+  2. eth_getLogs(blockHash, Transfer topic)            -> ERC20 Transfer logs of ANY contract
+  3. one batched eth_getTransactionReceipt request     -> status, only for the candidates below
+
+How success is known without a receipt per transaction:
+- A log exists only in a successful transaction (the EVM drops the logs of a reverted one), so a
+  Transfer log already means success; its receipt is still fetched (in the batch) when the caller
+  passes `watched`, because those are few.
+- A native ETH transfer can fail (e.g. sent to a contract that reverts): its receipt is fetched in
+  the batch. With `watched` given only for transfers to watched addresses (a handful per block,
+  which keeps scanning at the speed of eth_getBlockByNumber); without it for every value transfer.
+- A reverted token transfer has no log at all. Calls of transfer/transferFrom whose recipient (read
+  from the calldata) is watched get their receipt; a failed one is reported as a Transfer with
+  success=False and index -1 (no log index exists), so the scanner can record a "fake deposit".
+
+Addresses, contracts and match keys are lower-case 0x hex (compare a configured contract through
+`match_key`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+
+from chains.base import Block, ChainError, SignedTx, Transfer, TxRejected, TxStatus, UnsignedTx
+from chains.rpc import HttpNode, RpcError
+
+TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+SELECTOR_TRANSFER = "0xa9059cbb"  # transfer(address,uint256)
+SELECTOR_TRANSFER_FROM = "0x23b872dd"  # transferFrom(address,address,uint256)
+SELECTOR_BALANCE_OF = "0x70a08231"  # balanceOf(address)
+NATIVE_GAS = 21_000
+TOKEN_GAS_FALLBACK = 100_000
+RECEIPT_BATCH = 500
+
+
+def _word_address(word: str) -> str:
+    return "0x" + word[-40:].lower()
+
+
+class EvmAdapter:
+    """ChainAdapter for an EVM chain (chain_id "ETH")."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        chain_id: str = "ETH",
+        connect_timeout: float = 2.0,
+        read_timeout: float = 15.0,
+        gas_price_fallback_wei: int = 20_000_000_000,
+    ) -> None:
+        self.chain_id = chain_id
+        self.node = HttpNode(url, name=f"{chain_id} node", connect_timeout=connect_timeout, read_timeout=read_timeout)
+        self._gas_price_fallback = gas_price_fallback_wei
+        self._network_id: int | None = None
+
+    # --- reads -----------------------------------------------------------------------
+    def tip_height(self) -> int:
+        return self._int(self.node.call("eth_blockNumber"), "eth_blockNumber")
+
+    def block_hash(self, height: int) -> str:
+        raw = self.node.call("eth_getBlockByNumber", [hex(height), False])
+        if not isinstance(raw, dict) or not isinstance(raw.get("hash"), str):
+            raise ChainError(f"{self.chain_id} node: no block at height {height}")
+        return raw["hash"]
+
+    def match_key(self, address: str) -> str:
+        """Lower-case 0x address; refuses anything that is not a 20-byte hex address."""
+        if not isinstance(address, str) or not is_address(address):
+            raise ValueError("not an EVM address")
+        return address.lower()
+
+    def block(self, height: int, watched: Collection[str] | None = None) -> Block:
+        """The block at height with its ETH transfers and ERC20 Transfer logs (of any contract).
+
+        With `watched` (a set of match keys) only transfers to those addresses are returned, and
+        only their receipts are fetched; without it every transfer, with a receipt per value transfer.
+        :raises ChainError: node down, no such block, or a malformed answer.
+        """
+        raw = self.node.call("eth_getBlockByNumber", [hex(height), True])
+        if not isinstance(raw, dict):
+            raise ChainError(f"{self.chain_id} node: no block at height {height}")
+        try:
+            block_hash = raw["hash"]
+            parent_hash = raw["parentHash"]
+            timestamp = int(raw["timestamp"], 16)
+            if int(raw["number"], 16) != height:
+                raise ChainError(f"{self.chain_id} node: asked block {height}, got another")
+            logs = self.node.call("eth_getLogs", [{"blockHash": block_hash, "topics": [TRANSFER_TOPIC]}])
+            transfers = self._transfers(raw["transactions"], logs, block_hash, watched)
+        except ChainError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            raise ChainError(f"{self.chain_id} node: malformed block {height}") from None
+        return Block(number=height, hash=block_hash, parent_hash=parent_hash, timestamp=timestamp, transfers=transfers)
+
+    def _transfers(
+        self, txs: list[dict[str, Any]], logs: list[dict[str, Any]], block_hash: str, watched: Collection[str] | None
+    ) -> list[Transfer]:
+        # (tx_hash, kind, from, to, amount, contract): kind "native" or "call" (token calldata).
+        candidates: list[tuple[str, str, str, str, int, str | None]] = []
+        for tx in txs:
+            to = tx.get("to")
+            if not to:
+                continue  # contract creation
+            to = to.lower()
+            value = int(tx["value"], 16)
+            if value and (watched is None or to in watched):
+                candidates.append((tx["hash"], "native", tx["from"].lower(), to, value, None))
+            data = tx.get("input") or tx.get("data") or "0x"
+            selector = data[:10]
+            if selector == SELECTOR_TRANSFER and len(data) >= 138:
+                recipient, amount_word, sender = _word_address(data[10:74]), data[74:138], tx["from"].lower()
+            elif selector == SELECTOR_TRANSFER_FROM and len(data) >= 202:
+                sender, recipient, amount_word = _word_address(data[10:74]), _word_address(data[74:138]), data[138:202]
+            else:
+                continue
+            if watched is None or recipient in watched:
+                candidates.append((tx["hash"], "call", sender, recipient, int(amount_word, 16), to))
+
+        found: list[Transfer] = []
+        log_txs: set[str] = set()
+        for log in logs:
+            topics = log["topics"]
+            data = log["data"]
+            # ERC20 Transfer: from and to indexed, value in data. ERC721 indexes the value: skip it.
+            if len(topics) != 3 or log.get("removed") or len(data) != 66:
+                continue
+            if log["blockHash"] != block_hash:
+                raise ChainError(f"{self.chain_id} node: a log of another block in {block_hash}")
+            recipient = _word_address(topics[2])
+            if watched is not None and recipient not in watched:
+                continue
+            tx_hash = log["transactionHash"]
+            log_txs.add(tx_hash)
+            found.append(
+                Transfer(
+                    tx_hash=tx_hash,
+                    index=int(log["logIndex"], 16),
+                    from_address=_word_address(topics[1]),
+                    to_address=recipient,
+                    match_key=recipient,
+                    amount_base_units=int(data, 16),
+                    contract=log["address"].lower(),
+                    success=True,
+                )
+            )
+
+        need = {c[0] for c in candidates}
+        if watched is not None:
+            need |= log_txs
+        statuses = self._statuses(sorted(need))
+        transfers: list[Transfer] = []
+        for tx_hash, kind, sender, recipient, amount, contract in candidates:
+            ok = statuses[tx_hash]
+            if kind == "call" and ok:
+                continue  # a successful token call is reported by its Transfer log
+            transfers.append(
+                Transfer(
+                    tx_hash=tx_hash,
+                    index=-1,
+                    from_address=sender,
+                    to_address=recipient,
+                    match_key=recipient,
+                    amount_base_units=amount,
+                    contract=contract,
+                    success=ok,
+                )
+            )
+        for transfer in found:
+            if not statuses.get(transfer.tx_hash, True):
+                # Not possible on a correct node (a reverted transaction has no logs): never credit it.
+                transfer = dataclasses.replace(transfer, success=False)
+            transfers.append(transfer)
+        return transfers
+
+    def _statuses(self, tx_hashes: list[str]) -> dict[str, bool]:
+        statuses: dict[str, bool] = {}
+        for start in range(0, len(tx_hashes), RECEIPT_BATCH):
+            chunk = tx_hashes[start : start + RECEIPT_BATCH]
+            receipts = self.node.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
+            for tx_hash, receipt in zip(chunk, receipts, strict=True):
+                if not isinstance(receipt, dict) or "status" not in receipt:
+                    raise ChainError(f"{self.chain_id} node: no receipt for mined transaction {tx_hash}")
+                statuses[tx_hash] = int(receipt["status"], 16) == 1
+        return statuses
+
+    def balance(self, address: str, contract: str | None = None) -> int:
+        key = self.match_key(address)
+        if contract is None:
+            return self._int(self.node.call("eth_getBalance", [key, "latest"]), "eth_getBalance")
+        data = SELECTOR_BALANCE_OF + key[2:].rjust(64, "0")
+        answer = self.node.call("eth_call", [{"to": self.match_key(contract), "data": data}, "latest"])
+        if not isinstance(answer, str) or len(answer) < 66:
+            raise ChainError(f"{self.chain_id} node: balanceOf answered nothing (not a token contract?)")
+        return int(answer[:66], 16)
+
+    def fee_estimate(self) -> int:
+        """Gas price in wei (the configured fallback when the node says 0)."""
+        price = self._int(self.node.call("eth_gasPrice"), "eth_gasPrice")
+        return price or self._gas_price_fallback
+
+    def network_id(self) -> int:
+        if self._network_id is None:
+            self._network_id = self._int(self.node.call("eth_chainId"), "eth_chainId")
+        return self._network_id
+
+    # --- writes ----------------------------------------------------------------------
+    def build_transfer(
+        self,
+        *,
+        from_address: str,
+        to_address: str,
+        amount_base_units: int,
+        contract: str | None = None,
+        nonce: int | None = None,
+        gas_price: int | None = None,
+    ) -> UnsignedTx:
+        """A legacy (type 0) transaction dict, ready for eth-account's sign_transaction.
+
+        `nonce` should come from the caller's nonce allocation (withdrawals lock it per hot
+        address); without it the node's pending count is used.
+        """
+        if amount_base_units <= 0:
+            raise ValueError("amount must be positive")
+        sender = to_checksum_address(self.match_key(from_address))
+        recipient = to_checksum_address(self.match_key(to_address))
+        if nonce is None:
+            nonce = self._int(self.node.call("eth_getTransactionCount", [sender, "pending"]), "eth_getTransactionCount")
+        tx: dict[str, Any] = {
+            "chainId": self.network_id(),
+            "nonce": nonce,
+            "gasPrice": gas_price if gas_price is not None else self.fee_estimate(),
+        }
+        if contract is None:
+            tx.update({"to": recipient, "value": amount_base_units, "gas": NATIVE_GAS, "data": "0x"})
+        else:
+            data = SELECTOR_TRANSFER + recipient[2:].lower().rjust(64, "0") + format(amount_base_units, "064x")
+            token = to_checksum_address(self.match_key(contract))
+            try:
+                estimate = self._int(
+                    self.node.call("eth_estimateGas", [{"from": sender, "to": token, "data": data}]), "eth_estimateGas"
+                )
+                gas = estimate * 5 // 4
+            except RpcError:
+                gas = TOKEN_GAS_FALLBACK  # estimation reverts e.g. while the hot wallet is unfunded
+            tx.update({"to": token, "value": 0, "gas": gas, "data": data})
+        return UnsignedTx(chain_id=self.chain_id, from_address=sender, payload=tx)
+
+    def broadcast_irreversible(self, signed: SignedTx) -> str:
+        """eth_sendRawTransaction; a transaction the node already has is not sent again, its hash is returned.
+
+        The "already known" check comes first because ganache 7 executes a replayed raw
+        transaction a second time despite its spent nonce (ganache issue #3794): a retry
+        would pay twice on the dev chain.
+        :raises TxRejected: the node refused it (bad nonce, no funds, bad signature).
+        """
+        raw = signed.raw if signed.raw.startswith("0x") else "0x" + signed.raw
+        if signed.tx_hash and self.node.call("eth_getTransactionByHash", [signed.tx_hash]):
+            return signed.tx_hash
+        try:
+            tx_hash = self.node.call("eth_sendRawTransaction", [raw])
+        except RpcError as exc:
+            if signed.tx_hash and self.node.call("eth_getTransactionByHash", [signed.tx_hash]):
+                return signed.tx_hash  # the node got it meanwhile (another broadcaster)
+            raise TxRejected(f"{self.chain_id} node refused the transaction: {exc.node_message}") from None
+        if not isinstance(tx_hash, str) or (signed.tx_hash and tx_hash.lower() != signed.tx_hash.lower()):
+            raise ChainError(f"{self.chain_id} node: eth_sendRawTransaction answered another hash")
+        return tx_hash
+
+    def tx_status(self, tx_hash: str) -> TxStatus:
+        receipt = self.node.call("eth_getTransactionReceipt", [tx_hash])
+        if receipt is None:
+            pending = self.node.call("eth_getTransactionByHash", [tx_hash])
+            return TxStatus(tx_hash=tx_hash, found=bool(pending))
+        try:
+            return TxStatus(
+                tx_hash=tx_hash,
+                found=True,
+                success=int(receipt["status"], 16) == 1,
+                block_number=int(receipt["blockNumber"], 16),
+                block_hash=receipt["blockHash"],
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ChainError(f"{self.chain_id} node: malformed receipt of {tx_hash}") from None
+
+    def _int(self, value: object, what: str) -> int:
+        try:
+            return int(value, 16)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ChainError(f"{self.chain_id} node: {what} answered a malformed number") from None

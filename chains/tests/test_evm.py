@@ -1,0 +1,221 @@
+"""EVM adapter against a real ganache node (chains.testing fixtures); every key is TEST-ONLY."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from chains.base import ChainError, SignedTx, TxRejected
+from chains.devnodes import free_port
+from chains.evm import EvmAdapter
+
+
+def fresh_address() -> str:
+    return Account.create().address  # a throwaway TEST-ONLY key
+
+
+def send_eth(evm_node, to: str, wei: int, *, gas: int = 21_000) -> dict:
+    return evm_node.send_tx({"to": to, "value": wei, "gas": gas})
+
+
+def send_usdt(evm_node, to: str, amount: int, token: str | None = None) -> dict:
+    token = token or evm_node.contracts["USDT"]
+    return evm_node.transact(evm_node.contract(token).functions.transfer(to, amount))
+
+
+class TestBlockTransfers:
+    def test_reports_a_native_eth_transfer_with_its_exact_amount(self, evm_node, evm_adapter):
+        to = fresh_address()
+
+        receipt = send_eth(evm_node, to, 1_234_567_890_123_456_789)
+        block = evm_adapter.block(receipt["blockNumber"])
+
+        [transfer] = [t for t in block.transfers if t.match_key == to.lower()]
+        assert transfer.amount_base_units == 1_234_567_890_123_456_789
+        assert transfer.contract is None
+        assert transfer.index == -1
+        assert transfer.success is True
+        assert transfer.tx_hash == "0x" + receipt["transactionHash"].hex().removeprefix("0x")
+        assert transfer.from_address == evm_node.accounts[0].address.lower()
+        assert block.hash == evm_adapter.block_hash(receipt["blockNumber"])
+        assert block.parent_hash == evm_adapter.block_hash(receipt["blockNumber"] - 1)
+
+    def test_reports_an_erc20_transfer_with_its_contract_and_log_index(self, evm_node, evm_adapter):
+        to = fresh_address()
+
+        receipt = send_usdt(evm_node, to, 25_000_000)
+        block = evm_adapter.block(receipt["blockNumber"], watched={to.lower()})
+
+        [transfer] = block.transfers
+        assert transfer.contract == evm_node.contracts["USDT"].lower()
+        assert transfer.amount_base_units == 25_000_000
+        assert transfer.index == receipt["logs"][0]["logIndex"]
+        assert transfer.success is True
+        assert evm_adapter.balance(to, contract=evm_node.contracts["USDT"]) == 25_000_000
+
+    def test_reports_every_transfer_log_of_a_batch_transaction(self, evm_node, evm_adapter):
+        usdt = evm_node.contract(evm_node.contracts["USDT"])
+        batch = evm_node.deploy("BatchSender")
+        evm_node.transact(usdt.functions.approve(batch, 2**256 - 1))
+        recipients = [fresh_address() for _ in range(3)]
+        amounts = [1_000_001, 2_000_002, 3_000_003]
+
+        receipt = evm_node.transact(
+            evm_node.contract(batch, "BatchSender").functions.send(usdt.address, recipients, amounts), gas=500_000
+        )
+        block = evm_adapter.block(receipt["blockNumber"], watched={r.lower() for r in recipients})
+
+        found = {(t.match_key, t.amount_base_units) for t in block.transfers}
+        assert found == {(r.lower(), a) for r, a in zip(recipients, amounts, strict=True)}
+        assert len({t.index for t in block.transfers}) == 3
+        assert {t.tx_hash for t in block.transfers} == {"0x" + receipt["transactionHash"].hex().removeprefix("0x")}
+        assert all(t.contract == usdt.address.lower() and t.success for t in block.transfers)
+
+    def test_reports_a_reverted_token_transfer_as_failed(self, evm_node, evm_adapter):
+        token = evm_node.token_deploy(contract="BlockableToken")
+        contract = evm_node.contract(token, "BlockableToken")
+        evm_node.transact(contract.functions.mint(evm_node.accounts[0].address, 10**12))
+        evm_node.transact(contract.functions.setTransfersBlocked(True))
+        to = fresh_address()
+
+        receipt = evm_node.transact(contract.functions.transfer(to, 5_000_000), gas=100_000)
+        block = evm_adapter.block(receipt["blockNumber"], watched={to.lower()})
+
+        assert receipt["status"] == 0
+        [transfer] = block.transfers
+        assert transfer.success is False
+        assert transfer.contract == token.lower()
+        assert transfer.amount_base_units == 5_000_000
+        assert transfer.index == -1
+        assert evm_adapter.balance(to, contract=token) == 0
+
+    def test_reports_a_look_alike_token_under_its_own_contract(self, evm_node, evm_adapter):
+        fake = evm_node.token_deploy(name="Tether USD", symbol="USDT", decimals=6)
+        evm_node.transact(evm_node.contract(fake).functions.mint(evm_node.accounts[0].address, 10**12))
+        to = fresh_address()
+
+        receipt = send_usdt(evm_node, to, 7_000_000, token=fake)
+        [transfer] = evm_adapter.block(receipt["blockNumber"], watched={to.lower()}).transfers
+
+        assert transfer.contract == fake.lower()
+        assert transfer.contract != evm_node.contracts["USDT"].lower()
+        assert transfer.success is True
+
+    def test_reports_a_failed_native_transfer_as_failed(self, evm_node, evm_adapter):
+        # The test token has no receive function: ETH sent to it reverts.
+        token = evm_node.contracts["USDT"]
+
+        receipt = send_eth(evm_node, token, 10**15, gas=60_000)
+        [transfer] = evm_adapter.block(receipt["blockNumber"], watched={token.lower()}).transfers
+
+        assert receipt["status"] == 0
+        assert transfer.success is False
+        assert transfer.contract is None
+
+    def test_returns_only_watched_transfers_in_two_requests_when_none_match(self, evm_node, evm_adapter):
+        to = fresh_address()
+        receipt = send_eth(evm_node, to, 10**16)
+        requests_made = []
+        original = evm_adapter.node.post
+
+        def counting_post(path, payload, *, what):
+            requests_made.append(what)
+            return original(path, payload, what=what)
+
+        evm_adapter.node.post = counting_post
+        try:
+            block = evm_adapter.block(receipt["blockNumber"], watched={fresh_address().lower()})
+        finally:
+            del evm_adapter.node.post
+
+        assert block.transfers == []
+        assert requests_made == ["eth_getBlockByNumber", "eth_getLogs"]
+
+
+class TestReorg:
+    def test_block_hash_changes_when_the_chain_is_reverted_and_rebuilt(self, evm_node, evm_adapter):
+        snapshot = evm_node.snapshot()
+        to = fresh_address()
+        receipt = send_eth(evm_node, to, 10**17)
+        height = receipt["blockNumber"]
+        old_hash = evm_adapter.block_hash(height)
+
+        evm_node.revert(snapshot)
+        send_eth(evm_node, fresh_address(), 10**17)  # another block at the same height
+        evm_node.mine(1)
+
+        assert evm_adapter.tip_height() >= height
+        assert evm_adapter.block_hash(height) != old_hash
+        assert all(t.match_key != to.lower() for t in evm_adapter.block(height).transfers)
+        assert evm_adapter.balance(to) == 0
+
+
+class TestSendAndStatus:
+    def test_broadcasts_a_signed_transfer_and_reports_it_mined(self, evm_node, evm_adapter):
+        sender = evm_node.accounts[2]
+        to = fresh_address()
+        unsigned = evm_adapter.build_transfer(from_address=sender.address, to_address=to, amount_base_units=10**15)
+        signed_tx = sender.sign_transaction(unsigned.payload)
+        signed = SignedTx(tx_hash="0x" + signed_tx.hash.hex().removeprefix("0x"), raw=signed_tx.raw_transaction.hex())
+
+        tx_hash = evm_adapter.broadcast_irreversible(signed)
+        again = evm_adapter.broadcast_irreversible(signed)  # a retry of the same transaction
+        status = evm_adapter.tx_status(tx_hash)
+
+        assert tx_hash == again == signed.tx_hash
+        assert status.found is True and status.success is True
+        assert status.block_hash == evm_adapter.block_hash(status.block_number)
+        assert evm_adapter.balance(to) == 10**15
+
+    def test_builds_a_token_transfer_the_node_executes(self, evm_node, evm_adapter):
+        sender = evm_node.accounts[0]
+        to = fresh_address()
+        usdt = evm_node.contracts["USDT"]
+        unsigned = evm_adapter.build_transfer(
+            from_address=sender.address, to_address=to, amount_base_units=3_000_000, contract=usdt
+        )
+        signed_tx = sender.sign_transaction(unsigned.payload)
+
+        tx_hash = evm_adapter.broadcast_irreversible(SignedTx(tx_hash="", raw=signed_tx.raw_transaction.hex()))
+
+        assert evm_adapter.tx_status(tx_hash).success is True
+        assert evm_adapter.balance(to, contract=usdt) == 3_000_000
+
+    def test_refuses_a_transaction_without_funds(self, evm_node, evm_adapter):
+        poor = Account.create()  # TEST-ONLY key, no ETH
+        unsigned = evm_adapter.build_transfer(
+            from_address=poor.address, to_address=fresh_address(), amount_base_units=10**18, nonce=0
+        )
+        signed_tx = poor.sign_transaction(unsigned.payload)
+
+        with pytest.raises(TxRejected):
+            evm_adapter.broadcast_irreversible(
+                SignedTx(tx_hash="0x" + signed_tx.hash.hex().removeprefix("0x"), raw=signed_tx.raw_transaction.hex())
+            )
+
+    def test_unknown_transaction_is_not_found(self, evm_adapter):
+        assert evm_adapter.tx_status("0x" + "ab" * 32).found is False
+
+    def test_fee_estimate_is_the_node_gas_price(self, evm_node, evm_adapter):
+        assert evm_adapter.fee_estimate() == evm_node.w3.eth.gas_price > 0
+
+
+class TestNodeDown:
+    def test_raises_chain_error_quickly(self):
+        adapter = EvmAdapter(url=f"http://127.0.0.1:{free_port()}/", connect_timeout=0.5, read_timeout=1)
+        started = time.monotonic()
+
+        with pytest.raises(ChainError):
+            adapter.tip_height()
+        with pytest.raises(ChainError):
+            adapter.block(1)
+
+        assert time.monotonic() - started < 3
+
+    def test_match_key_refuses_a_non_address(self, evm_adapter):
+        with pytest.raises(ValueError):
+            evm_adapter.match_key("0x1234")
+        assert evm_adapter.match_key(Web3.to_checksum_address("0x" + "ab" * 20)) == "0x" + "ab" * 20
