@@ -15,6 +15,12 @@ NATIVE = {"ETH": "ETH", "BTC": "BTC", "TRON": "TRX"}
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # Users are only owners of deposits here; a slow password hash per user adds nothing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_scanner_state():
     watchlist.watchlist_reset()
     recharges_services.fault_hook = None
