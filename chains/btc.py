@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -193,6 +194,7 @@ class BtcAdapter:
         read_timeout: float = 15.0,
         fee_fallback_sat_vb: int = 10,
         confirm_target: int = 6,
+        mempool_wait: float = 2.0,
     ) -> None:
         if network not in NETWORKS:
             raise ValueError(f"BTC network must be one of {sorted(NETWORKS)}")
@@ -207,6 +209,7 @@ class BtcAdapter:
         )
         self._fee_fallback = fee_fallback_sat_vb
         self._confirm_target = confirm_target
+        self._mempool_wait = mempool_wait
         self._getblock_args: tuple[object, ...] | None = None  # (2,) on Core, (True, True) on bcoin
 
     # --- reads -----------------------------------------------------------------------
@@ -376,8 +379,16 @@ class BtcAdapter:
             raise TxRejected(f"BTC node refused the transaction: {exc.node_message}") from None
         if not isinstance(txid, str) or (signed.tx_hash and txid != signed.tx_hash):
             raise ChainError("BTC node: sendrawtransaction answered another txid")
-        if txid in self._mempool() or self.tx_status(txid).block_hash:
-            return txid
+        # bcoin answers before its mempool has checked the transaction: poll a little.
+        deadline = time.monotonic() + self._mempool_wait
+        delay = 0.02
+        while True:
+            if txid in self._mempool() or self.tx_status(txid).block_hash:
+                return txid
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
         raise TxRejected(f"BTC node answered {txid} but its mempool does not hold it (rejected)")
 
     def _mempool(self) -> set[str]:

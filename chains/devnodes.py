@@ -273,7 +273,7 @@ def btc_start(*, port: int | None = None, blocks: int = 500) -> BtcDevNode:
             "--workers=false",
             "--no-wallet=true",
             "--index-tx=true",
-            "--log-level=warning",
+            "--log-level=" + os.environ.get("BCOIN_LOG_LEVEL", "warning"),
             f"--prefix={data_dir.name}",
         ],
         "bcoin",

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from chains.btc import BtcAdapter
+from chains.base import SignedTx, UnsignedTx
+from chains.btc import BtcAdapter, Utxo
 from chains.devnodes import BtcDevNode, EvmDevNode, TronDevNode, btc_start, evm_start, tron_start
 from chains.evm import EvmAdapter
 
@@ -65,3 +66,41 @@ def tron_adapter(tron_node: TronDevNode):
     from chains.tron import TronAdapter
 
     return TronAdapter(url=tron_node.url, connect_timeout=1, read_timeout=10)
+
+
+# --- helpers for tests that move coins on the dev chains (TEST-ONLY keys) --------------------
+def btc_coinbase_utxo(node: BtcDevNode, height: int) -> Utxo:
+    """The miner's coinbase output of block `height` (mature once 100 blocks are on top)."""
+    from chains.btc import btc_to_sats
+
+    block = node.rpc("getblock", node.rpc("getblockhash", height), True, True)
+    coinbase = block["tx"][0]
+    out = coinbase["vout"][0]
+    assert out["scriptPubKey"]["hex"] == node.miner_script
+    return Utxo(
+        txid=coinbase["txid"],
+        vout=0,
+        value_sats=btc_to_sats(out["value"]),
+        script_hex=node.miner_script,
+        public_key_hex=node.miner_public_key.hex(),
+    )
+
+
+def btc_sign(unsigned: UnsignedTx, private_key: bytes, network: str = "regtest") -> SignedTx:
+    """Sign a BtcAdapter transfer with one key (the signer's job in production)."""
+    from bitcoinlib.keys import Key
+
+    tx = unsigned.payload
+    tx.sign(keys=[Key(private_key, network=network)])
+    tx.sign_and_update()  # refreshes txid and vsize after signing
+    return SignedTx(tx_hash=tx.txid, raw=tx.raw_hex())
+
+
+def btc_new_key() -> tuple[bytes, str]:
+    """A TEST-ONLY throwaway key: (private key, its P2WPKH scriptPubKey hex)."""
+    import coincurve
+
+    from chains.btc import p2wpkh_script
+
+    key = coincurve.PrivateKey()
+    return key.secret, p2wpkh_script(key.public_key.format(compressed=True))
