@@ -19,8 +19,9 @@ scanned twice, or two scanners at once credit every deposit exactly once.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -167,8 +168,7 @@ def _cursor_get_or_create(*, chain_id: str, tip: int) -> ScanCursor:
         return ScanCursor.objects.get(chain_id=chain_id)
 
 
-def _block_fetch(*, adapter: ChainAdapter, height: int) -> Block:
-    block = adapter.block(height)
+def _block_checked(*, block: object, height: int) -> Block:
     ok = (
         isinstance(block, Block)
         and block.number == height
@@ -183,6 +183,32 @@ def _block_fetch(*, adapter: ChainAdapter, height: int) -> Block:
     if not ok:
         raise ChainError(f"malformed block at height {height}")
     return block
+
+
+def _block_filters(adapter: ChainAdapter) -> bool:
+    """Whether the adapter's block() takes the watch list (so it skips work for other addresses)."""
+    try:
+        return "watched" in inspect.signature(adapter.block).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _blocks_fetch(
+    *, adapter: ChainAdapter, heights: Iterable[int], watch: matching.Watch, now: datetime
+) -> tuple[list[Block], str | None]:
+    """Read blocks in order until the first failure; return them and the failure's description."""
+    filtered = _block_filters(adapter)
+    blocks: list[Block] = []
+    for height in heights:
+        try:
+            if filtered:
+                block = adapter.block(height, watched=watch)  # type: ignore[call-arg]
+            else:
+                block = adapter.block(height)
+            blocks.append(_block_checked(block=block, height=height))
+        except NODE_ERRORS as exc:
+            return blocks, _node_failure(chain_id=adapter.chain_id, action=f"block({height})", exc=exc, now=now)
+    return blocks, None
 
 
 def _node_hash(*, adapter: ChainAdapter, height: int) -> str:
@@ -230,18 +256,14 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
         return _reorg_resolve(adapter=adapter, cursor=cursor, tip=tip, now=now)
 
     last = min(tip, cursor.height + settings.SCAN_BATCH_BLOCKS)
-    blocks: list[Block] = []
-    error = None
-    for height in range(cursor.height + 1, last + 1):
-        try:
-            blocks.append(_block_fetch(adapter=adapter, height=height))
-        except NODE_ERRORS as exc:
-            error = _node_failure(chain_id=chain_id, action=f"block({height})", exc=exc, now=now)
-            break
+    watch, version = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter)
+    blocks, error = _blocks_fetch(adapter=adapter, heights=range(cursor.height + 1, last + 1), watch=watch, now=now)
     _step("scan.fetched")
-
-    # After the fetch: see watchlist's docstring for why the order matters.
-    watch = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter)
+    # Refresh again AFTER the fetch (see watchlist's docstring): an address assigned meanwhile
+    # may have been paid in a block the node filtered with the older list, so read those again.
+    watch, newer = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter)
+    if newer != version and _block_filters(adapter):
+        blocks, error = _blocks_fetch(adapter=adapter, heights=[b.number for b in blocks], watch=watch, now=now)
     rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
     expected = (cursor.height, cursor.version)
     parent = stored_tip.hash if stored_tip is not None else None
@@ -664,11 +686,11 @@ def deposits_rescan_range(
         return ScanResult(chain_id=chain_id)
     last = min(to_height, cursor.height)
     deposits = blocks = 0
-    watch = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter)
+    watch, _version = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter)
     rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
     for height in range(max(from_height, 0), last + 1):
         try:
-            block = _block_fetch(adapter=adapter, height=height)
+            block = _block_checked(block=adapter.block(height), height=height)
             candidates, _ignored = matching.transfers_match(
                 transfers=block.transfers, watch=watch, rules=rules, contract_key=adapter.match_key
             )

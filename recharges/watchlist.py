@@ -32,6 +32,8 @@ class _ChainWatch:
     max_id: int = 0
     refreshed_at: datetime | None = None
     loaded_monotonic: float = 0.0
+    # Bumped whenever a key is added or changes owner.
+    version: int = 0
 
 
 _lock = threading.Lock()
@@ -51,12 +53,18 @@ def _add(watch: _ChainWatch, rows: list[tuple[int, str, int]], adapter: ChainAda
         except (ChainError, ValueError, TypeError):
             # A stored address the chain cannot parse can never receive anything: skip it.
             continue
-        watch.keys[key] = (user_id, address)
+        owner = (user_id, address)
+        if watch.keys.get(key) != owner:
+            watch.keys[key] = owner
+            watch.version += 1
         watch.max_id = max(watch.max_id, row_id)
 
 
-def watchlist_get(*, chain_id: str, adapter: ChainAdapter) -> Watch:
-    """Return the chain's watch list, refreshed from the database (one query, or a full reload)."""
+def watchlist_get(*, chain_id: str, adapter: ChainAdapter) -> tuple[Watch, int]:
+    """
+    Return the chain's watch list refreshed from the database (one query, or a full reload),
+    and its version: a caller that filtered blocks with an older version must read them again.
+    """
     # The wall clock, not a caller's `now`: it is compared with assign_time written by the database's writers.
     started = timezone.now()
     with _lock:
@@ -64,7 +72,7 @@ def watchlist_get(*, chain_id: str, adapter: ChainAdapter) -> Watch:
         full = watch is None or time.monotonic() - watch.loaded_monotonic > settings.SCAN_WATCH_FULL_RELOAD_SECONDS
         assigned = addresses_selectors.deposit_addresses_assigned(chain_id=chain_id)
         if full:
-            watch = _ChainWatch(loaded_monotonic=time.monotonic())
+            watch = _ChainWatch(loaded_monotonic=time.monotonic(), version=(watch.version + 1 if watch else 0))
             rows = list(assigned.values_list("id", "address", "user_id"))
         else:
             assert watch is not None
@@ -77,4 +85,4 @@ def watchlist_get(*, chain_id: str, adapter: ChainAdapter) -> Watch:
         _add(watch, rows, adapter)
         watch.refreshed_at = started
         _watches[chain_id] = watch
-        return watch.keys
+        return watch.keys, watch.version

@@ -137,3 +137,13 @@ class FakeChain:
 
     def tx_status(self, tx_hash: str) -> object:
         raise NotImplementedError
+
+
+class FilteringFakeChain(FakeChain):
+    """A node adapter that, like the EVM and BTC adapters, returns only transfers to watched keys."""
+
+    def block(self, height: int, watched=None) -> Block:
+        block = super().block(height)
+        if watched is None:
+            return block
+        return replace(block, transfers=[t for t in block.transfers if t.match_key in watched])

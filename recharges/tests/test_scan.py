@@ -140,3 +140,23 @@ class TestDepositsConfirm:
         assert chain.calls["block_hash"] - before["block_hash"] == 1
         assert chain.calls["tip_height"] == before["tip_height"]
         assert chain.calls["block"] == before["block"]
+
+
+class TestWatchListRace:
+    def test_reads_blocks_again_when_an_address_was_assigned_during_the_fetch(self, chain, user, other_user, now):
+        from recharges.tests.fakechain import FilteringFakeChain
+
+        node = FilteringFakeChain("ETH")
+        deposit_address(user=user, n=1)
+        late = "0x" + f"{2:040x}"
+        node.mine([transfer(to=late, amount=ONE_ETH)], count=3)
+
+        def assign_during_fetch(step: str) -> None:
+            if step == "scan.fetched" and not RechargeRecord.objects.exists():
+                recharges_services.fault_hook = None
+                deposit_address(user=other_user, n=2)
+
+        recharges_services.fault_hook = assign_during_fetch
+        tick(node, now)
+
+        assert available(other_user, "ETH") == Decimal(1)
