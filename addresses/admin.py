@@ -6,8 +6,18 @@ from addresses.models import HotWalletCursor, KeySecret, WalletAddress
 
 @admin.register(WalletAddress)
 class WalletAddressAdmin(admin.ModelAdmin):
-    list_display = ("address", "chain_id", "coin", "address_type", "wallet_type", "user", "balance", "status",
-                    "derivation_path", "create_time")
+    list_display = (
+        "address",
+        "chain_id",
+        "coin",
+        "address_type",
+        "wallet_type",
+        "user",
+        "balance",
+        "status",
+        "derivation_path",
+        "create_time",
+    )
     list_filter = ("chain_id", "address_type", "wallet_type", "status")
     search_fields = ("address", "=user__id", "user__username")
     list_select_related = ("user", "coin")
@@ -26,15 +36,38 @@ class WalletAddressAdmin(admin.ModelAdmin):
 class KeySecretAdmin(admin.ModelAdmin):
     """The key vault, shown by ids, versions and public fingerprints only: never a secret or its ciphertext."""
 
-    list_display = ("id", "key_id", "kind", "chain_id", "purpose", "label", "fingerprint", "account_path",
-                    "next_index", "key_version", "create_time", "rotate_time")
+    list_display = (
+        "id",
+        "key_id",
+        "kind",
+        "chain_id",
+        "purpose",
+        "label",
+        "fingerprint",
+        "account_path",
+        "next_index",
+        "key_version",
+        "create_time",
+        "rotate_time",
+    )
     list_filter = ("kind", "chain_id", "purpose", "key_version")
     # Listed, not excluded: a field added to the model later stays hidden until someone adds it here.
-    fields = ("key_id", "kind", "chain_id", "purpose", "label", "fingerprint", "account_path", "next_index",
-              "key_version", "create_time", "rotate_time")
+    fields = (
+        "key_id",
+        "kind",
+        "chain_id",
+        "purpose",
+        "label",
+        "fingerprint",
+        "account_path",
+        "next_index",
+        "key_version",
+        "create_time",
+        "rotate_time",
+    )
     readonly_fields = fields
 
-    def get_queryset(self, request: HttpRequest):  # noqa: ANN201
+    def get_queryset(self, request: HttpRequest):
         # The ciphertext never even leaves the database for an admin page.
         return super().get_queryset(request).defer("ciphertext", "account_xpub")
 

@@ -90,8 +90,9 @@ class ExtendedKey:
         try:
             if self.private_key is not None:
                 child_key = PrivateKey(self.private_key).add(tweak)
-                return ExtendedKey(self.depth + 1, self.fingerprint, index, chain_code,
-                                   child_key.public_key.format(), child_key.secret)
+                return ExtendedKey(
+                    self.depth + 1, self.fingerprint, index, chain_code, child_key.public_key.format(), child_key.secret
+                )
             child_pub = PublicKey(self.public_key).add(tweak)
         except ValueError:
             raise DerivationError("invalid child, use the next index") from None
@@ -106,8 +107,12 @@ class ExtendedKey:
 
     def _serialize(self, version: bytes, key_data: bytes) -> str:
         return b58check_encode(
-            version + bytes([self.depth]) + self.parent_fingerprint + self.child_number.to_bytes(4, "big")
-            + self.chain_code + key_data
+            version
+            + bytes([self.depth])
+            + self.parent_fingerprint
+            + self.child_number.to_bytes(4, "big")
+            + self.chain_code
+            + key_data
         )
 
     def xpub(self) -> str:
@@ -248,4 +253,3 @@ def addresses_derive(chain_id: str, account_xpub: str, start: int, count: int) -
             yield index, eip55(keccak256(serialized[1:])[-20:])
         else:
             yield index, tron_address_from_hash20(keccak256(serialized[1:])[-20:])
-

@@ -62,7 +62,11 @@ def _hd_wallet_lock(*, chain_id: str, purpose: AddressType) -> KeySecret:
 
 @transaction.atomic(savepoint=False)
 def addresses_derive_next(
-    *, chain_id: str, purpose: AddressType, count: int, wallet_type: str = "default",
+    *,
+    chain_id: str,
+    purpose: AddressType,
+    count: int,
+    wallet_type: str = "default",
     user: AbstractBaseUser | None = None,
 ) -> list[WalletAddress]:
     """
@@ -80,11 +84,21 @@ def addresses_derive_next(
     rows = []
     last = start - 1
     for index, address in hd.addresses_derive(chain_id, secret.account_xpub, start, count):
-        rows.append(WalletAddress(
-            coin=coin, coin_name=coin.coin_name, chain_id=chain_id, address_type=purpose, address=address,
-            wallet_type=wallet_type, user=user, key_secret=secret, derivation_path=f"{secret.account_path}/0/{index}",
-            derivation_index=index, assign_time=now,
-        ))
+        rows.append(
+            WalletAddress(
+                coin=coin,
+                coin_name=coin.coin_name,
+                chain_id=chain_id,
+                address_type=purpose,
+                address=address,
+                wallet_type=wallet_type,
+                user=user,
+                key_secret=secret,
+                derivation_path=f"{secret.account_path}/0/{index}",
+                derivation_index=index,
+                assign_time=now,
+            )
+        )
         last = index
     WalletAddress.objects.bulk_create(rows, batch_size=POOL_BATCH_ROWS)
     secret.next_index = max(last + 1, start + count)
@@ -127,7 +141,7 @@ def address_pool_top_up(*, chain_id: str, minimum: int, batch: int) -> int:
     return address_pool_fill(chain_id=chain_id, count=batch)
 
 
-def _coin_for_deposit(coin_id: str):  # noqa: ANN202 - CoinConfig
+def _coin_for_deposit(coin_id: str):
     try:
         coin = coins_selectors.coin_get_enabled(coin_id=coin_id)
     except NotFound:
@@ -153,18 +167,27 @@ def deposit_address_assign(*, user: AbstractBaseUser, coin_id: str) -> WalletAdd
     """
     coin = _coin_for_deposit(coin_id)
     type(user).objects.select_for_update().filter(pk=user.pk).first()
-    existing = (WalletAddress.objects.filter(user=user, chain_id=coin.chain_id, address_type=AddressType.USER_DEPOSIT)
-                .order_by("id").first())
+    existing = (
+        WalletAddress.objects.filter(user=user, chain_id=coin.chain_id, address_type=AddressType.USER_DEPOSIT)
+        .order_by("id")
+        .first()
+    )
     if existing is not None:
         return existing
-    row = (WalletAddress.objects.select_for_update(skip_locked=True)
-           .filter(chain_id=coin.chain_id, address_type=AddressType.USER_DEPOSIT, user__isnull=True,
-                   status=AddressStatus.NORMAL)
-           .order_by("id").first())
+    row = (
+        WalletAddress.objects.select_for_update(skip_locked=True)
+        .filter(
+            chain_id=coin.chain_id,
+            address_type=AddressType.USER_DEPOSIT,
+            user__isnull=True,
+            status=AddressStatus.NORMAL,
+        )
+        .order_by("id")
+        .first()
+    )
     if row is None:
         logger.warning("address pool of %s is empty: deriving a deposit address on demand", coin.chain_id)
-        (row,) = addresses_derive_next(chain_id=coin.chain_id, purpose=AddressType.USER_DEPOSIT, count=1,
-                                       user=user)
+        (row,) = addresses_derive_next(chain_id=coin.chain_id, purpose=AddressType.USER_DEPOSIT, count=1, user=user)
         return row
     row.user = user
     row.assign_time = timezone.now()
@@ -191,7 +214,11 @@ def cold_address_add(*, chain_id: str, address: str, wallet_type: str = "default
     canonical = address_validate(chain_id, address)
     coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[chain_id])
     return WalletAddress.objects.create(
-        coin=coin, coin_name=coin.coin_name, chain_id=chain_id, address_type=AddressType.COLD, address=canonical,
+        coin=coin,
+        coin_name=coin.coin_name,
+        chain_id=chain_id,
+        address_type=AddressType.COLD,
+        address=canonical,
         wallet_type=wallet_type,
     )
 
@@ -218,16 +245,22 @@ def hot_wallet_select(
     if strategy not in HotWalletStrategy.ALL:
         raise UnknownStrategy(f"Unknown hot wallet strategy {strategy!r}.", field="strategy")
     candidates = WalletAddress.objects.filter(
-        chain_id=chain_id, wallet_type=wallet_type, address_type=AddressType.HOT, status=AddressStatus.NORMAL,
-        key_secret__isnull=False, balance__gte=amount,
+        chain_id=chain_id,
+        wallet_type=wallet_type,
+        address_type=AddressType.HOT,
+        status=AddressStatus.NORMAL,
+        key_secret__isnull=False,
+        balance__gte=amount,
     )
     if strategy == HotWalletStrategy.BALANCE:
         chosen = candidates.order_by("-balance", "id").first()
     else:
         cursor, _ = HotWalletCursor.objects.get_or_create(chain_id=chain_id, wallet_type=wallet_type)
         cursor = HotWalletCursor.objects.select_for_update().get(pk=cursor.pk)
-        chosen = (candidates.filter(Q(id__gt=cursor.last_address_id)).order_by("id").first()
-                  or candidates.order_by("id").first())
+        chosen = (
+            candidates.filter(Q(id__gt=cursor.last_address_id)).order_by("id").first()
+            or candidates.order_by("id").first()
+        )
         if chosen is not None:
             cursor.last_address_id = chosen.id
             cursor.save(update_fields=["last_address_id", "update_time"])

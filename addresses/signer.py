@@ -66,28 +66,41 @@ def _associated_data(secret: KeySecret, version: int) -> bytes:
     # Binds a ciphertext to its row and what the row says it is: moving it to another row, or
     # relabelling its kind, chain, purpose or fingerprint, makes decryption fail.
     return "|".join(
-        ["wallet_key_vault", str(secret.key_id), str(secret.kind), secret.chain_id, str(secret.purpose),
-         secret.fingerprint, f"v{version}"]
+        [
+            "wallet_key_vault",
+            str(secret.key_id),
+            str(secret.kind),
+            secret.chain_id,
+            str(secret.purpose),
+            secret.fingerprint,
+            f"v{version}",
+        ]
     ).encode()
 
 
 @sensitive_variables()
 def _secret_seal(secret: KeySecret, plaintext: bytes, keyring: vault.Keyring, version: int) -> None:
     secret.key_version = version
-    secret.ciphertext = vault.seal(keyring=keyring, version=version, plaintext=plaintext,
-                                   associated_data=_associated_data(secret, version))
+    secret.ciphertext = vault.seal(
+        keyring=keyring, version=version, plaintext=plaintext, associated_data=_associated_data(secret, version)
+    )
 
 
 @sensitive_variables()
 def _secret_open(secret: KeySecret, keyring: vault.Keyring) -> bytes:
     try:
-        return vault.unseal(keyring=keyring, version=secret.key_version, sealed=bytes(secret.ciphertext),
-                            associated_data=_associated_data(secret, secret.key_version))
+        return vault.unseal(
+            keyring=keyring,
+            version=secret.key_version,
+            sealed=bytes(secret.ciphertext),
+            associated_data=_associated_data(secret, secret.key_version),
+        )
     except vault.VaultError as exc:
         raise vault.VaultError(f"vault entry {secret.id}: {exc}") from None
 
 
 # --- putting secrets in --------------------------------------------------------------
+
 
 @sensitive_variables()
 def _mnemonic_to_seed(mnemonic: str, passphrase: str) -> bytes:
@@ -109,8 +122,9 @@ def mnemonic_generate() -> str:
 
 @sensitive_variables()
 @transaction.atomic(durable=True)
-def hd_wallet_create(*, chain_id: str, purpose: AddressType, mnemonic: str, passphrase: str = "",
-                     label: str = "") -> KeySecret:
+def hd_wallet_create(
+    *, chain_id: str, purpose: AddressType, mnemonic: str, passphrase: str = "", label: str = ""
+) -> KeySecret:
     """
     Store the BIP39 seed of mnemonic (+ passphrase) encrypted as the chain's HD seed for purpose.
 
@@ -127,21 +141,33 @@ def hd_wallet_create(*, chain_id: str, purpose: AddressType, mnemonic: str, pass
     account_path = hd.account_path(chain_id)
     keyring = vault.keyring_load()
     secret = KeySecret(
-        key_id=uuid.uuid4(), kind=SecretKind.HD_SEED, chain_id=chain_id, purpose=purpose, seed_slot=1,
-        label=label, fingerprint=root.fingerprint.hex(), account_path=account_path,
+        key_id=uuid.uuid4(),
+        kind=SecretKind.HD_SEED,
+        chain_id=chain_id,
+        purpose=purpose,
+        seed_slot=1,
+        label=label,
+        fingerprint=root.fingerprint.hex(),
+        account_path=account_path,
         account_xpub=root.derive(account_path).neuter().xpub(),
     )
     _secret_seal(secret, seed, keyring, keyring.current_version)
     secret.save()
-    logger.info("HD seed stored: vault entry %s, chain %s, fingerprint %s, KEK v%s",
-                secret.id, chain_id, secret.fingerprint, secret.key_version)
+    logger.info(
+        "HD seed stored: vault entry %s, chain %s, fingerprint %s, KEK v%s",
+        secret.id,
+        chain_id,
+        secret.fingerprint,
+        secret.key_version,
+    )
     return secret
 
 
 @sensitive_variables()
 @transaction.atomic(durable=True)
-def private_key_import(*, chain_id: str, private_key_hex: str, wallet_type: str = "default",
-                       label: str = "") -> WalletAddress:
+def private_key_import(
+    *, chain_id: str, private_key_hex: str, wallet_type: str = "default", label: str = ""
+) -> WalletAddress:
     """
     Store an imported private key encrypted, and its address as a hot wallet of wallet_type.
 
@@ -160,20 +186,33 @@ def private_key_import(*, chain_id: str, private_key_hex: str, wallet_type: str 
     if WalletAddress.objects.filter(address=address).exists():
         raise VaultEntryExists("This address is already in the wallet.")
     keyring = vault.keyring_load()
-    secret = KeySecret(key_id=uuid.uuid4(), kind=SecretKind.PRIVATE_KEY, chain_id=chain_id,
-                       purpose=AddressType.HOT, label=label, fingerprint=address)
+    secret = KeySecret(
+        key_id=uuid.uuid4(),
+        kind=SecretKind.PRIVATE_KEY,
+        chain_id=chain_id,
+        purpose=AddressType.HOT,
+        label=label,
+        fingerprint=address,
+    )
     _secret_seal(secret, key, keyring, keyring.current_version)
     secret.save()
     coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[chain_id])
     row = WalletAddress.objects.create(
-        coin=coin, coin_name=coin.coin_name, chain_id=chain_id, address_type=AddressType.HOT, address=address,
-        public_key=node.public_key.hex(), wallet_type=wallet_type, key_secret=secret,
+        coin=coin,
+        coin_name=coin.coin_name,
+        chain_id=chain_id,
+        address_type=AddressType.HOT,
+        address=address,
+        public_key=node.public_key.hex(),
+        wallet_type=wallet_type,
+        key_secret=secret,
     )
     logger.info("private key imported: vault entry %s, hot address %s", secret.id, address)
     return row
 
 
 # --- rotation and verification -------------------------------------------------------
+
 
 @dataclass
 class VerifyReport:
@@ -228,8 +267,10 @@ def _secret_check(secret: KeySecret, keyring: vault.Keyring) -> bool:
         return False
     if secret.kind == SecretKind.HD_SEED:
         root = hd.ExtendedKey.from_seed(plaintext)
-        return (root.fingerprint.hex() == secret.fingerprint
-                and root.derive(secret.account_path).neuter().xpub() == secret.account_xpub)
+        return (
+            root.fingerprint.hex() == secret.fingerprint
+            and root.derive(secret.account_path).neuter().xpub() == secret.account_xpub
+        )
     node = hd.ExtendedKey.from_private_key(plaintext)
     return hd.address_from_public_key(secret.chain_id, node.public_key) == secret.fingerprint
 
@@ -250,9 +291,11 @@ def secrets_verify() -> VerifyReport:
 
 # --- signing -------------------------------------------------------------------------
 
+
 def _signing_address(chain_id: str, from_address: str) -> WalletAddress:
     candidates = WalletAddress.objects.filter(chain_id=chain_id, address__iexact=from_address).select_related(
-        "key_secret")
+        "key_secret"
+    )
     # The column's collation may ignore case; base58 (TRON) does not, so compare exactly.
     wanted = from_address.lower() if chain_id in ("ETH", "BTC") else from_address
     for row in candidates:
@@ -345,7 +388,9 @@ def _sign_btc(payload: object, key: bytes, address: str) -> SignedTx:
 
 
 _SIGNERS: dict[str, Callable[[object, bytes, str], SignedTx]] = {
-    "BTC": _sign_btc, "ETH": _sign_eth, "TRON": _sign_tron,
+    "BTC": _sign_btc,
+    "ETH": _sign_eth,
+    "TRON": _sign_tron,
 }
 
 

@@ -49,8 +49,13 @@ class Keyring:
 
 def _parse(text: str, source: str) -> dict[int, bytes]:
     keys: dict[int, bytes] = {}
-    items = [item.strip() for line in text.splitlines() if not line.strip().startswith("#")
-             for item in line.split(",") if item.strip()]
+    items = [
+        item.strip()
+        for line in text.splitlines()
+        if not line.strip().startswith("#")
+        for item in line.split(",")
+        if item.strip()
+    ]
     for item in items:
         version_text, sep, encoded = item.rpartition(":")
         if not sep:
@@ -76,9 +81,11 @@ def _dev_kek_text() -> str:
         encoded = base64.b64encode(secrets.token_bytes(KEK_BYTES)).decode()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write("# DEVELOPMENT ONLY key-encryption key, generated because neither WALLET_KEK nor\n"
-                         "# WALLET_KEK_FILE is set. Never use it for real funds.\n"
-                         f"1:{encoded}\n")
+            handle.write(
+                "# DEVELOPMENT ONLY key-encryption key, generated because neither WALLET_KEK nor\n"
+                "# WALLET_KEK_FILE is set. Never use it for real funds.\n"
+                f"1:{encoded}\n"
+            )
         logger.warning("generated a development-only key-encryption key file at %s", path)
     return path.read_text()
 

@@ -6,60 +6,75 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('addresses', '0001_initial'),
-        ('coins', '0002_seed_coins'),
+        ("addresses", "0001_initial"),
+        ("coins", "0002_seed_coins"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='HotWalletCursor',
+            name="HotWalletCursor",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chain_id', models.CharField(max_length=32)),
-                ('wallet_type', models.CharField(max_length=50)),
-                ('last_address_id', models.BigIntegerField(default=0)),
-                ('update_time', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("chain_id", models.CharField(max_length=32)),
+                ("wallet_type", models.CharField(max_length=50)),
+                ("last_address_id", models.BigIntegerField(default=0)),
+                ("update_time", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'db_table': 'wallet_hot_cursor',
-                'constraints': [models.UniqueConstraint(fields=('chain_id', 'wallet_type'), name='uk_hot_cursor_pool')],
+                "db_table": "wallet_hot_cursor",
+                "constraints": [models.UniqueConstraint(fields=("chain_id", "wallet_type"), name="uk_hot_cursor_pool")],
             },
         ),
         migrations.CreateModel(
-            name='KeySecret',
+            name="KeySecret",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key_id', models.UUIDField(editable=False, unique=True)),
-                ('kind', models.SmallIntegerField(choices=[(1, 'HD seed'), (2, 'imported private key')])),
-                ('chain_id', models.CharField(max_length=32)),
-                ('purpose', models.SmallIntegerField(choices=[(1, 'hot wallet'), (2, 'cold wallet (watch-only)'), (3, 'user deposit address')])),
-                ('seed_slot', models.SmallIntegerField(blank=True, editable=False, null=True)),
-                ('label', models.CharField(blank=True, default='', max_length=100)),
-                ('fingerprint', models.CharField(max_length=128)),
-                ('account_path', models.CharField(blank=True, default='', max_length=64)),
-                ('account_xpub', models.CharField(blank=True, default='', max_length=128)),
-                ('next_index', models.BigIntegerField(default=0)),
-                ('key_version', models.IntegerField()),
-                ('ciphertext', models.BinaryField()),
-                ('create_time', models.DateTimeField(auto_now_add=True)),
-                ('rotate_time', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key_id", models.UUIDField(editable=False, unique=True)),
+                ("kind", models.SmallIntegerField(choices=[(1, "HD seed"), (2, "imported private key")])),
+                ("chain_id", models.CharField(max_length=32)),
+                (
+                    "purpose",
+                    models.SmallIntegerField(
+                        choices=[(1, "hot wallet"), (2, "cold wallet (watch-only)"), (3, "user deposit address")]
+                    ),
+                ),
+                ("seed_slot", models.SmallIntegerField(blank=True, editable=False, null=True)),
+                ("label", models.CharField(blank=True, default="", max_length=100)),
+                ("fingerprint", models.CharField(max_length=128)),
+                ("account_path", models.CharField(blank=True, default="", max_length=64)),
+                ("account_xpub", models.CharField(blank=True, default="", max_length=128)),
+                ("next_index", models.BigIntegerField(default=0)),
+                ("key_version", models.IntegerField()),
+                ("ciphertext", models.BinaryField()),
+                ("create_time", models.DateTimeField(auto_now_add=True)),
+                ("rotate_time", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'db_table': 'wallet_key_vault',
-                'indexes': [models.Index(fields=['key_version'], name='idx_key_vault_version')],
-                'constraints': [models.UniqueConstraint(fields=('chain_id', 'purpose', 'seed_slot'), name='uk_key_vault_chain_seed'), models.CheckConstraint(condition=models.Q(('next_index__gte', 0)), name='key_vault_next_index_not_negative')],
+                "db_table": "wallet_key_vault",
+                "indexes": [models.Index(fields=["key_version"], name="idx_key_vault_version")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("chain_id", "purpose", "seed_slot"), name="uk_key_vault_chain_seed"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("next_index__gte", 0)), name="key_vault_next_index_not_negative"
+                    ),
+                ],
             },
         ),
         migrations.AddField(
-            model_name='walletaddress',
-            name='key_secret',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='addresses.keysecret'),
+            model_name="walletaddress",
+            name="key_secret",
+            field=models.ForeignKey(
+                blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to="addresses.keysecret"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='walletaddress',
-            constraint=models.UniqueConstraint(fields=('key_secret', 'derivation_index'), name='uk_wallet_address_key_index'),
+            model_name="walletaddress",
+            constraint=models.UniqueConstraint(
+                fields=("key_secret", "derivation_index"), name="uk_wallet_address_key_index"
+            ),
         ),
     ]

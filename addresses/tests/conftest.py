@@ -76,8 +76,7 @@ def _no_secret_leaks(request, caplog, leak_watch):
     leak_watch.add("KEK v2", TEST_KEK_V2)
     yield
     records = caplog.get_records("setup") + caplog.get_records("call") + caplog.get_records("teardown")
-    texts = [r.getMessage() + (logging.Formatter().formatException(r.exc_info) if r.exc_info else "")
-             for r in records]
+    texts = [r.getMessage() + (logging.Formatter().formatException(r.exc_info) if r.exc_info else "") for r in records]
     for text in texts + leak_watch.texts:
         hits = leak_watch.hits(text)
         assert not hits, f"secret(s) {hits} leaked into a log line or response"
@@ -101,7 +100,7 @@ class RecordingClient(APIClient):
         super().__init__(**kwargs)
         self.leak_watch = leak_watch
 
-    def request(self, **kwargs: object):  # noqa: ANN201
+    def request(self, **kwargs: object):
         response = super().request(**kwargs)
         self.leak_watch.texts.append(response.content.decode(errors="replace"))
         return response
@@ -124,8 +123,9 @@ def deposit_seeds(db, leak_watch):
     """Deposit HD seeds of BTC, ETH and TRON from the throwaway test mnemonic."""
     leak_watch.add_seed("deposit", TEST_MNEMONIC_DEPOSIT)
     return {
-        chain: signer.hd_wallet_create(chain_id=chain, purpose=AddressType.USER_DEPOSIT,
-                                       mnemonic=TEST_MNEMONIC_DEPOSIT, label="test-only")
+        chain: signer.hd_wallet_create(
+            chain_id=chain, purpose=AddressType.USER_DEPOSIT, mnemonic=TEST_MNEMONIC_DEPOSIT, label="test-only"
+        )
         for chain in hd.CHAINS
     }
 
@@ -135,7 +135,8 @@ def hot_seeds(db, leak_watch):
     """Hot HD seeds of BTC, ETH and TRON from a second throwaway test mnemonic."""
     leak_watch.add_seed("hot", TEST_MNEMONIC_HOT)
     return {
-        chain: signer.hd_wallet_create(chain_id=chain, purpose=AddressType.HOT, mnemonic=TEST_MNEMONIC_HOT,
-                                       label="test-only")
+        chain: signer.hd_wallet_create(
+            chain_id=chain, purpose=AddressType.HOT, mnemonic=TEST_MNEMONIC_HOT, label="test-only"
+        )
         for chain in hd.CHAINS
     }

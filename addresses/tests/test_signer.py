@@ -30,8 +30,16 @@ def _hot(chain_id: str, leak_watch) -> tuple:
 
 
 def _eth_tx(**overrides: object) -> dict:
-    tx = {"to": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "value": 10**15, "gas": 21000, "nonce": 3,
-          "maxFeePerGas": 2 * 10**9, "maxPriorityFeePerGas": 10**9, "chainId": 1337, "type": 2}
+    tx = {
+        "to": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        "value": 10**15,
+        "gas": 21000,
+        "nonce": 3,
+        "maxFeePerGas": 2 * 10**9,
+        "maxPriorityFeePerGas": 10**9,
+        "chainId": 1337,
+        "type": 2,
+    }
     tx.update(overrides)
     return tx
 

@@ -17,8 +17,12 @@ P2PKH_MAINNET = "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2"
 P2SH_MAINNET = "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"
 P2PKH_TESTNET = "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn"
 P2SH_TESTNET = "2MzQwSSnBHWHqSAqtTVQ6v47XtaisrJa1Vc"
-EIP55 = ["0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
-         "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB", "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb"]
+EIP55 = [
+    "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+    "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+    "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+    "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+]
 TRON_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 
 
@@ -41,16 +45,18 @@ class TestBtcOnMainnet:
     def _mainnet(self, settings):
         settings.BTC_NETWORK = "mainnet"
 
-    @pytest.mark.parametrize("address", [BIP84_MAINNET, BIP173_P2WSH_MAINNET, BIP350_TAPROOT_MAINNET,
-                                         P2PKH_MAINNET, P2SH_MAINNET])
+    @pytest.mark.parametrize(
+        "address", [BIP84_MAINNET, BIP173_P2WSH_MAINNET, BIP350_TAPROOT_MAINNET, P2PKH_MAINNET, P2SH_MAINNET]
+    )
     def test_accepts_mainnet_addresses(self, address):
         assert address_validate("BTC", address) == address
 
     def test_accepts_upper_case_bech32_and_returns_lower_case(self):
         assert address_validate("BTC", BIP84_MAINNET.upper()) == BIP84_MAINNET
 
-    @pytest.mark.parametrize("address", [BIP173_TESTNET, P2PKH_TESTNET, P2SH_TESTNET,
-                                         "bcrt1qcr8te4kr609gcawutmrza0j4xv80jy8zk9u6yd"])
+    @pytest.mark.parametrize(
+        "address", [BIP173_TESTNET, P2PKH_TESTNET, P2SH_TESTNET, "bcrt1qcr8te4kr609gcawutmrza0j4xv80jy8zk9u6yd"]
+    )
     def test_refuses_other_networks(self, address):
         error = _refused("BTC", address)
         assert "another network" in error.message or "checksum" in error.message
@@ -65,10 +71,13 @@ class TestBtcOnMainnet:
     def test_refuses_mixed_case_bech32(self):
         _refused("BTC", BIP84_MAINNET[:10] + BIP84_MAINNET[10:].upper())
 
-    @pytest.mark.parametrize("address", [
-        "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqh2y7hd",  # v1 under bech32
-        "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kemeawh",  # v0 under bech32m
-    ])
+    @pytest.mark.parametrize(
+        "address",
+        [
+            "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqh2y7hd",  # v1 under bech32
+            "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kemeawh",  # v0 under bech32m
+        ],
+    )
     def test_refuses_the_wrong_checksum_variant_per_bip350(self, address):
         # BIP350's invalid vectors: the checksum is valid, but of the other variant.
         _refused("BTC", address)
@@ -104,12 +113,14 @@ class TestEth:
     @pytest.mark.parametrize("address", EIP55)
     def test_refuses_mixed_case_that_breaks_the_checksum(self, address):
         i = next(i for i, c in enumerate(address[2:], 2) if c.isalpha())
-        broken = address[:i] + address[i].swapcase() + address[i + 1:]
+        broken = address[:i] + address[i].swapcase() + address[i + 1 :]
 
         assert "EIP-55" in _refused("ETH", broken).message
 
-    @pytest.mark.parametrize("address", ["0x123", "5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed00",
-                                         "0xZZAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "", "  "])
+    @pytest.mark.parametrize(
+        "address",
+        ["0x123", "5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed00", "0xZZAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "", "  "],
+    )
     def test_refuses_malformed_addresses(self, address):
         _refused("ETH", address)
 

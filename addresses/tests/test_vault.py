@@ -54,8 +54,15 @@ class TestKeyring:
         with pytest.raises(ImproperlyConfigured, match="disagree"):
             vault.keyring_load()
 
-    @pytest.mark.parametrize("text", ["1:notbase64!", "1:" + base64.b64encode(b"short").decode(), "x:" + "A" * 44,
-                                      kek_env((1, TEST_KEK_V1), (1, TEST_KEK_V2))])
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "1:notbase64!",
+            "1:" + base64.b64encode(b"short").decode(),
+            "x:" + "A" * 44,
+            kek_env((1, TEST_KEK_V1), (1, TEST_KEK_V2)),
+        ],
+    )
     def test_refuses_malformed_keks_without_echoing_them(self, monkeypatch, text):
         monkeypatch.setenv("WALLET_KEK", text)
 
@@ -98,11 +105,24 @@ class TestKeyring:
 
 def _start_in_production(extra_env: dict[str, str]) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("WALLET_KEK", "WALLET_KEK_FILE")}
-    env.update({"WALLET_ENV": "production", "DJANGO_SECRET_KEY": "test-only-secret-key-" + "x" * 40,
-                "DATABASE_URL": "mysql://root:@127.0.0.1:3306/never_connected", "DJANGO_SETTINGS_MODULE":
-                "wallet_project.settings"}, **extra_env)
-    return subprocess.run([sys.executable, "-c", "import django; django.setup(); print('started')"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    env.update(
+        {
+            "WALLET_ENV": "production",
+            "DJANGO_SECRET_KEY": "test-only-secret-key-" + "x" * 40,
+            "DATABASE_URL": "mysql://root:@127.0.0.1:3306/never_connected",
+            "DJANGO_SETTINGS_MODULE": "wallet_project.settings",
+        },
+        **extra_env,
+    )
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); print('started')"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 class TestProductionStart:
@@ -181,7 +201,9 @@ def _many_secrets(leak_watch) -> list[int]:
     for n in range(6):
         key = bytes([n + 1]) * 32  # TEST-ONLY throwaway keys
         leak_watch.add(f"imported key {n}", key)
-        ids.append(signer.private_key_import(chain_id="ETH", private_key_hex=key.hex(), wallet_type="test").key_secret_id)
+        ids.append(
+            signer.private_key_import(chain_id="ETH", private_key_hex=key.hex(), wallet_type="test").key_secret_id
+        )
     return ids
 
 

@@ -1,6 +1,7 @@
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from addresses import hd, services
+from wallet_project.errors import WalletError
 
 
 class Command(BaseCommand):
@@ -12,6 +13,12 @@ class Command(BaseCommand):
         parser.add_argument("--wallet-type", default="default")
 
     def handle(self, *args: object, **options: object) -> None:
+        try:
+            self._handle(options)
+        except WalletError as exc:
+            raise CommandError(exc.message) from None
+
+    def _handle(self, options: dict) -> None:
         row = services.cold_address_add(
             chain_id=options["chain"], address=options["address"], wallet_type=options["wallet_type"]
         )

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from addresses import hd, signer
 from addresses.models import AddressType
+from wallet_project.errors import WalletError
 
 PURPOSES = {"deposit": AddressType.USER_DEPOSIT, "hot": AddressType.HOT}
 
@@ -22,13 +23,21 @@ class Command(BaseCommand):
         parser.add_argument("--purpose", choices=sorted(PURPOSES), default="deposit")
         parser.add_argument("--label", default="")
         parser.add_argument(
-            "--import", dest="import_", action="store_true",
+            "--import",
+            dest="import_",
+            action="store_true",
             help="read an existing BIP39 mnemonic from standard input (first line) and an optional "
-                 "passphrase (second line) instead of generating one",
+            "passphrase (second line) instead of generating one",
         )
         parser.add_argument("--backup-file", type=Path, help="write a newly generated mnemonic to this new file")
 
     def handle(self, *args: object, **options: object) -> None:
+        try:
+            self._handle(options)
+        except WalletError as exc:
+            raise CommandError(exc.message) from None
+
+    def _handle(self, options: dict) -> None:
         backup: Path | None = options["backup_file"]
         if options["import_"]:
             if backup is not None:
@@ -39,18 +48,23 @@ class Command(BaseCommand):
             if backup is not None and backup.exists():
                 raise CommandError("the backup file already exists; choose a new path")
         secret = signer.hd_wallet_create(
-            chain_id=options["chain"], purpose=PURPOSES[options["purpose"]], mnemonic=mnemonic,
-            passphrase=passphrase, label=options["label"],
+            chain_id=options["chain"],
+            purpose=PURPOSES[options["purpose"]],
+            mnemonic=mnemonic,
+            passphrase=passphrase,
+            label=options["label"],
         )
         if backup is not None:
             signer.mnemonic_backup_write(path=backup, mnemonic=mnemonic)
             self.stdout.write(f"Mnemonic backup written to {backup} (mode 600): move it offline.")
         elif not options["import_"]:
             self.stderr.write("No --backup-file: the seed exists only in the vault, under its KEK.")
-        self.stdout.write(self.style.SUCCESS(
-            f"HD seed stored: vault entry {secret.id}, {secret.chain_id} {options['purpose']}, "
-            f"fingerprint {secret.fingerprint}, account {secret.account_path}, KEK version {secret.key_version}"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"HD seed stored: vault entry {secret.id}, {secret.chain_id} {options['purpose']}, "
+                f"fingerprint {secret.fingerprint}, account {secret.account_path}, KEK version {secret.key_version}"
+            )
+        )
 
     def _read_secret(self) -> tuple[str, str]:
         if sys.stdin.isatty():

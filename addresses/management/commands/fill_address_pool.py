@@ -1,7 +1,8 @@
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from addresses import hd, selectors, services
+from wallet_project.errors import WalletError
 
 
 class Command(BaseCommand):
@@ -18,6 +19,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: object, **options: object) -> None:
+        try:
+            self._handle(options)
+        except WalletError as exc:
+            raise CommandError(exc.message) from None
+
+    def _handle(self, options: dict) -> None:
         chain_id, count = options["chain"], options["count"]
         with tqdm(total=count, unit="addr", disable=options["no_progress"], file=self.stderr) as bar:
             added = services.address_pool_fill(

@@ -4,6 +4,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from addresses import hd, signer
+from wallet_project.errors import WalletError
 
 
 class Command(BaseCommand):
@@ -18,6 +19,12 @@ class Command(BaseCommand):
         parser.add_argument("--label", default="")
 
     def handle(self, *args: object, **options: object) -> None:
+        try:
+            self._handle(options)
+        except WalletError as exc:
+            raise CommandError(exc.message) from None
+
+    def _handle(self, options: dict) -> None:
         if sys.stdin.isatty():
             text = getpass.getpass("Private key (hex): ")
         else:
@@ -25,10 +32,14 @@ class Command(BaseCommand):
         if not text.strip():
             raise CommandError("expected a private key on standard input")
         row = signer.private_key_import(
-            chain_id=options["chain"], private_key_hex=text, wallet_type=options["wallet_type"],
+            chain_id=options["chain"],
+            private_key_hex=text,
+            wallet_type=options["wallet_type"],
             label=options["label"],
         )
-        self.stdout.write(self.style.SUCCESS(
-            f"Imported: hot address {row.address} ({row.chain_id}, pool {row.wallet_type}), "
-            f"vault entry {row.key_secret_id}"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Imported: hot address {row.address} ({row.chain_id}, pool {row.wallet_type}), "
+                f"vault entry {row.key_secret_id}"
+            )
+        )

@@ -22,8 +22,10 @@ class Command(BaseCommand):
         with tqdm(total=total, unit="key", disable=options["no_progress"], file=self.stderr) as bar:
             rotated = signer.secrets_rotate(to_version=to_version, progress=bar.update)
         report = signer.secrets_verify()
-        self.stdout.write(f"Re-encrypted {rotated} entries; verified {report.checked}: by KEK version "
-                          f"{dict(sorted(report.by_version.items()))}")
+        self.stdout.write(
+            f"Re-encrypted {rotated} entries; verified {report.checked}: by KEK version "
+            f"{dict(sorted(report.by_version.items()))}"
+        )
         if not report.ok:
             raise CommandError(f"entries {report.failed_ids} do not decrypt or do not match their fingerprint")
         if set(report.by_version) - {to_version}:
