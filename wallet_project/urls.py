@@ -6,6 +6,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from addresses.api import DepositAddressGetApi
 from assets.api import BalanceListApi, FlowListApi
 from coins.api import CoinListApi
+from recharges.api import RechargeListApi
 from wallet_project.health import HealthApi
 
 api_v1 = [
@@ -16,6 +17,7 @@ api_v1 = [
     path("balances", BalanceListApi.as_view(), name="balance-list"),
     path("flows", FlowListApi.as_view(), name="flow-list"),
     path("wallet/deposit-address", DepositAddressGetApi.as_view(), name="deposit-address"),
+    path("wallet/recharges", RechargeListApi.as_view(), name="recharge-list"),
 ]
 
 urlpatterns = [
