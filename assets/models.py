@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 
 from coins.models import AMOUNT, CoinConfig
+from wallet_project.db import DecimalArithmeticCheck
 
 
 class BusinessType(models.IntegerChoices):
@@ -73,11 +74,11 @@ class Flow(models.Model):
         db_table = "asset_flow"
         constraints = [
             models.UniqueConstraint(fields=["business_type", "biz_ref"], name="uk_asset_flow_business_ref"),
-            models.CheckConstraint(
+            DecimalArithmeticCheck(
                 condition=models.Q(balance_after=models.F("balance_before") + models.F("amount")),
                 name="asset_flow_available_chains",
             ),
-            models.CheckConstraint(
+            DecimalArithmeticCheck(
                 condition=models.Q(frozen_after=models.F("frozen_before") + models.F("frozen_amount")),
                 name="asset_flow_frozen_chains",
             ),

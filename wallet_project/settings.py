@@ -215,6 +215,8 @@ WALLET_BUSINESS_TIME_ZONE = env_str("WALLET_BUSINESS_TIME_ZONE", "Asia/Shanghai"
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+if STATIC_ROOT.is_relative_to(VAR_DIR):
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -394,3 +396,5 @@ RELAY_LAG_ALERT_SECONDS = env_int("RELAY_LAG_ALERT_SECONDS", 60)
 EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 7)
 # Consumers' dedupe records (assets.consumers) are kept this long.
 EVENT_DEDUPE_TTL_SECONDS = env_int("EVENT_DEDUPE_TTL_SECONDS", 7 * 24 * 3600)
+# Scanner tasks run on their own queue (the worker consumes "celery,scanner").
+CELERY_TASK_ROUTES = {"recharges.tasks.*": {"queue": "scanner"}}
