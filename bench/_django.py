@@ -16,8 +16,8 @@ def setup(database: str) -> None:
     os.environ["DATABASE_URL"] = f"{server.rstrip('/')}/{database}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import MySQLdb
     import dj_database_url
+    import MySQLdb
 
     cfg = dj_database_url.parse(os.environ["DATABASE_URL"])
     admin = MySQLdb.connect(host=cfg["HOST"], port=int(cfg["PORT"] or 3306), user=cfg["USER"], passwd=cfg["PASSWORD"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 
 class DecimalArithmeticCheck(models.CheckConstraint):
@@ -14,14 +15,14 @@ class DecimalArithmeticCheck(models.CheckConstraint):
     is left out rather than refusing correct postings.
     """
 
-    def _skip(self, schema_editor: object) -> bool:
-        return schema_editor.connection.vendor == "sqlite"  # type: ignore[attr-defined]
+    def _skip(self, schema_editor: BaseDatabaseSchemaEditor) -> bool:
+        return schema_editor.connection.vendor == "sqlite"
 
-    def constraint_sql(self, model, schema_editor):  # noqa: ANN001, ANN201
+    def constraint_sql(self, model: type[models.Model], schema_editor: BaseDatabaseSchemaEditor) -> object:
         return None if self._skip(schema_editor) else super().constraint_sql(model, schema_editor)
 
-    def create_sql(self, model, schema_editor):  # noqa: ANN001, ANN201
+    def create_sql(self, model: type[models.Model], schema_editor: BaseDatabaseSchemaEditor) -> object:
         return None if self._skip(schema_editor) else super().create_sql(model, schema_editor)
 
-    def remove_sql(self, model, schema_editor):  # noqa: ANN001, ANN201
+    def remove_sql(self, model: type[models.Model], schema_editor: BaseDatabaseSchemaEditor) -> object:
         return None if self._skip(schema_editor) else super().remove_sql(model, schema_editor)
