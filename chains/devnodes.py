@@ -301,6 +301,7 @@ class TronDevNode:
     server: Any  # chains.tron_fake.TronFakeServer
     evm: EvmDevNode
     thread: threading.Thread
+    contracts: dict[str, str] = field(default_factory=dict)  # name -> TRON base58 address
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -333,10 +334,12 @@ class TronDevNode:
         decimals: int = USDT_DECIMALS,
         contract: str = "TestToken",
         owner: str | None = None,
+        supply: int = 0,
     ) -> str:
-        """Deploy a token on the EVM behind the fake; return its TRON base58 address."""
+        """Deploy a token on the EVM behind the fake (minting `supply` to `owner`); return its TRON address."""
         answer = self.post(
-            "/fake/deploy", {"contract": contract, "args": [name, symbol, decimals], "owner": owner or ""}
+            "/fake/deploy",
+            {"contract": contract, "args": [name, symbol, decimals], "owner": owner or "", "supply": supply},
         )
         return answer["address"]
 

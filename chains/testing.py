@@ -56,6 +56,7 @@ def tron_node() -> Iterator[TronDevNode]:
     """The TRON fake with its own ganache behind it; the test USDT TRC20 in tron_node.contracts["USDT"]."""
     node = tron_start()
     try:
+        node.contracts["USDT"] = node.trc20_deploy()
         yield node
     finally:
         node.stop()
@@ -66,6 +67,16 @@ def tron_adapter(tron_node: TronDevNode):
     from chains.tron import TronAdapter
 
     return TronAdapter(url=tron_node.url, connect_timeout=1, read_timeout=10)
+
+
+def tron_sign(unsigned: UnsignedTx, private_key: bytes) -> SignedTx:
+    """Sign a TronAdapter transfer with tronpy (the signer's job in production)."""
+    import json
+
+    from tronpy.keys import PrivateKey
+
+    tx = unsigned.payload.sign(PrivateKey(private_key))
+    return SignedTx(tx_hash=tx.txid, raw=json.dumps(tx.to_json()))
 
 
 # --- helpers for tests that move coins on the dev chains (TEST-ONLY keys) --------------------

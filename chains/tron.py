@@ -1,0 +1,304 @@
+"""
+TRON adapter (TRX and TRC20) over the TRON HTTP API, with tronpy for addresses and transactions.
+
+Reading a block costs two calls: /wallet/getblockbynum (TRX TransferContracts, contract calls and
+each transaction's contractRet) and /wallet/gettransactioninfobyblocknum (TRC20 Transfer logs and
+receipts). A transfer counts as successful only when the transaction's contractRet is SUCCESS
+(and, for a contract call, its receipt result too). A contract call of transfer(address,uint256)
+that failed leaves no log: it is reported from its calldata with success=False and index -1, so
+the scanner records the "fake deposit" and credits nothing.
+
+Addresses, contracts and match keys are base58check ("T..."); a TRC20 Transfer's index is the
+position of its log within the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any
+
+from tronpy import Tron
+from tronpy.contract import Contract
+from tronpy.keys import is_address, to_base58check_address, to_hex_address
+from tronpy.providers import HTTPProvider
+
+from chains.base import Block, ChainError, SignedTx, Transfer, TxRejected, TxStatus, UnsignedTx
+from chains.rpc import HttpNode
+
+TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+SELECTOR_TRANSFER = "a9059cbb"
+SELECTOR_TRANSFER_FROM = "23b872dd"
+TRC20_ABI = [
+    {
+        "name": "transfer",
+        "type": "function",
+        "stateMutability": "nonpayable",
+        "inputs": [{"name": "to", "type": "address"}, {"name": "value", "type": "uint256"}],
+        "outputs": [{"name": "", "type": "bool"}],
+    }
+]
+
+
+def _b58(hex41: str) -> str:
+    return to_base58check_address(hex41)
+
+
+def _word_address(word: str) -> str:
+    return _b58("41" + word[-40:])
+
+
+class TronAdapter:
+    """ChainAdapter for TRON (chain_id "TRON")."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 15.0,
+        fee_fallback_sun: int = 1000,
+        fee_limit_sun: int = 30_000_000,
+    ) -> None:
+        self.chain_id = "TRON"
+        self.node = HttpNode(url, name="TRON node", connect_timeout=connect_timeout, read_timeout=read_timeout)
+        # tronpy builds transactions offline (ref block fetched by us): its client never calls out.
+        self._tron = Tron(HTTPProvider(self.node.url, timeout=read_timeout))
+        self._fee_fallback = fee_fallback_sun
+        self._fee_limit = fee_limit_sun
+
+    def _post(self, path: str, payload: dict[str, Any]) -> Any:
+        answer = self.node.post(path, payload, what=path)
+        if isinstance(answer, dict) and "Error" in answer:
+            raise ChainError(f"TRON node: {path} failed: {str(answer['Error'])[:200]}")
+        return answer
+
+    # --- reads -----------------------------------------------------------------------
+    def tip_height(self) -> int:
+        block = self._post("wallet/getnowblock", {})
+        try:
+            return int(block["block_header"]["raw_data"]["number"])
+        except (KeyError, TypeError, ValueError):
+            raise ChainError("TRON node: getnowblock answered a malformed block") from None
+
+    def _block_raw(self, height: int) -> dict[str, Any]:
+        block = self._post("wallet/getblockbynum", {"num": height})
+        if not isinstance(block, dict) or "blockID" not in block:
+            raise ChainError(f"TRON node: no block at height {height}")
+        return block
+
+    def block_hash(self, height: int) -> str:
+        return self._block_raw(height)["blockID"]
+
+    def match_key(self, address: str) -> str:
+        """base58check address; refuses anything that is not a TRON address."""
+        if not isinstance(address, str) or not is_address(address):
+            raise ValueError("not a TRON address")
+        return _b58(to_hex_address(address))
+
+    def block(self, height: int, watched: Collection[str] | None = None) -> Block:
+        """The block at height with TRX transfers and TRC20 Transfer logs (of any contract).
+
+        :raises ChainError: node down, no such block, or a malformed answer.
+        """
+        raw = self._block_raw(height)
+        try:
+            header = raw["block_header"]["raw_data"]
+            if int(header.get("number", 0)) != height:
+                raise ChainError(f"TRON node: asked block {height}, got another")
+            txs = raw.get("transactions") or []
+            infos: dict[str, dict[str, Any]] = {}
+            if any(tx["raw_data"]["contract"][0]["type"] == "TriggerSmartContract" for tx in txs):
+                answer = self._post("wallet/gettransactioninfobyblocknum", {"num": height})
+                if not isinstance(answer, list):
+                    raise ChainError(f"TRON node: malformed transaction infos of block {height}")
+                infos = {info["id"]: info for info in answer}
+            transfers: list[Transfer] = []
+            for tx in txs:
+                transfers.extend(self._tx_transfers(tx, infos, watched))
+            return Block(
+                number=height,
+                hash=raw["blockID"],
+                parent_hash=header["parentHash"],
+                timestamp=int(header["timestamp"]) // 1000,
+                transfers=transfers,
+            )
+        except ChainError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            raise ChainError(f"TRON node: malformed block {height}") from None
+
+    def _tx_transfers(
+        self, tx: dict[str, Any], infos: dict[str, dict[str, Any]], watched: Collection[str] | None
+    ) -> list[Transfer]:
+        txid = tx["txID"]
+        contract = tx["raw_data"]["contract"][0]
+        value = contract["parameter"]["value"]
+        ret = (tx.get("ret") or [{}])[0].get("contractRet")
+        if contract["type"] == "TransferContract":
+            to = _b58(value["to_address"])
+            if watched is not None and to not in watched:
+                return []
+            return [
+                Transfer(
+                    tx_hash=txid,
+                    index=-1,
+                    from_address=_b58(value["owner_address"]),
+                    to_address=to,
+                    match_key=to,
+                    amount_base_units=int(value["amount"]),
+                    contract=None,
+                    success=ret == "SUCCESS",
+                )
+            ]
+        if contract["type"] != "TriggerSmartContract":
+            return []
+        info = infos.get(txid)
+        if info is None:
+            raise ChainError(f"TRON node: no transaction info for {txid}")
+        receipt_result = info.get("receipt", {}).get("result")
+        success = ret == "SUCCESS" and receipt_result == "SUCCESS"
+        found: list[Transfer] = []
+        for index, log in enumerate(info.get("log") or []):
+            topics = log.get("topics") or []
+            data = log.get("data") or ""
+            if len(topics) != 3 or topics[0].lower() != TRANSFER_TOPIC or len(data) != 64:
+                continue
+            to = _word_address(topics[2])
+            if watched is not None and to not in watched:
+                continue
+            found.append(
+                Transfer(
+                    tx_hash=txid,
+                    index=index,
+                    from_address=_word_address(topics[1]),
+                    to_address=to,
+                    match_key=to,
+                    amount_base_units=int(data, 16),
+                    contract=_b58("41" + log["address"][-40:]),
+                    success=success,
+                )
+            )
+        if success or found:
+            return found
+        data = value.get("data") or ""
+        if data[:8] == SELECTOR_TRANSFER and len(data) >= 136:
+            sender, to, amount = _b58(value["owner_address"]), _word_address(data[8:72]), int(data[72:136], 16)
+        elif data[:8] == SELECTOR_TRANSFER_FROM and len(data) >= 200:
+            sender, to, amount = _word_address(data[8:72]), _word_address(data[72:136]), int(data[136:200], 16)
+        else:
+            return []
+        if watched is not None and to not in watched:
+            return []
+        return [
+            Transfer(
+                tx_hash=txid,
+                index=-1,
+                from_address=sender,
+                to_address=to,
+                match_key=to,
+                amount_base_units=amount,
+                contract=_b58(value["contract_address"]),
+                success=False,
+            )
+        ]
+
+    def balance(self, address: str, contract: str | None = None) -> int:
+        owner = to_hex_address(self.match_key(address))
+        if contract is None:
+            account = self._post("wallet/getaccount", {"address": owner})
+            if not isinstance(account, dict):
+                raise ChainError("TRON node: getaccount answered a malformed account")
+            return int(account.get("balance", 0))
+        answer = self._post(
+            "wallet/triggerconstantcontract",
+            {
+                "owner_address": owner,
+                "contract_address": to_hex_address(self.match_key(contract)),
+                "function_selector": "balanceOf(address)",
+                "parameter": owner[2:].rjust(64, "0"),
+            },
+        )
+        try:
+            if answer["result"].get("result") is not True:
+                raise ChainError("TRON node: balanceOf failed (not a token contract?)")
+            return int(answer["constant_result"][0][:64], 16)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            raise ChainError("TRON node: balanceOf answered a malformed result") from None
+
+    def fee_estimate(self) -> int:
+        """Sun per byte of bandwidth (getTransactionFee), the configured fallback if the node has none."""
+        answer = self._post("wallet/getchainparameters", {})
+        for item in (answer or {}).get("chainParameter", []) if isinstance(answer, dict) else []:
+            if item.get("key") == "getTransactionFee" and isinstance(item.get("value"), int):
+                return item["value"]
+        return self._fee_fallback
+
+    # --- writes ----------------------------------------------------------------------
+    def build_transfer(
+        self,
+        *,
+        from_address: str,
+        to_address: str,
+        amount_base_units: int,
+        contract: str | None = None,
+        fee_limit_sun: int | None = None,
+    ) -> UnsignedTx:
+        """A tronpy Transaction (TRX TransferContract or TRC20 transfer call), built offline on the
+        node's current block; the signer calls `payload.sign(PrivateKey)` within its 60 s expiry."""
+        if amount_base_units <= 0:
+            raise ValueError("amount must be positive")
+        sender = self.match_key(from_address)
+        recipient = self.match_key(to_address)
+        ref_block_id = self._post("wallet/getnowblock", {}).get("blockID")
+        if not isinstance(ref_block_id, str) or len(ref_block_id) != 64:
+            raise ChainError("TRON node: getnowblock answered no block id")
+        if contract is None:
+            builder = self._tron.trx.transfer(sender, recipient, amount_base_units)
+        else:
+            token = Contract(addr=self.match_key(contract), abi=TRC20_ABI, client=self._tron)
+            builder = token.functions.transfer.with_owner(sender)(recipient, amount_base_units)
+            builder = builder.fee_limit(fee_limit_sun if fee_limit_sun is not None else self._fee_limit)
+        tx = builder.build(offline=True, ref_block_id=ref_block_id)
+        return UnsignedTx(chain_id=self.chain_id, from_address=sender, payload=tx)
+
+    def broadcast_irreversible(self, signed: SignedTx) -> str:
+        """POST /wallet/broadcasttransaction with the signed transaction JSON (SignedTx.raw).
+
+        :raises TxRejected: the node refused it (bad signature, expired, no funds...).
+        """
+        try:
+            tx = json.loads(signed.raw)
+        except ValueError:
+            raise ValueError("a signed TRON transaction is its JSON") from None
+        answer = self._post("wallet/broadcasttransaction", tx)
+        if not isinstance(answer, dict):
+            raise ChainError("TRON node: broadcasttransaction answered a malformed reply")
+        if answer.get("result") is True:
+            return answer.get("txid") or tx["txID"]
+        code = str(answer.get("code", "UNKNOWN"))
+        if code == "DUP_TRANSACTION_ERROR":
+            return tx["txID"]  # a retry of a transaction the node already has
+        try:
+            message = bytes.fromhex(answer.get("message", "")).decode(errors="replace")
+        except ValueError:
+            message = str(answer.get("message", ""))
+        raise TxRejected(f"TRON node refused the transaction: {code} {message[:200]}")
+
+    def tx_status(self, tx_hash: str) -> TxStatus:
+        tx = self._post("wallet/gettransactionbyid", {"value": tx_hash})
+        if not tx:
+            return TxStatus(tx_hash=tx_hash, found=False)
+        info = self._post("wallet/gettransactioninfobyid", {"value": tx_hash})
+        if not info or "blockNumber" not in info:
+            return TxStatus(tx_hash=tx_hash, found=True)
+        ret = (tx.get("ret") or [{}])[0].get("contractRet")
+        receipt_result = info.get("receipt", {}).get("result", "SUCCESS")
+        number = int(info["blockNumber"])
+        return TxStatus(
+            tx_hash=tx_hash,
+            found=True,
+            success=ret == "SUCCESS" and receipt_result == "SUCCESS",
+            block_number=number,
+            block_hash=self.block_hash(number),
+        )
