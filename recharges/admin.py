@@ -1,11 +1,27 @@
-from django.contrib import admin
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
 
-from recharges.models import RechargeRecord
+from recharges import services as recharges_services
+from recharges.models import AccountHold, HoldStatus, RechargeRecord, ScanCursor
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(RechargeRecord)
-class RechargeRecordAdmin(admin.ModelAdmin):
+class RechargeRecordAdmin(ReadOnlyAdmin):
     list_display = (
         "recharge_no",
         "user",
@@ -15,17 +31,105 @@ class RechargeRecordAdmin(admin.ModelAdmin):
         "confirmations",
         "required_confirmations",
         "block_number",
+        "tx_hash",
+        "log_index",
         "create_time",
         "confirm_time",
     )
-    list_filter = ("coin", "status")
+    # BELOW_MINIMUM and RECHARGE_DISABLED deposits (recorded, not credited) are found by status.
+    list_filter = ("status", "coin", "coin__chain_id", "create_time")
     search_fields = ("recharge_no", "tx_hash", "to_address", "from_address", "=user__id")
     list_select_related = ("user",)
     readonly_fields = [f.name for f in RechargeRecord._meta.fields]
     date_hierarchy = "create_time"
+    actions = ["rescan_blocks"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    @admin.action(description="Rescan the blocks of the selected deposits (idempotent)")
+    def rescan_blocks(self, request: HttpRequest, queryset: QuerySet[RechargeRecord]) -> None:
+        for chain_id, heights in _heights_by_chain(queryset).items():
+            _rescan(self, request, chain_id=chain_id, from_height=min(heights), to_height=max(heights))
 
-    def has_delete_permission(self, request: HttpRequest, obj: RechargeRecord | None = None) -> bool:
-        return False
+
+def _heights_by_chain(queryset: QuerySet[RechargeRecord]) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for chain_id, height in queryset.exclude(block_number=None).values_list("coin__chain_id", "block_number"):
+        found.setdefault(chain_id, []).append(height)
+    return found
+
+
+def _rescan(
+    model_admin: admin.ModelAdmin, request: HttpRequest, *, chain_id: str, from_height: int, to_height: int
+) -> None:
+    result = recharges_services.deposits_rescan_range(
+        chain_id=chain_id, from_height=from_height, to_height=to_height, now=timezone.now()
+    )
+    if result.error:
+        model_admin.message_user(request, f"{chain_id}: rescan stopped: {result.error}", messages.ERROR)
+    else:
+        model_admin.message_user(
+            request,
+            f"{chain_id}: blocks {from_height}..{to_height}: {result.blocks} read, {result.deposits} deposits added",
+            messages.SUCCESS,
+        )
+
+
+class RescanForm(forms.Form):
+    from_height = forms.IntegerField(min_value=0)
+    to_height = forms.IntegerField(min_value=0)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("from_height") is not None and data.get("to_height") is not None:
+            if data["from_height"] > data["to_height"]:
+                raise forms.ValidationError("from must not be above to")
+            if data["to_height"] - data["from_height"] > 10_000:
+                raise forms.ValidationError("at most 10000 blocks at once")
+        return data
+
+
+@admin.register(ScanCursor)
+class ScanCursorAdmin(ReadOnlyAdmin):
+    list_display = ("chain_id", "height", "tip_height", "tip_time", "version", "update_time")
+    actions = ["rescan_range"]
+
+    @admin.action(description="Rescan a block range of the selected chain (idempotent)")
+    def rescan_range(self, request: HttpRequest, queryset: QuerySet[ScanCursor]) -> HttpResponse | None:
+        cursor = queryset.order_by("id").first()
+        if cursor is None:
+            return None
+        form = RescanForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            _rescan(
+                self,
+                request,
+                chain_id=cursor.chain_id,
+                from_height=form.cleaned_data["from_height"],
+                to_height=form.cleaned_data["to_height"],
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Rescan blocks of {cursor.chain_id}",
+            "form": form,
+            "cursor": cursor,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/recharges/rescan.html", context)
+
+
+@admin.register(AccountHold)
+class AccountHoldAdmin(ReadOnlyAdmin):
+    """Reorg shortfalls: what the user still owes after a credited deposit was orphaned."""
+
+    list_display = ("user", "coin", "amount", "frozen_amount", "shortfall", "status", "recharge", "create_time")
+    list_filter = ("status", "coin")
+    search_fields = ("=user__id", "biz_ref")
+    readonly_fields = [f.name for f in AccountHold._meta.fields]
+    actions = ["resolve"]
+
+    @admin.action(description="Mark resolved (shortfall settled): release the withdrawal hold")
+    def resolve(self, request: HttpRequest, queryset: QuerySet[AccountHold]) -> None:
+        for hold in queryset.filter(status=HoldStatus.ACTIVE).order_by("id"):
+            recharges_services.account_hold_resolve(hold_id=hold.id, now=timezone.now())
+        self.message_user(request, "holds resolved", messages.SUCCESS)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
@@ -47,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 # Errors a node (or an adapter parsing a node's answer) can produce: logged, alerted, retried.
 NODE_ERRORS: tuple[type[Exception], ...] = (ChainError, OSError, ValueError, TypeError, KeyError, AttributeError)
+
+# ... and building a chain's adapter from settings (a misconfigured chain).
+ADAPTER_ERRORS: tuple[type[Exception], ...] = (*NODE_ERRORS, ImportError, LookupError, ImproperlyConfigured)
 
 # Statuses of a deposit that still sits in a block we believe in.
 LIVE_STATUSES = (
@@ -229,7 +233,13 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
     failed; the next tick retries. Nothing is committed from a block that was not fully read.
     :raises CursorMoved: another scanner moved the cursor while this one was working.
     """
-    adapter = adapter or adapter_for(chain_id)
+    if adapter is None:
+        try:
+            adapter = adapter_for(chain_id)
+        except ADAPTER_ERRORS as exc:
+            return ScanResult(
+                chain_id=chain_id, error=_node_failure(chain_id=chain_id, action="adapter", exc=exc, now=now)
+            )
     try:
         tip = adapter.tip_height()
         if not isinstance(tip, int) or isinstance(tip, bool) or tip < 0:
@@ -579,12 +589,12 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
     if not heights:
         return ConfirmResult(chain_id=chain_id, waiting=len(rows))
     stored = dict(RecentBlock.objects.filter(chain_id=chain_id, height__in=heights).values_list("height", "hash"))
-    adapter = adapter or adapter_for(chain_id)
     node: dict[int, str] = {}
     try:
+        adapter = adapter or adapter_for(chain_id)
         for height in heights:
             node[height] = _node_hash(adapter=adapter, height=height)
-    except NODE_ERRORS as exc:
+    except ADAPTER_ERRORS as exc:
         error = _node_failure(chain_id=chain_id, action=f"block_hash({height})", exc=exc, now=now)
         return ConfirmResult(chain_id=chain_id, waiting=len(rows), error=error)
     _step("confirm.checked")

@@ -1,0 +1,42 @@
+"""Every periodic task of the service, registered in django-celery-beat's tables (idempotent)."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+
+def schedules() -> list[tuple[str, str, int, dict[str, object]]]:
+    """(name, task, every N seconds, kwargs) of every periodic task."""
+    every = settings.SCAN_INTERVAL_SECONDS
+    entries: list[tuple[str, str, int, dict[str, object]]] = []
+    for chain_id in settings.SCAN_CHAINS:
+        # The seed's 30-second deposit monitor, per chain: one chain's failure never delays another.
+        entries.append((f"deposits-scan-{chain_id}", "recharges.tasks.deposits_scan", every, {"chain_id": chain_id}))
+        entries.append(
+            (f"deposits-confirm-{chain_id}", "recharges.tasks.deposits_confirm", every, {"chain_id": chain_id})
+        )
+    # Other apps' periodic tasks, so that one command sets up the whole beat.
+    pool_every = getattr(settings, "ADDRESS_POOL_TOP_UP_SECONDS", 300)
+    entries.append(("address-pool-top-up", "addresses.tasks.address_pool_top_up", pool_every, {}))
+    entries.append(("events-lag-check", "assets.tasks.events_lag_check", 60, {}))
+    entries.append(("events-prune", "assets.tasks.events_prune", 3600, {}))
+    return entries
+
+
+class Command(BaseCommand):
+    help = "Create or update the beat schedules of every periodic task (deposit scanners per chain, ...)."
+
+    def handle(self, *args: object, **options: object) -> None:
+        with transaction.atomic(durable=True):
+            for name, task, seconds, kwargs in schedules():
+                interval, _ = IntervalSchedule.objects.get_or_create(every=seconds, period=IntervalSchedule.SECONDS)
+                PeriodicTask.objects.update_or_create(
+                    name=name,
+                    defaults={"task": task, "interval": interval, "kwargs": json.dumps(kwargs), "enabled": True},
+                )
+                self.stdout.write(f"{name}: {task} every {seconds}s {kwargs}")
