@@ -10,6 +10,7 @@ fails the test.
 from __future__ import annotations
 
 import base64
+import importlib
 import logging
 
 import pytest
@@ -119,7 +120,15 @@ def user_client(user, leak_watch) -> RecordingClient:
 
 
 @pytest.fixture
-def deposit_seeds(db, leak_watch):
+def seeded_coins(db):
+    """The coins of the seed data migration: a transactional test before this one may have flushed them."""
+    from django.apps import apps
+
+    importlib.import_module("coins.migrations.0002_seed_coins").load_coins(apps, None)
+
+
+@pytest.fixture
+def deposit_seeds(seeded_coins, leak_watch):
     """Deposit HD seeds of BTC, ETH and TRON from the throwaway test mnemonic."""
     leak_watch.add_seed("deposit", TEST_MNEMONIC_DEPOSIT)
     return {
@@ -131,7 +140,7 @@ def deposit_seeds(db, leak_watch):
 
 
 @pytest.fixture
-def hot_seeds(db, leak_watch):
+def hot_seeds(seeded_coins, leak_watch):
     """Hot HD seeds of BTC, ETH and TRON from a second throwaway test mnemonic."""
     leak_watch.add_seed("hot", TEST_MNEMONIC_HOT)
     return {
