@@ -71,6 +71,14 @@ def _node_bin(name: str) -> str:
     return str(path)
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the thread that started it dies (even by kill -9), Linux only."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class _Process:
     """A child node process with its log in a temporary file; stopped at exit at the latest."""
 
@@ -78,7 +86,12 @@ class _Process:
         self.name = name
         self.log = tempfile.NamedTemporaryFile(prefix=f"devnode-{name}-", suffix=".log", delete=False)
         self.popen = subprocess.Popen(  # noqa: S603 - fixed local binaries, no shell
-            args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            args,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # only sets a flag in the child
         )
         atexit.register(self.stop)
 
@@ -254,12 +267,15 @@ class BtcDevNode:
         return self.rpc("generatetoaddress", blocks, address or self.miner_address)
 
 
-def btc_start(*, port: int | None = None, blocks: int = 500) -> BtcDevNode:
-    """Start bcoin regtest in memory on 127.0.0.1 and mine `blocks` blocks (segwit needs ~432)."""
+def btc_start(*, port: int | None = None, blocks: int = 500, api_key: str | None = None) -> BtcDevNode:
+    """Start bcoin regtest in memory on 127.0.0.1 and mine `blocks` blocks (segwit needs ~432).
+
+    The api key (the RPC password) is random unless given.
+    """
     import coincurve
 
     port = port or free_port()
-    api_key = secrets.token_hex(16)
+    api_key = api_key or secrets.token_hex(16)
     data_dir = tempfile.TemporaryDirectory(prefix="bcoin-")
     process = _Process(
         [
@@ -372,6 +388,7 @@ def _coins_update(contracts: dict[str, str]) -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings")
     django.setup()
+    from django.core.exceptions import ObjectDoesNotExist
     from django.db.utils import DatabaseError
 
     from coins import services as coins_services
@@ -379,7 +396,7 @@ def _coins_update(contracts: dict[str, str]) -> None:
     for coin_id, address in contracts.items():
         try:
             coins_services.coin_set_contract(coin_id=coin_id, contract_address=address)
-        except (DatabaseError, LookupError) as exc:
+        except (DatabaseError, ObjectDoesNotExist) as exc:
             print(f"devchain: {coin_id} not updated ({type(exc).__name__}); run migrate first", file=sys.stderr)
 
 
@@ -389,6 +406,16 @@ def serve(
     """Start the dev chains, deploy the test USDT on EVM and TRON, and run until SIGTERM/SIGINT."""
     from django.conf import settings
 
+    stop = threading.Event()
+
+    def _interrupt(*_: object) -> None:
+        if stop.is_set():
+            return
+        stop.set()
+        raise KeyboardInterrupt  # leave start-up at once; `finally` stops what was started
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     handles: list[Any] = []
     try:
         evm = evm_start(port=evm_port)
@@ -406,19 +433,21 @@ def serve(
             "evm_funded_account": evm.accounts[0].address,
         }
         if btc_port:
-            btc = btc_start(port=btc_port)
+            from chains.rpc import url_without_credentials
+
+            _, auth = url_without_credentials(settings.BTC_RPC_URL)
+            btc = btc_start(port=btc_port, api_key=auth[1] if auth and auth[1] else None)
             handles.append(btc)
             contracts["BTC_RPC_PORT"] = btc.port
         devchain_contracts_save(path=Path(settings.DEVCHAIN_FILE), contracts=contracts)
         if update_coins:
             _coins_update({"USDT-ERC20": usdt_erc20, "USDT-TRC20": usdt_trc20})
-        print(json.dumps({k: v for k, v in contracts.items()}), flush=True)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        print(json.dumps(contracts), flush=True)
         while not stop.wait(1):
             if any(isinstance(h, (EvmDevNode, BtcDevNode)) and not h.process.alive() for h in handles):
                 raise DevNodeError("a dev node exited")
+    except KeyboardInterrupt:
+        pass
     finally:
         for handle in reversed(handles):
             handle.stop()
