@@ -28,8 +28,6 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
-from django.db.models import F, Value
-from django.db.models.functions import Greatest
 
 from assets import events as assets_events
 from assets import services as assets_services
@@ -578,7 +576,8 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
     tip = cursor.tip_height
     coins = {c.coin_id: c for c in _chain_coins(chain_id=chain_id)}
     pending = RechargeRecord.objects.filter(coin_id__in=coins.keys(), status=RechargeStatus.PENDING)
-    pending.update(confirmations=Greatest(Value(tip) - F("block_number") + 1, Value(0)))
+    # Pending rows are not rewritten every tick (readers compute live confirmations from the
+    # stored tip, see selectors.recharge_confirmations); a settled row stores its final count.
     rows = list(
         pending.filter(block_number__lte=cursor.height)
         .order_by("block_number", "id")
