@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 
 def main() -> None:
@@ -25,7 +26,7 @@ def main() -> None:
     from recharges.tests.helpers import tick
 
     chain_file, step = sys.argv[1], sys.argv[2]
-    spec = json.loads(open(chain_file).read())  # noqa: SIM115
+    spec = json.loads(Path(chain_file).read_text())
     chain = FakeChain(spec["chain_id"])
     chain.blocks = [
         Block(

@@ -124,7 +124,7 @@ def test_a_worker_killed_with_sigkill_at_any_step_then_restarted_credits_exactly
     }
     env.pop("DATABASE_TEST_NAME", None)
 
-    worker = subprocess.run(
+    worker = subprocess.run(  # noqa: S603 (our own interpreter and module)
         [sys.executable, "-m", "recharges.tests.scan_worker", str(chain_file), step],
         cwd=BASE_DIR,
         env=env,
