@@ -6,41 +6,69 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('coins', '0001_initial'),
+        ("coins", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WalletAddress',
+            name="WalletAddress",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('coin_name', models.CharField(max_length=50)),
-                ('chain_id', models.CharField(max_length=32)),
-                ('address_type', models.SmallIntegerField(choices=[(1, 'hot wallet'), (2, 'cold wallet (watch-only)'), (3, 'user deposit address')])),
-                ('address', models.CharField(max_length=255, unique=True)),
-                ('public_key', models.CharField(blank=True, max_length=255, null=True)),
-                ('wallet_type', models.CharField(default='default', max_length=50)),
-                ('derivation_path', models.CharField(blank=True, max_length=64, null=True)),
-                ('derivation_index', models.BigIntegerField(blank=True, null=True)),
-                ('status', models.SmallIntegerField(choices=[(1, 'normal'), (2, 'disabled')], default=1)),
-                ('balance', models.DecimalField(decimal_places=18, default=0, max_digits=38)),
-                ('min_balance', models.DecimalField(decimal_places=18, default=0, max_digits=38)),
-                ('max_balance', models.DecimalField(decimal_places=18, default=1000000, max_digits=38)),
-                ('assign_time', models.DateTimeField(blank=True, null=True)),
-                ('create_time', models.DateTimeField(auto_now_add=True)),
-                ('update_time', models.DateTimeField(auto_now=True)),
-                ('coin', models.ForeignKey(db_column='coin_id', on_delete=django.db.models.deletion.PROTECT, to='coins.coinconfig', to_field='coin_id')),
-                ('user', models.ForeignKey(blank=True, db_column='user_id', null=True, on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("coin_name", models.CharField(max_length=50)),
+                ("chain_id", models.CharField(max_length=32)),
+                (
+                    "address_type",
+                    models.SmallIntegerField(
+                        choices=[(1, "hot wallet"), (2, "cold wallet (watch-only)"), (3, "user deposit address")]
+                    ),
+                ),
+                ("address", models.CharField(max_length=255, unique=True)),
+                ("public_key", models.CharField(blank=True, max_length=255, null=True)),
+                ("wallet_type", models.CharField(default="default", max_length=50)),
+                ("derivation_path", models.CharField(blank=True, max_length=64, null=True)),
+                ("derivation_index", models.BigIntegerField(blank=True, null=True)),
+                ("status", models.SmallIntegerField(choices=[(1, "normal"), (2, "disabled")], default=1)),
+                ("balance", models.DecimalField(decimal_places=18, default=0, max_digits=38)),
+                ("min_balance", models.DecimalField(decimal_places=18, default=0, max_digits=38)),
+                ("max_balance", models.DecimalField(decimal_places=18, default=1000000, max_digits=38)),
+                ("assign_time", models.DateTimeField(blank=True, null=True)),
+                ("create_time", models.DateTimeField(auto_now_add=True)),
+                ("update_time", models.DateTimeField(auto_now=True)),
+                (
+                    "coin",
+                    models.ForeignKey(
+                        db_column="coin_id",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="coins.coinconfig",
+                        to_field="coin_id",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        db_column="user_id",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'db_table': 'wallet_address',
-                'indexes': [models.Index(fields=['coin'], name='idx_wallet_address_coin'), models.Index(fields=['address_type'], name='idx_wallet_address_type'), models.Index(fields=['status'], name='idx_wallet_address_status'), models.Index(fields=['chain_id', 'address_type', 'user'], name='idx_wallet_address_pool')],
-                'constraints': [models.UniqueConstraint(fields=('user', 'chain_id'), name='uk_wallet_address_user_chain')],
+                "db_table": "wallet_address",
+                "indexes": [
+                    models.Index(fields=["coin"], name="idx_wallet_address_coin"),
+                    models.Index(fields=["address_type"], name="idx_wallet_address_type"),
+                    models.Index(fields=["status"], name="idx_wallet_address_status"),
+                    models.Index(fields=["chain_id", "address_type", "user"], name="idx_wallet_address_pool"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "chain_id"), name="uk_wallet_address_user_chain")
+                ],
             },
         ),
     ]

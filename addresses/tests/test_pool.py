@@ -54,6 +54,26 @@ class TestPoolFill:
         indexes = sorted(WalletAddress.objects.filter(chain_id="BTC").values_list("derivation_index", flat=True))
         assert indexes == list(range(50))
 
+    def test_pool_rows_equal_the_rows_the_orm_path_writes(self, deposit_seeds):
+        services.address_pool_fill(chain_id="ETH", count=1)
+        (orm_row,) = services.addresses_derive_next(chain_id="ETH", purpose=AddressType.USER_DEPOSIT, count=1)
+
+        pool_row = WalletAddress.objects.get(derivation_index=0, chain_id="ETH")
+        orm_row.refresh_from_db()
+        skip = {"id", "address", "derivation_index", "derivation_path", "create_time", "update_time"}
+        fields = [f.attname for f in WalletAddress._meta.concrete_fields if f.attname not in skip]
+        assert {f: getattr(pool_row, f) for f in fields} == {f: getattr(orm_row, f) for f in fields}
+        assert pool_row.create_time is not None and abs(pool_row.create_time - orm_row.create_time).total_seconds() < 60
+        assert orm_row.derivation_index == 1
+
+    def test_a_batch_whose_indexes_were_taken_meanwhile_writes_nothing(self, deposit_seeds):
+        services.address_pool_fill(chain_id="ETH", count=4)
+
+        with pytest.raises(services.PoolConflict):
+            services._pool_batch_store(secret_id=deposit_seeds["ETH"].id, start=2, count=1, derived=[(2, "0xdup")])
+
+        assert WalletAddress.objects.filter(chain_id="ETH").count() == 4
+
     def test_refuses_a_chain_without_a_deposit_seed(self, db):
         with pytest.raises(services.NoHdWallet):
             services.address_pool_fill(chain_id="ETH", count=1)
@@ -94,3 +114,17 @@ class TestPoolTopUpTask:
         tasks.address_pool_top_up.apply()
 
         assert [selectors.address_pool_available(chain_id=c) for c in ("BTC", "ETH", "TRON")] == [0, 4, 4]
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db(transaction=True)
+def test_the_pipelined_fill_on_mariadb_writes_every_batch_once(deposit_seeds):
+    steps = []
+
+    added = services.address_pool_fill(chain_id="TRON", count=25, batch_size=10, pipelined=True, progress=steps.append)
+
+    indexes = sorted(WalletAddress.objects.filter(chain_id="TRON").values_list("derivation_index", flat=True))
+    assert added == 25 and indexes == list(range(25)) and sorted(steps) == [5, 10, 10]
+    assert KeySecret.objects.get(chain_id="TRON").next_index == 25
+    services.address_pool_fill(chain_id="TRON", count=5, pipelined=True)
+    assert WalletAddress.objects.filter(chain_id="TRON").count() == 30
