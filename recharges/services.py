@@ -104,7 +104,7 @@ def adapter_for(chain_id: str) -> ChainAdapter:
     """Return the configured adapter of a chain (from the chains app's registry)."""
     from chains import registry as chains_registry  # the registry builds node clients lazily
 
-    return chains_registry.adapter_get(chain_id=chain_id)
+    return chains_registry.adapter_for(chain_id)
 
 
 # --- failures ------------------------------------------------------------------------------
@@ -156,16 +156,26 @@ def _coin_rules(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> match
     )
 
 
-def _cursor_get_or_create(*, chain_id: str, tip: int) -> ScanCursor:
+def _cursor_get_or_create(*, chain_id: str, adapter: ChainAdapter, tip: int) -> ScanCursor:
+    """
+    Return the chain's cursor, creating it the first time at the configured start (or the tip).
+
+    The block below the start is stored as an anchor, so that a reorg of the very first scanned
+    block still finds its fork point.
+    :raises ChainError: (and other NODE_ERRORS) reading the anchor's hash failed.
+    """
     cursor = ScanCursor.objects.filter(chain_id=chain_id).first()
     if cursor is not None:
         return cursor
     starts = settings.SCAN_START_HEIGHTS
-    # A new chain starts at the configured height, or with the node's current tip block.
     start = starts[chain_id] if chain_id in starts else tip
+    anchor = _node_hash(adapter=adapter, height=start - 1) if start > 0 else None
     try:
         with transaction.atomic(durable=True):
-            return ScanCursor.objects.create(chain_id=chain_id, height=start - 1, tip_height=tip)
+            cursor = ScanCursor.objects.create(chain_id=chain_id, height=start - 1, tip_height=tip)
+            if anchor is not None:
+                RecentBlock.objects.create(chain_id=chain_id, height=start - 1, hash=anchor, parent_hash="")
+            return cursor
     except IntegrityError:  # another scanner created it first
         return ScanCursor.objects.get(chain_id=chain_id)
 
@@ -245,7 +255,10 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
     except NODE_ERRORS as exc:
         return ScanResult(chain_id=chain_id, error=_node_failure(chain_id=chain_id, action="tip", exc=exc, now=now))
 
-    cursor = _cursor_get_or_create(chain_id=chain_id, tip=tip)
+    try:
+        cursor = _cursor_get_or_create(chain_id=chain_id, adapter=adapter, tip=tip)
+    except NODE_ERRORS as exc:
+        return ScanResult(chain_id=chain_id, error=_node_failure(chain_id=chain_id, action="anchor", exc=exc, now=now))
     ScanCursor.objects.filter(chain_id=chain_id).update(tip_height=tip, tip_time=now)
     stored_tip = RecentBlock.objects.filter(chain_id=chain_id, height=cursor.height).first()
 

@@ -1,0 +1,77 @@
+"""Deposits found on a real EVM dev node (ganache): ETH, ERC20, several transfers, fakes, a reorg."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from eth_account import Account
+
+from assets import selectors as assets_selectors
+from assets.models import Flow
+from chains.testing import evm_adapter, evm_node  # noqa: F401
+from coins.models import CoinConfig
+from recharges.models import RechargeRecord, RechargeStatus
+from recharges.tests.conftest import deposit_address
+from recharges.tests.helpers import available, tick
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def eth(db, settings, evm_node, evm_adapter):  # noqa: F811
+    # Start at the node's next block: the module's node is shared by every test here.
+    settings.SCAN_START_HEIGHTS = {"ETH": evm_adapter.tip_height() + 1}
+    CoinConfig.objects.filter(chain_id="ETH").update(required_confirmations=2)
+    CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=evm_node.contracts["USDT"])
+    return evm_adapter
+
+
+def _fresh_address() -> str:
+    return Account.create().address  # TEST-ONLY throwaway key, only its address is used
+
+
+def test_credits_eth_and_usdt_deposits_from_the_dev_node(eth, evm_node, user, now):  # noqa: F811
+    address = deposit_address(user=user, address=_fresh_address())
+    usdt = evm_node.contract(evm_node.contracts["USDT"])
+
+    evm_node.send_tx({"to": address.address, "value": 3 * 10**18})
+    evm_node.transact(usdt.functions.transfer(address.address, 25 * 10**6))
+    tick(eth, now)
+    evm_node.mine(2)
+    tick(eth, now)
+
+    assert available(user, "ETH") == Decimal(3)
+    assert available(user, "USDT-ERC20") == Decimal(25)
+    assert assets_selectors.ledger_mismatches() == []
+
+
+def test_a_reverted_transfer_and_a_look_alike_token_credit_nothing(eth, evm_node, user, now):  # noqa: F811
+    address = deposit_address(user=user, address=_fresh_address())
+    usdt = evm_node.contract(evm_node.contracts["USDT"])
+    fake = evm_node.contract(evm_node.token_deploy(symbol="USDT"))
+    evm_node.transact(fake.functions.mint(evm_node.accounts[1].address, 10**12))
+
+    evm_node.transact(fake.functions.transfer(address.address, 10**9), sender=1)  # same symbol, other contract
+    receipt = evm_node.transact(usdt.functions.transfer(address.address, 10**15), sender=2, gas=100_000)
+    assert receipt["status"] == 0  # account 2 holds no USDT: the transfer reverted on chain
+    evm_node.mine(3)
+    tick(eth, now)
+
+    assert RechargeRecord.objects.count() == 0
+    assert Flow.objects.count() == 0
+
+
+def test_a_deposit_orphaned_by_snapshot_revert_is_reorged_and_never_credited(eth, evm_node, user, now):  # noqa: F811
+    address = deposit_address(user=user, address=_fresh_address())
+    snapshot = evm_node.snapshot()
+    evm_node.send_tx({"to": address.address, "value": 10**18})
+    tick(eth, now)
+    assert RechargeRecord.objects.get().status == RechargeStatus.PENDING
+
+    evm_node.revert(snapshot)
+    evm_node.mine(3)  # the new branch, longer, without the deposit
+    tick(eth, now)
+
+    assert RechargeRecord.objects.get().status == RechargeStatus.REORGED
+    assert available(user, "ETH") == 0
