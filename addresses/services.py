@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable
 from decimal import Decimal
@@ -28,6 +29,7 @@ from wallet_project.errors import NotFound, WalletError
 logger = logging.getLogger(__name__)
 
 POOL_BATCH_ROWS = 5000
+_PLAIN_ADDRESS = re.compile(r"[0-9A-Za-z]{20,100}")
 
 
 class UnknownCoin(WalletError):
@@ -150,7 +152,24 @@ def _pool_rows_insert(*, secret: KeySecret, coin_id: str, coin_name: str, derive
         for index, address in derived
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        if connection.vendor != "mysql" or not params:
+            cursor.executemany(sql, params)
+            return
+        # MySQL/MariaDB: one statement built here. mysqlclient's executemany quotes every value of
+        # every row in Python (~15 us a row, holding the GIL); only the address and the index vary,
+        # so the constant parts are quoted once by the driver, and each address is checked to be
+        # plain base58/hex/bech32 characters before it is placed between quotes.
+        literal = connection.connection.literal
+        first = params[0]
+        head = "(" + ", ".join(literal(v).decode() for v in first[:4]) + ", '"
+        middle = "', " + ", ".join(literal(v).decode() for v in first[5:7]) + ", " + literal(path).decode()[:-1]
+        tail = ", " + ", ".join(literal(v).decode() for v in first[9:]) + ")"
+        values = []
+        for index, address in derived:
+            if not _PLAIN_ADDRESS.fullmatch(address):
+                raise ValueError("a derived address has unexpected characters")
+            values.append(f"{head}{address}{middle}{index}', {index}{tail}")
+        cursor.execute(sql.split(" VALUES ")[0] + " VALUES " + ", ".join(values))
 
 
 @transaction.atomic(durable=True)
