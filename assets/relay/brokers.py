@@ -49,7 +49,26 @@ class PublishFailed(Exception):
         self.confirmed = confirmed
 
 
+@dataclass(frozen=True)
+class PendingBatch:
+    """A published batch whose confirms may still be on their way."""
+
+    messages: list[OutgoingMessage]
+    first_tag: int = 0
+    generation: int = 0
+
+
 class Broker(Protocol):
+    """
+    batch_begin_irreversible publishes a batch and returns at once; batch_await returns when the
+    broker confirmed all of it. The relay begins batch N+1 before awaiting batch N, so the broker
+    works while the relay reads the database (pipelining across batches as well as within one).
+    """
+
+    def batch_begin_irreversible(self, *, messages: list[OutgoingMessage]) -> PendingBatch: ...
+
+    def batch_await(self, *, batch: PendingBatch, timeout: float) -> None: ...
+
     def publish_batch_irreversible(self, *, messages: list[OutgoingMessage], timeout: float) -> None: ...
 
     def close(self) -> None: ...
@@ -81,6 +100,7 @@ class RabbitBroker:
         self._single_acks: set[int] = set()
         self._failed_tag: int | None = None
         self._returned: set[str] = set()
+        self._generation = 0
 
     # Confirms: RabbitMQ numbers the messages of a confirm-mode channel 1, 2, 3...; an ack with
     # multiple=True confirms every tag up to its own.
@@ -122,7 +142,10 @@ class RabbitBroker:
         channel.events["basic_nack"].add(self._on_nack)
         channel.events["basic_return"].add(self._on_return)
         self._client, self._connection, self._channel = client, client.connection, channel
+        # Confirm state belongs to one channel: a new one starts again at tag 1.
+        self._generation += 1
         self._next_tag, self._confirmed_upto, self._single_acks = 1, 0, set()
+        self._failed_tag, self._returned = None, set()
         return channel
 
     def _declare(self, channel: amqp.Channel) -> None:
@@ -141,22 +164,18 @@ class RabbitBroker:
                 )
                 queue(channel).declare()
 
-    def publish_batch_irreversible(self, *, messages: list[OutgoingMessage], timeout: float) -> None:
+    def batch_begin_irreversible(self, *, messages: list[OutgoingMessage]) -> PendingBatch:
         """
-        Publish messages in order and wait until RabbitMQ confirmed all of them.
+        Publish messages in order without waiting for their confirms (see batch_await).
 
-        :raises PublishFailed: connection lost, a nack, a returned message or no confirm within timeout.
+        :raises PublishFailed: no connection, or it broke while publishing.
         """
-        if not messages:
-            return
         try:
             channel = self._connect()
         except Exception as exc:
             self.close()
             raise PublishFailed(f"cannot connect to RabbitMQ: {exc.__class__.__name__}") from exc
         first_tag = self._next_tag
-        self._failed_tag = None
-        self._returned = set()
         try:
             for message in messages:
                 channel.basic_publish(
@@ -167,7 +186,6 @@ class RabbitBroker:
                         delivery_mode=2,
                         message_id=message.message_id,
                         type=message.tags,
-                        timestamp=int(time.time()),
                         application_headers={"keys": message.keys, "partition_key": message.partition_key},
                     ),
                     exchange=partitioning.exchange_name(prefix=self.prefix, topic=message.topic),
@@ -175,25 +193,63 @@ class RabbitBroker:
                     mandatory=True,
                 )
                 self._next_tag += 1
-            last_tag = self._next_tag - 1
-            deadline = time.monotonic() + timeout
-            while self._confirmed_upto < last_tag and self._failed_tag is None:
+        except Exception as exc:
+            self.close()
+            raise PublishFailed(f"RabbitMQ publish failed: {exc.__class__.__name__}") from exc
+        return PendingBatch(messages=messages, first_tag=first_tag, generation=self._generation)
+
+    def batch_await(self, *, batch: PendingBatch, timeout: float) -> None:
+        """
+        Wait until RabbitMQ confirmed every message of batch.
+
+        :raises PublishFailed: connection lost, a nack, a returned message or no confirm within timeout;
+            its `confirmed` is the confirmed prefix of the batch.
+        """
+        last_tag = batch.first_tag + len(batch.messages) - 1
+        deadline = time.monotonic() + timeout
+        try:
+            if batch.generation != self._generation or self._connection is None:
+                raise ConnectionError("the connection of this batch is gone")
+            while self._confirmed_upto < last_tag and not self._failed_in(batch, last_tag):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError("no confirm in time")
                 self._connection.drain_events(timeout=remaining)
         except Exception as exc:
-            confirmed = max(0, min(self._confirmed_upto, self._next_tag - 1) - first_tag + 1)
+            confirmed = self._confirmed_prefix(batch, last_tag)
             self.close()
             raise PublishFailed(f"RabbitMQ publish failed: {exc.__class__.__name__}", confirmed=confirmed) from exc
-        failed_at = len(messages)
+        if self._failed_in(batch, last_tag):
+            confirmed = self._confirmed_prefix(batch, last_tag)
+            self.close()  # a fresh channel: the messages after the refused one are republished in order
+            raise PublishFailed("RabbitMQ refused part of the batch", confirmed=confirmed)
+        for message in batch.messages:
+            self._returned.discard(message.message_id)
+
+    def _failed_in(self, batch: PendingBatch, last_tag: int) -> bool:
+        if self._failed_tag is not None and self._failed_tag <= last_tag:
+            return True
+        return bool(self._returned) and any(m.message_id in self._returned for m in batch.messages)
+
+    def _confirmed_prefix(self, batch: PendingBatch, last_tag: int) -> int:
+        if batch.generation != self._generation:
+            return 0
+        upto = min(self._confirmed_upto, last_tag)
         if self._failed_tag is not None:
-            failed_at = self._failed_tag - first_tag
-        if self._returned:
-            failed_at = min(failed_at, *(i for i, m in enumerate(messages) if m.message_id in self._returned))
-        if failed_at < len(messages):
-            self.close()  # a fresh channel restarts the delivery tags after a partial batch
-            raise PublishFailed("RabbitMQ refused part of the batch", confirmed=max(0, failed_at))
+            upto = min(upto, self._failed_tag - 1)
+        for position, message in enumerate(batch.messages):
+            if message.message_id in self._returned:
+                upto = min(upto, batch.first_tag + position - 1)
+        return max(0, upto - batch.first_tag + 1)
+
+    def publish_batch_irreversible(self, *, messages: list[OutgoingMessage], timeout: float) -> None:
+        """
+        Publish messages in order and wait until RabbitMQ confirmed all of them.
+
+        :raises PublishFailed: as batch_begin_irreversible and batch_await.
+        """
+        if messages:
+            self.batch_await(batch=self.batch_begin_irreversible(messages=messages), timeout=timeout)
 
     def close(self) -> None:
         client, self._client, self._connection, self._channel = self._client, None, None, None
@@ -249,6 +305,14 @@ class RedisStreamsBroker:
         for position, reply in enumerate(replies):
             if isinstance(reply, Exception):
                 raise PublishFailed("Redis refused part of the batch", confirmed=position)
+
+    def batch_begin_irreversible(self, *, messages: list[OutgoingMessage]) -> PendingBatch:
+        """Publish messages and wait for the broker's reply (this broker has no asynchronous confirms)."""
+        self.publish_batch_irreversible(messages=messages, timeout=30.0)
+        return PendingBatch(messages=messages)
+
+    def batch_await(self, *, batch: PendingBatch, timeout: float) -> None:
+        """Nothing to wait for: batch_begin_irreversible returned after the broker's reply."""
 
     def close(self) -> None:
         self._client.close()
@@ -325,6 +389,14 @@ class SqliteSinkBroker:
         except sqlite3.Error as exc:
             self.close()
             raise PublishFailed(f"event sink write failed: {exc.__class__.__name__}") from exc
+
+    def batch_begin_irreversible(self, *, messages: list[OutgoingMessage]) -> PendingBatch:
+        """Publish messages and wait for the broker's reply (this broker has no asynchronous confirms)."""
+        self.publish_batch_irreversible(messages=messages, timeout=30.0)
+        return PendingBatch(messages=messages)
+
+    def batch_await(self, *, batch: PendingBatch, timeout: float) -> None:
+        """Nothing to wait for: batch_begin_irreversible returned after the broker's reply."""
 
     def close(self) -> None:
         db, self._db = self._db, None

@@ -80,6 +80,7 @@ class Relay:
         self._next_refresh = 0.0
         self._next_lag_check = 0.0
         self._backoff = 0.0
+        self._in_flight: tuple[brokers.PendingBatch, float] | None = None
 
     # -- leases -------------------------------------------------------------------------------
 
@@ -99,7 +100,11 @@ class Relay:
         self._next_refresh = started + max(0.5, self.config.lease_seconds / 5)
 
     def release(self) -> None:
-        """Give back the leases (clean shutdown) and close the broker connection."""
+        """Settle the batch in flight, give back the leases (clean shutdown), close the broker connection."""
+        try:
+            self.drain()
+        except (brokers.PublishFailed, DatabaseError):
+            logger.warning("relay %s: the last batch was not confirmed; it stays pending", self.owner)
         try:
             relay_services.relay_leases_release(owner=self.owner, now=timezone.now())
         except DatabaseError:
@@ -109,20 +114,55 @@ class Relay:
     # -- one batch ----------------------------------------------------------------------------
 
     def run_batch(self) -> int:
-        """Publish one batch of the owned partitions; return the number of events marked sent (0: idle)."""
+        """
+        Publish the next batch of the owned partitions, then settle the previous one; return the
+        number of events marked sent by this call.
+
+        The batch published here is awaited by the next call (or by drain()), so that the broker
+        confirms one batch while the relay reads and publishes the next: both are on one channel,
+        in id order, and a failure marks only the confirmed prefix of the older batch.
+        """
         self._refresh_leases()
         if time.monotonic() >= self._lease_valid_until:
             self._refresh_leases(force=True)
-        if not self._partitions:
-            return 0
+        previous, self._in_flight = self._in_flight, None
+        batch: list[brokers.OutgoingMessage] = []
+        if self._partitions:
+            batch = relay_selectors.outbox_pending_batch(
+                partitions=self._partitions,
+                partition_count=self.config.partition_count,
+                limit=self.config.batch_size,
+                exclude_ids=[m.outbox_id for m in previous[0].messages] if previous else (),
+            )
         started = time.perf_counter()
-        batch = relay_selectors.outbox_pending_batch(
-            partitions=self._partitions, partition_count=self.config.partition_count, limit=self.config.batch_size
-        )
-        if not batch:
-            return 0
+        current = None
+        if batch:
+            try:
+                current = self.broker.batch_begin_irreversible(messages=batch)
+            except brokers.PublishFailed:
+                if previous is not None:
+                    self._settle(previous)  # raises with the previous batch's confirmed prefix marked
+                raise
+        sent = self._settle(previous) if previous is not None else 0
+        if current is not None:
+            self._in_flight = (current, started)
+        return sent
+
+    @property
+    def busy(self) -> bool:
+        """True while a published batch awaits its confirms."""
+        return self._in_flight is not None
+
+    def drain(self) -> int:
+        """Settle the batch in flight, if any; return the number of events marked sent."""
+        previous, self._in_flight = self._in_flight, None
+        return self._settle(previous) if previous is not None else 0
+
+    def _settle(self, in_flight: tuple[brokers.PendingBatch, float]) -> int:
+        pending, started = in_flight
+        batch = pending.messages
         try:
-            self.broker.publish_batch_irreversible(messages=batch, timeout=self.config.confirm_timeout_seconds)
+            self.broker.batch_await(batch=pending, timeout=self.config.confirm_timeout_seconds)
         except brokers.PublishFailed as exc:
             metrics.PUBLISH_FAILURES.inc()
             confirmed = batch[: exc.confirmed]
@@ -170,6 +210,10 @@ class Relay:
         except DatabaseError:
             logger.exception("relay %s: database error; retrying", self.owner)
             close_old_connections()
+        # Whatever was in flight is on a dropped connection or unsettled: it stays pending and is
+        # published again, from the oldest pending row, by the next batch.
+        self._in_flight = None
+        self.broker.close()
         self._backoff = min(10.0, max(0.2, self._backoff * 2))
         self.stop_event.wait(self._backoff)
         return 0, False
@@ -184,7 +228,7 @@ class Relay:
                     self.check_lag()
                 except DatabaseError:
                     logger.warning("relay %s: lag check failed", self.owner)
-                if sent == 0 and self._backoff == 0.0:
+                if sent == 0 and not self.busy and self._backoff == 0.0:
                     self.stop_event.wait(self.config.idle_seconds)
         finally:
             self.release()
@@ -210,10 +254,10 @@ class Relay:
                         break
                     continue
                 failures_in_a_row = 0
-                if sent == 0:
+                if sent == 0 and not self.busy:
                     break
                 result.published += sent
-                result.batches += 1
+                result.batches += 1 if sent else 0
             result.partitions = list(self._partitions)
         finally:
             self.release()

@@ -12,13 +12,16 @@ from assets.models import OutboxMessage, OutboxStatus
 from assets.relay.brokers import OutgoingMessage
 
 
-def outbox_pending_batch(*, partitions: Collection[int], partition_count: int, limit: int) -> list[OutgoingMessage]:
+def outbox_pending_batch(
+    *, partitions: Collection[int], partition_count: int, limit: int, exclude_ids: Collection[int] = ()
+) -> list[OutgoingMessage]:
     """
     Return up to limit pending events of the given partitions, oldest (lowest id) first.
 
     Selected by status, never by "id above the last one seen": a transaction that commits late
     with a lower id is still found. Within one user (one partition) rows come out in id order,
     which is their commit order for one balance (the balance row lock serialises them).
+    exclude_ids: rows already published and awaiting their confirms.
     """
     if not partitions:
         return []
@@ -27,6 +30,8 @@ def outbox_pending_batch(*, partitions: Collection[int], partition_count: int, l
         rows = rows.annotate(
             relay_partition=Mod(Abs(Cast("partition_key", BigIntegerField())), partition_count)
         ).filter(relay_partition__in=sorted(set(partitions)))
+    if exclude_ids:
+        rows = rows.exclude(id__in=list(exclude_ids))
     # The stored JSON text goes out as it is: no decoding and re-encoding per row.
     rows = rows.annotate(body_text=Cast("payload", TextField())).order_by("id")
     return [
