@@ -200,6 +200,36 @@ class EvmDevNode:
         for _ in range(blocks):
             self.w3.provider.make_request("evm_mine", [])
 
+    def fill_blocks(self, *, blocks: int, txs_per_block: int, recipients: list[str], token: str | None = None) -> range:
+        """Mine `blocks` blocks of `txs_per_block` transfers each (ETH, or `token` if given), round robin
+        over the recipients, from ganache's unlocked accounts; return the heights. For benchmarks."""
+        from chains.rpc import HttpNode
+
+        node = HttpNode(self.url, name="ganache", connect_timeout=2, read_timeout=120)
+        senders = [a.address for a in self.accounts]
+        start = self.w3.eth.block_number + 1
+        node.call("miner_stop")
+        try:
+            sent = 0
+            for _ in range(blocks):
+                calls = []
+                for _ in range(txs_per_block):
+                    to = recipients[sent % len(recipients)]
+                    tx: dict[str, Any] = {"from": senders[sent % len(senders)], "gas": hex(21_000)}
+                    if token is None:
+                        tx.update({"to": to, "value": hex(10**12 + sent)})
+                    else:
+                        data = "0xa9059cbb" + to[2:].lower().rjust(64, "0") + format(1 + sent, "064x")
+                        tx.update({"from": senders[0], "to": token, "data": data, "gas": hex(60_000)})
+                    calls.append(("eth_sendTransaction", [tx]))
+                    sent += 1
+                for chunk in range(0, len(calls), 200):
+                    node.batch(calls[chunk : chunk + 200])
+                node.call("evm_mine")
+        finally:
+            node.call("miner_start")
+        return range(start, self.w3.eth.block_number + 1)
+
 
 def evm_accounts(count: int) -> list[LocalAccount]:
     Account.enable_unaudited_hdwallet_features()

@@ -1,21 +1,26 @@
 """
 EVM adapter (ETH and ERC20 tokens) over Ethereum JSON-RPC, with web3.py for addresses and encoding.
 
-Reading a block costs a fixed number of calls, whatever its size:
+Reading a block costs a fixed number of requests, whatever its size:
   1. eth_getBlockByNumber(height, full transactions)  -> native ETH transfers, token calldata
-  2. eth_getLogs(blockHash, Transfer topic)            -> ERC20 Transfer logs of ANY contract
-  3. one batched eth_getTransactionReceipt request     -> status, only for the candidates below
+  2. eth_getLogs(blockHash, Transfer topic)            -> ERC20 Transfer logs of ANY contract,
+     skipped when the block's logsBloom shows that no Transfer log is in it
+  3. rarely, one batched eth_getCode request for recipients not seen before, and one batched
+     eth_getTransactionReceipt request for the few transactions whose success is not yet known.
 
-How success is known without a receipt per transaction:
-- A log exists only in a successful transaction (the EVM drops the logs of a reverted one), so a
-  Transfer log already means success; its receipt is still fetched (in the batch) when the caller
-  passes `watched`, because those are few.
-- A native ETH transfer can fail (e.g. sent to a contract that reverts): its receipt is fetched in
-  the batch. With `watched` given only for transfers to watched addresses (a handful per block,
-  which keeps scanning at the speed of eth_getBlockByNumber); without it for every value transfer.
-- A reverted token transfer has no log at all. Calls of transfer/transferFrom whose recipient (read
-  from the calldata) is watched get their receipt; a failed one is reported as a Transfer with
-  success=False and index -1 (no log index exists), so the scanner can record a "fake deposit".
+How success is known without a receipt per transaction (so scanning runs at the speed of
+eth_getBlockByNumber):
+- A Transfer log exists only in a successful transaction (the EVM drops the logs of a reverted
+  one): a log means success.
+- A value transfer to an address without code cannot fail once it is in a block: no code runs,
+  and funds and nonce were checked for inclusion. Deposit addresses are such addresses (their
+  code-less state is asked once and cached). Value transfers to contracts get a receipt.
+- A reverted token transfer leaves no log. Calls of transfer/transferFrom whose recipient (read
+  from the calldata) got no log in that transaction get a receipt; a failed one is reported as a
+  Transfer with success=False and index -1 (there is no log index), so the scanner can record the
+  "fake deposit" and credit nothing.
+With `watched` (a set of match keys) only transfers to those addresses are reported and only they
+cost code/receipt look-ups; without it every transfer of the block is reported.
 
 Addresses, contracts and match keys are lower-case 0x hex (compare a configured contract through
 `match_key`).
@@ -27,7 +32,7 @@ import dataclasses
 from collections.abc import Collection
 from typing import Any
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils import is_address, keccak, to_checksum_address
 
 from chains.base import Block, ChainError, SignedTx, Transfer, TxRejected, TxStatus, UnsignedTx
 from chains.rpc import HttpNode, RpcError
@@ -39,6 +44,23 @@ SELECTOR_BALANCE_OF = "0x70a08231"  # balanceOf(address)
 NATIVE_GAS = 21_000
 TOKEN_GAS_FALLBACK = 100_000
 RECEIPT_BATCH = 500
+CODELESS_CACHE = 2_000_000
+
+
+def _bloom_bits(value_hex: str) -> tuple[int, ...]:
+    """The three bits a value sets in a block's 2048-bit logsBloom (yellow paper, M3:2048)."""
+    digest = keccak(bytes.fromhex(value_hex.removeprefix("0x")))
+    return tuple(((digest[i] << 8) | digest[i + 1]) & 2047 for i in (0, 2, 4))
+
+
+def _bloom_may_contain(bloom_hex: object, bits: tuple[int, ...]) -> bool:
+    if not isinstance(bloom_hex, str) or len(bloom_hex) != 514:
+        return True  # no usable bloom: ask for the logs
+    bloom = int(bloom_hex, 16)
+    return all((bloom >> bit) & 1 for bit in bits)
+
+
+TRANSFER_TOPIC_BLOOM_BITS = _bloom_bits(TRANSFER_TOPIC)
 
 
 def _word_address(word: str) -> str:
@@ -61,6 +83,7 @@ class EvmAdapter:
         self.node = HttpNode(url, name=f"{chain_id} node", connect_timeout=connect_timeout, read_timeout=read_timeout)
         self._gas_price_fallback = gas_price_fallback_wei
         self._network_id: int | None = None
+        self._codeless_seen: set[str] = set()
 
     # --- reads -----------------------------------------------------------------------
     def tip_height(self) -> int:
@@ -94,7 +117,10 @@ class EvmAdapter:
             timestamp = int(raw["timestamp"], 16)
             if int(raw["number"], 16) != height:
                 raise ChainError(f"{self.chain_id} node: asked block {height}, got another")
-            logs = self.node.call("eth_getLogs", [{"blockHash": block_hash, "topics": [TRANSFER_TOPIC]}])
+            if _bloom_may_contain(raw.get("logsBloom"), TRANSFER_TOPIC_BLOOM_BITS):
+                logs = self.node.call("eth_getLogs", [{"blockHash": block_hash, "topics": [TRANSFER_TOPIC]}])
+            else:
+                logs = []  # the header's bloom filter proves no Transfer log is in this block
             transfers = self._transfers(raw["transactions"], logs, block_hash, watched)
         except ChainError:
             raise
@@ -154,13 +180,23 @@ class EvmAdapter:
                 )
             )
 
-        need = {c[0] for c in candidates}
-        if watched is not None:
-            need |= log_txs
+        # Receipts only where success is not already known:
+        # - a Transfer log exists only in a successful transaction;
+        # - a value transfer to an address without code cannot fail once it is in a block (no code
+        #   runs; funds and nonce were checked for inclusion), so only transfers to contracts need one;
+        # - a token call whose recipient got a log in the same transaction succeeded.
+        logged = {(t.tx_hash, t.match_key) for t in found}
+        codeless = self._codeless({c[3] for c in candidates if c[1] == "native"})
+        need = {
+            tx_hash
+            for tx_hash, kind, _, recipient, _, _ in candidates
+            if (kind == "native" and recipient not in codeless)
+            or (kind == "call" and (tx_hash, recipient) not in logged)
+        }
         statuses = self._statuses(sorted(need))
         transfers: list[Transfer] = []
         for tx_hash, kind, sender, recipient, amount, contract in candidates:
-            ok = statuses[tx_hash]
+            ok = statuses.get(tx_hash, True)
             if kind == "call" and ok:
                 continue  # a successful token call is reported by its Transfer log
             transfers.append(
@@ -181,6 +217,23 @@ class EvmAdapter:
                 transfer = dataclasses.replace(transfer, success=False)
             transfers.append(transfer)
         return transfers
+
+    def _codeless(self, addresses: set[str]) -> set[str]:
+        """The addresses among these that hold no code, asked once per address (one batched request).
+
+        An address without code stays so unless its own key signs an EIP-7702 delegation, which
+        a deposit address never does; one seen with code is asked again each time.
+        """
+        unknown = sorted(a for a in addresses if a not in self._codeless_seen)
+        for start in range(0, len(unknown), RECEIPT_BATCH):
+            chunk = unknown[start : start + RECEIPT_BATCH]
+            codes = self.node.batch([("eth_getCode", [a, "latest"]) for a in chunk])
+            for address, code in zip(chunk, codes, strict=True):
+                if code in ("0x", "0x0", "", None):
+                    if len(self._codeless_seen) >= CODELESS_CACHE:
+                        self._codeless_seen.clear()
+                    self._codeless_seen.add(address)
+        return {a for a in addresses if a in self._codeless_seen}
 
     def _statuses(self, tx_hashes: list[str]) -> dict[str, bool]:
         statuses: dict[str, bool] = {}

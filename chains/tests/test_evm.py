@@ -115,24 +115,40 @@ class TestBlockTransfers:
         assert transfer.success is False
         assert transfer.contract is None
 
-    def test_returns_only_watched_transfers_in_two_requests_when_none_match(self, evm_node, evm_adapter):
-        to = fresh_address()
-        receipt = send_eth(evm_node, to, 10**16)
-        requests_made = []
+    @staticmethod
+    def requests_made_by(evm_adapter, call):
+        made = []
         original = evm_adapter.node.post
 
         def counting_post(path, payload, *, what):
-            requests_made.append(what)
+            made.append(what)
             return original(path, payload, what=what)
 
         evm_adapter.node.post = counting_post
         try:
-            block = evm_adapter.block(receipt["blockNumber"], watched={fresh_address().lower()})
+            return call(), made
         finally:
             del evm_adapter.node.post
 
+    def test_reads_a_block_without_token_logs_in_one_request(self, evm_node, evm_adapter):
+        receipt = send_eth(evm_node, fresh_address(), 10**16)
+
+        block, made = self.requests_made_by(
+            evm_adapter, lambda: evm_adapter.block(receipt["blockNumber"], watched={fresh_address().lower()})
+        )
+
         assert block.transfers == []
-        assert requests_made == ["eth_getBlockByNumber", "eth_getLogs"]
+        assert made == ["eth_getBlockByNumber"]  # the logsBloom rules out Transfer logs
+
+    def test_reads_a_token_block_without_watched_transfers_in_two_requests(self, evm_node, evm_adapter):
+        receipt = send_usdt(evm_node, fresh_address(), 1_000)
+
+        block, made = self.requests_made_by(
+            evm_adapter, lambda: evm_adapter.block(receipt["blockNumber"], watched={fresh_address().lower()})
+        )
+
+        assert block.transfers == []
+        assert made == ["eth_getBlockByNumber", "eth_getLogs"]
 
 
 class TestReorg:
