@@ -28,7 +28,7 @@ from wallet_project.errors import NotFound, WalletError
 
 logger = logging.getLogger(__name__)
 
-POOL_BATCH_ROWS = 5000
+POOL_BATCH_ROWS = 2000
 _PLAIN_ADDRESS = re.compile(r"[0-9A-Za-z]{20,100}")
 
 

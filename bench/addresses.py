@@ -2,7 +2,7 @@
 Benchmark: deposit addresses derived from the HD key and inserted into MariaDB per second, through
 the pool-filling service, against coincurve's raw public-key derivation rate in the same run.
 
-    python bench/addresses.py [--chain ETH] [--rounds 5] [--count 20000] [--batch 5000]
+    python bench/addresses.py [--chain ETH] [--rounds 5] [--count 20000] [--batch 2000]
 
 Creates its own database on the MariaDB of DATABASE_URL (default root@127.0.0.1:3306), migrates it,
 drops it at the end. Prints one JSON object: addresses_per_s and raw_derive_per_s (medians of the
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--chain", default="ETH", choices=["BTC", "ETH", "TRON"])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--count", type=int, default=20000)
-    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=2000)
     args = parser.parse_args()
 
     os.environ.setdefault("DATABASE_URL", "mysql://root:@127.0.0.1:3306/bench")
