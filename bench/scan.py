@@ -50,7 +50,7 @@ def main() -> None:
     from coins.models import CoinConfig
     from recharges import matching, watchlist
     from recharges import services as recharges_services
-    from recharges.models import RechargeRecord, RechargeStatus, RecentBlock, ScanCursor
+    from recharges.models import RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
 
     node = evm_start(accounts=10)
     try:
