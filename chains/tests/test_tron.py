@@ -82,6 +82,22 @@ class TestTrx:
         assert result["result"] is True
         assert client.get_account_balance(to) == 1  # TRX, as tronpy reports it
 
+    def test_burns_trx_for_bandwidth_once_the_free_allowance_is_used(self, tron_node, tron_adapter):
+        key, sender = new_account(tron_node, 50_000_000)
+        _, to = new_account(tron_node, 1)  # existing account: no creation fee
+
+        fees = []
+        for _ in range(3):
+            txid = send(tron_adapter, tron_node, key, sender, to, 1_000_000)
+            fees.append(tron_node.post("/wallet/gettransactioninfobyid", {"value": txid}).get("fee", 0))
+
+        assert fees[0] == 0 and fees[-1] > 0 and fees[-1] % 1000 == 0  # 1000 sun per byte
+        assert tron_adapter.balance(sender) == 50_000_000 - 3_000_000 - sum(fees)
+
+    def test_fee_estimate_and_unknown_transaction(self, tron_adapter):
+        assert tron_adapter.fee_estimate() == 1000
+        assert tron_adapter.tx_status("ab" * 32).found is False
+
 
 class TestTrc20:
     def test_reports_a_trc20_transfer_executed_on_the_evm(self, tron_node, tron_adapter):
