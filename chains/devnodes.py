@@ -489,7 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     run = sub.add_parser("serve", help="start the dev chains and keep them running")
     run.add_argument("--evm-port", type=int, default=8545)
     run.add_argument("--tron-port", type=int, default=8090)
-    run.add_argument("--btc-port", type=int, default=0, help="start bcoin regtest on this port (0: no BTC node)")
+    run.add_argument("--btc-port", type=int, default=18443, help="bcoin regtest port (0: no BTC node)")
     run.add_argument("--tron-block-interval", type=float, default=3.0, help="seconds between TRON fake blocks")
     run.add_argument("--no-coins-update", action="store_true", help="do not touch coin_config")
     args = parser.parse_args(argv)
