@@ -10,6 +10,7 @@ the whole batch is written, then the confirms are awaited together.
 from __future__ import annotations
 
 import sqlite3
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 import amqp
 import kombu
 import redis
+from amqp import serialization as amqp_serialization
+from amqp import spec as amqp_spec
 
 from assets import events
 from assets.relay import partitioning
@@ -177,26 +180,50 @@ class RabbitBroker:
             raise PublishFailed(f"cannot connect to RabbitMQ: {exc.__class__.__name__}") from exc
         first_tag = self._next_tag
         try:
-            for message in messages:
-                channel.basic_publish(
-                    amqp.Message(
-                        message.body,
-                        content_type="application/json",
-                        content_encoding="utf-8",
-                        delivery_mode=2,
-                        message_id=message.message_id,
-                        type=message.tags,
-                        application_headers={"keys": message.keys, "partition_key": message.partition_key},
-                    ),
-                    exchange=partitioning.exchange_name(prefix=self.prefix, topic=message.topic),
-                    routing_key=str(partitioning.queue_index(topic=message.topic, partition_key=message.partition_key)),
-                    mandatory=True,
-                )
-                self._next_tag += 1
+            self._connection.transport.write(self._publish_frames(channel_id=channel.channel_id, messages=messages))
         except Exception as exc:
             self.close()
             raise PublishFailed(f"RabbitMQ publish failed: {exc.__class__.__name__}") from exc
+        self._next_tag += len(messages)
+        self._connection.bytes_sent += len(messages)
         return PendingBatch(messages=messages, first_tag=first_tag, generation=self._generation)
+
+    def _publish_frames(self, *, channel_id: int, messages: list[OutgoingMessage]) -> bytes:
+        """
+        Return the basic.publish frames of messages, as py-amqp's frame writer makes them, in one
+        buffer: one socket write per batch instead of one per message (the relay's hot path).
+        """
+        chunk = self._connection.frame_max - 8
+        out = bytearray()
+        for message in messages:
+            args = amqp_serialization.dumps(
+                "Bssbb",
+                (
+                    0,
+                    partitioning.exchange_name(prefix=self.prefix, topic=message.topic),
+                    str(partitioning.queue_index(topic=message.topic, partition_key=message.partition_key)),
+                    True,  # mandatory: an unroutable message comes back instead of vanishing
+                    False,
+                ),
+            )
+            body = message.body.encode()
+            properties = amqp.Message(
+                body,
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=2,
+                message_id=message.message_id,
+                type=message.tags,
+                application_headers={"keys": message.keys, "partition_key": message.partition_key},
+            )._serialize_properties()
+            method = struct.pack(">HH", *amqp_spec.Basic.Publish) + args
+            header = struct.pack(">HHQ", amqp_spec.Basic.Publish[0], 0, len(body)) + properties
+            for frame_type, payload in ((1, method), (2, header)):
+                out += struct.pack(">BHI", frame_type, channel_id, len(payload)) + payload + b"\xce"
+            for offset in range(0, len(body), chunk):
+                piece = body[offset : offset + chunk]
+                out += struct.pack(">BHI", 3, channel_id, len(piece)) + piece + b"\xce"
+        return bytes(out)
 
     def batch_await(self, *, batch: PendingBatch, timeout: float) -> None:
         """

@@ -88,12 +88,22 @@ class Relay:
         started = time.monotonic()
         if not force and started < self._next_refresh:
             return
-        self._partitions = relay_services.relay_leases_refresh(
-            owner=self.owner,
-            partition_count=self.config.partition_count,
-            lease_seconds=self.config.lease_seconds,
-            now=timezone.now(),
-        )
+        try:
+            self._partitions = relay_services.relay_leases_refresh(
+                owner=self.owner,
+                partition_count=self.config.partition_count,
+                lease_seconds=self.config.lease_seconds,
+                now=timezone.now(),
+            )
+        except DatabaseError:
+            # A deadlock or a lost connection: the leases held stay valid until _lease_valid_until,
+            # so the batch in flight is settled normally; after that nothing new is published.
+            logger.warning("relay %s: lease refresh failed; retrying", self.owner)
+            close_old_connections()
+            self._next_refresh = started + 0.2
+            if started >= self._lease_valid_until:
+                self._partitions = []
+            return
         # A batch must finish well before the lease ends, or another relay may take the partition
         # while this one is still publishing it: keep a margin of the confirm timeout plus a bit.
         self._lease_valid_until = started + self.config.lease_seconds - self.config.confirm_timeout_seconds - 1.0
@@ -122,8 +132,12 @@ class Relay:
         confirms one batch while the relay reads and publishes the next: both are on one channel,
         in id order, and a failure marks only the confirmed prefix of the older batch.
         """
-        self._refresh_leases()
-        if time.monotonic() >= self._lease_valid_until:
+        settled = 0
+        now = time.monotonic()
+        if now >= self._next_refresh or now >= self._lease_valid_until:
+            # Leases change hands only with nothing in flight: a partition given up while its batch
+            # awaits confirms would be published again, and out of order, by its next owner.
+            settled = self.drain()
             self._refresh_leases(force=True)
         previous, self._in_flight = self._in_flight, None
         batch: list[brokers.OutgoingMessage] = []
@@ -146,7 +160,7 @@ class Relay:
         sent = self._settle(previous) if previous is not None else 0
         if current is not None:
             self._in_flight = (current, started)
-        return sent
+        return settled + sent
 
     @property
     def busy(self) -> bool:

@@ -18,8 +18,8 @@ from django.db import transaction
 
 from assets.models import EventRelayLease, EventRelayMember, OutboxMessage, OutboxStatus
 
-# A member row that has not been renewed for this many lease periods is deleted.
-_MEMBER_FORGET_PERIODS = 10
+# Member rows of relays that stopped without releasing are deleted by outbox_prune after this.
+_MEMBER_FORGET_SECONDS = 3600
 
 
 def relay_leases_refresh(*, owner: str, partition_count: int, lease_seconds: float, now: datetime) -> list[int]:
@@ -44,9 +44,6 @@ def _leases_share(*, owner: str, partition_count: int, lease_seconds: float, now
     until = now + timedelta(seconds=lease_seconds)
     if not EventRelayMember.objects.filter(owner=owner).update(expires_at=until):
         EventRelayMember.objects.create(owner=owner, expires_at=until)
-    EventRelayMember.objects.filter(
-        expires_at__lt=now - timedelta(seconds=lease_seconds * _MEMBER_FORGET_PERIODS)
-    ).delete()
     live = EventRelayMember.objects.filter(expires_at__gt=now).count()
     share = math.ceil(partition_count / max(1, live))
 
@@ -88,8 +85,10 @@ def outbox_prune(*, now: datetime, retention_days: int, chunk: int = 5000) -> in
     """
     Delete sent events older than retention_days, in chunks of short transactions; return the count.
 
-    Pending events are never deleted, however old.
+    Pending events are never deleted, however old. Also forgets relays that died an hour ago.
     """
+    with transaction.atomic(durable=True):
+        EventRelayMember.objects.filter(expires_at__lt=now - timedelta(seconds=_MEMBER_FORGET_SECONDS)).delete()
     cutoff = now - timedelta(days=retention_days)
     deleted = 0
     while True:
