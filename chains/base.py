@@ -7,7 +7,7 @@ Adapters speak to nodes and turn their answers into these plain values; they hol
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,7 +34,9 @@ class Transfer:
     # stored deposit address.
     match_key: str
     amount_base_units: int
-    # None for the native coin; the token contract (in the chain's canonical form) otherwise.
+    # None for the native coin; the token contract (in the chain's canonical form) otherwise:
+    # the same form as match_key (EVM lower-case 0x hex, TRON base58check), so compare it with
+    # `adapter.match_key(coin.contract_address)`.
     contract: str | None
     # False for a reverted EVM transaction or a TRON contractRet other than SUCCESS.
     success: bool
@@ -86,8 +88,12 @@ class ChainAdapter(Protocol):
     def block_hash(self, height: int) -> str:
         """Hash of the best chain's block at height."""
 
-    def block(self, height: int) -> Block:
-        """The best chain's block at height with every transfer it carries (native and token)."""
+    def block(self, height: int, watched: Collection[str] | None = None) -> Block:
+        """The best chain's block at height with every transfer it carries (native and token).
+
+        With `watched` (a set of match keys) only the transfers to those keys are returned, and
+        only they cost extra node calls (EVM receipts): the fast path for the scanner.
+        """
 
     def match_key(self, address: str) -> str:
         """The key under which transfers to this address appear in Transfer.match_key."""
