@@ -48,6 +48,8 @@ ENERGY_FEE_SUN = 420
 CREATE_ACCOUNT_FEE_SUN = 100_000
 FREE_NET_LIMIT = 600
 INTRINSIC_GAS = 21_000
+# Kept under the EVM's block gas limit (real TRON caps a call's energy too).
+MAX_ENERGY_LIMIT = 10_000_000
 # The EVM behind the fake pays gas from a huge balance: TRON accounts never run out of ETH.
 EVM_GAS_BALANCE = hex(10**30)
 
@@ -266,7 +268,7 @@ class FakeTron:
         balance = self.balances.get(owner, 0) - net_fee
         if balance < 0:
             raise Refused("CONTRACT_VALIDATE_ERROR", "balance is not sufficient for bandwidth")
-        energy_limit = min(raw.get("fee_limit", 0), balance) // ENERGY_FEE_SUN
+        energy_limit = min(min(raw.get("fee_limit", 0), balance) // ENERGY_FEE_SUN, MAX_ENERGY_LIMIT)
         sender = evm_of(owner)
         if owner not in self.evm_accounts:
             self._evm("evm_addAccount", [sender, ""])
