@@ -7,7 +7,10 @@ beside two raw publish rates measured in the same run against the same RabbitMQ.
 - relay_per_s: `manage.py relay_events` processes relaying `count` pending rows committed at once
   (from the commit to the last row marked sent), for 1, 2 and 3 processes.
 - raw_confirm_per_s: a plain kombu loop, each publish waiting for its confirm.
-- raw_pipelined_per_s: py-amqp publishes in batches of `batch`, each batch's confirms awaited together.
+- raw_pipelined_per_s: the relay's publisher alone, no database: batches of `batch` written at once,
+  the next batch written before the previous one's confirms are awaited.
+- raw_pipelined_amqp_loop_per_s: py-amqp's basic_publish per message, each batch's confirms awaited
+  together (one socket write per message: slower than the above).
 
 Creates its own database (bench_events) and exchange/queue prefix, removes both at the end. Prints
 one JSON object; figures are medians of the rounds.
@@ -43,7 +46,41 @@ def raw_confirm_per_s(*, url: str, prefix: str, body: bytes, count: int) -> floa
         return count / (time.perf_counter() - started)
 
 
-def raw_pipelined_per_s(*, url: str, prefix: str, body: bytes, count: int, batch: int) -> float:
+def raw_pipelined_per_s(*, url: str, prefix: str, count: int, batch: int) -> float:
+    """
+    The relay's publisher with no database: batches written in one socket write each, batch N+1
+    written before batch N's confirms are awaited. The difference to relay_per_s is the cost of
+    reading the outbox and marking it sent.
+    """
+    from assets.relay.brokers import OutgoingMessage, RabbitBroker
+    from assets.tests.relay_support import outbox_rows
+
+    rows = outbox_rows(count=batch, users=100)
+    messages = [
+        OutgoingMessage(
+            outbox_id=n, message_id=r.message_id, topic=r.topic, tags=r.tags, keys=r.keys,
+            partition_key=r.partition_key, body=json.dumps(r.payload),
+        )
+        for n, r in enumerate(rows)
+    ]  # fmt: skip
+    broker = RabbitBroker(url=url, prefix=prefix, connection_name="bench-events raw")
+    try:
+        broker._connect()
+        started = time.perf_counter()
+        in_flight = None
+        for _ in range(count // batch):
+            current = broker.batch_begin_irreversible(messages=messages)
+            if in_flight is not None:
+                broker.batch_await(batch=in_flight, timeout=30)
+            in_flight = current
+        broker.batch_await(batch=in_flight, timeout=30)
+        return (count // batch) * batch / (time.perf_counter() - started)
+    finally:
+        broker.close()
+
+
+def raw_amqp_loop_per_s(*, url: str, prefix: str, body: bytes, count: int, batch: int) -> float:
+    """py-amqp's own basic_publish (one socket write per message), each batch's confirms awaited together."""
     import amqp
     import kombu
 
@@ -172,13 +209,19 @@ def main() -> None:
             for queue in all_queues(prefix=prefix):
                 channel.queue_purge(queue)
 
-    figures: dict[str, list[float]] = {"raw_confirm": [], "raw_pipelined": [], "1": [], "2": [], "3": []}
+    figures: dict[str, list[float]] = {
+        "raw_confirm": [], "raw_pipelined": [], "raw_amqp_loop": [], "1": [], "2": [], "3": []
+    }  # fmt: skip
     try:
         for _ in range(args.rounds):
             figures["raw_confirm"].append(raw_confirm_per_s(url=url, prefix=prefix, body=body, count=2000))
             purge()
             figures["raw_pipelined"].append(
-                raw_pipelined_per_s(url=url, prefix=prefix, body=body, count=args.count, batch=args.batch)
+                raw_pipelined_per_s(url=url, prefix=prefix, count=args.count, batch=args.batch)
+            )
+            purge()
+            figures["raw_amqp_loop"].append(
+                raw_amqp_loop_per_s(url=url, prefix=prefix, body=body, count=args.count, batch=args.batch)
             )
             purge()
         for processes in (1, 2, 3):
@@ -209,6 +252,7 @@ def main() -> None:
                 "raw_confirm_per_s": round(_django.median(figures["raw_confirm"])),
                 "raw_pipelined_per_s": round(pipelined),
                 "relay_ratio": round(relay / pipelined, 3),
+                "raw_pipelined_amqp_loop_per_s": round(_django.median(figures["raw_amqp_loop"])),
                 "relay_per_s_by_processes": {p: round(_django.median(figures[p])) for p in ("1", "2", "3")},
                 "count": args.count,
                 "batch": args.batch,
