@@ -95,6 +95,14 @@ class ChainAdapter(Protocol):
         only they cost extra node calls (EVM receipts): the fast path for the scanner.
         """
 
+    def blocks(self, first: int, last: int, watched: Collection[str] | None = None) -> list[Block]:
+        """Blocks first..last (inclusive) as block() gives them, read in fewer node calls where the
+        chain allows (EVM: one batched request and one eth_getLogs for the range).
+
+        The blocks form one chain (each parent is the previous block); a reorg while reading raises
+        ChainError.
+        """
+
     def match_key(self, address: str) -> str:
         """The key under which transfers to this address appear in Transfer.match_key."""
 

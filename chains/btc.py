@@ -15,6 +15,7 @@ BTC adapter over Bitcoin Core's JSON-RPC (also bcoin's, which differs in a few a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from collections.abc import Collection, Sequence
@@ -281,6 +282,17 @@ class BtcAdapter:
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             raise ChainError(f"BTC node: malformed block {height}") from None
         return Block(number=height, hash=block_hash, parent_hash=parent_hash, timestamp=timestamp, transfers=transfers)
+
+    def blocks(self, first: int, last: int, watched: Collection[str] | None = None) -> list[Block]:
+        """Blocks first..last (inclusive), each as block() gives it, checked to form one chain.
+
+        :raises ChainError: as block(), or the chain changed while the blocks were read.
+        """
+        found = [self.block(height, watched) for height in range(first, last + 1)]
+        for previous, block in itertools.pairwise(found):
+            if block.parent_hash != previous.hash:
+                raise ChainError(f"{self.chain_id} node: the chain changed while blocks were read")
+        return found
 
     def balance(self, address: str, contract: str | None = None) -> int:
         """Confirmed balance by `scantxoutset` (Bitcoin Core); bcoin has no such call.

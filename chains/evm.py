@@ -29,6 +29,7 @@ Addresses, contracts and match keys are lower-case 0x hex (compare a configured 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Collection
 from typing import Any
 
@@ -44,6 +45,7 @@ SELECTOR_BALANCE_OF = "0x70a08231"  # balanceOf(address)
 NATIVE_GAS = 21_000
 TOKEN_GAS_FALLBACK = 100_000
 RECEIPT_BATCH = 500
+BLOCK_BATCH = 100
 CODELESS_CACHE = 2_000_000
 
 
@@ -127,6 +129,60 @@ class EvmAdapter:
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             raise ChainError(f"{self.chain_id} node: malformed block {height}") from None
         return Block(number=height, hash=block_hash, parent_hash=parent_hash, timestamp=timestamp, transfers=transfers)
+
+    def blocks(self, first: int, last: int, watched: Collection[str] | None = None) -> list[Block]:
+        """Blocks first..last (inclusive) as block() gives them, read with fewer requests: the bodies
+        in one batched request and the Transfer logs of the whole range in one eth_getLogs.
+
+        The range must be consistent: each block's parent is the previous one and every log belongs
+        to one of the blocks read; a reorg while reading raises ChainError (read again next time).
+        :raises ChainError: node down, a missing block, a reorg during the read, a malformed answer.
+        """
+        if last < first:
+            return []
+        heights = list(range(first, last + 1))
+        raws: list[Any] = []
+        for start in range(0, len(heights), BLOCK_BATCH):
+            chunk = heights[start : start + BLOCK_BATCH]
+            raws.extend(self.node.batch([("eth_getBlockByNumber", [hex(h), True]) for h in chunk]))
+        try:
+            for height, raw in zip(heights, raws, strict=True):
+                if not isinstance(raw, dict):
+                    raise ChainError(f"{self.chain_id} node: no block at height {height}")
+                if int(raw["number"], 16) != height:
+                    raise ChainError(f"{self.chain_id} node: asked block {height}, got another")
+            for previous, raw in itertools.pairwise(raws):
+                if raw["parentHash"] != previous["hash"]:
+                    raise ChainError(f"{self.chain_id} node: the chain changed while blocks were read")
+            positive = [
+                h
+                for h, raw in zip(heights, raws, strict=True)
+                if _bloom_may_contain(raw.get("logsBloom"), TRANSFER_TOPIC_BLOOM_BITS)
+            ]
+            by_block: dict[str, list[dict[str, Any]]] = {raw["hash"]: [] for raw in raws}
+            if positive:
+                logs = self.node.call(
+                    "eth_getLogs",
+                    [{"fromBlock": hex(positive[0]), "toBlock": hex(positive[-1]), "topics": [TRANSFER_TOPIC]}],
+                )
+                for log in logs:
+                    if log["blockHash"] not in by_block:
+                        raise ChainError(f"{self.chain_id} node: the chain changed while logs were read")
+                    by_block[log["blockHash"]].append(log)
+            return [
+                Block(
+                    number=height,
+                    hash=raw["hash"],
+                    parent_hash=raw["parentHash"],
+                    timestamp=int(raw["timestamp"], 16),
+                    transfers=self._transfers(raw["transactions"], by_block[raw["hash"]], raw["hash"], watched),
+                )
+                for height, raw in zip(heights, raws, strict=True)
+            ]
+        except ChainError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            raise ChainError(f"{self.chain_id} node: malformed block in {first}..{last}") from None
 
     def _transfers(
         self, txs: list[dict[str, Any]], logs: list[dict[str, Any]], block_hash: str, watched: Collection[str] | None

@@ -14,6 +14,7 @@ position of its log within the transaction.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Collection
 from typing import Any
@@ -127,6 +128,17 @@ class TronAdapter:
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             raise ChainError(f"TRON node: malformed block {height}") from None
+
+    def blocks(self, first: int, last: int, watched: Collection[str] | None = None) -> list[Block]:
+        """Blocks first..last (inclusive), each as block() gives it, checked to form one chain.
+
+        :raises ChainError: as block(), or the chain changed while the blocks were read.
+        """
+        found = [self.block(height, watched) for height in range(first, last + 1)]
+        for previous, block in itertools.pairwise(found):
+            if block.parent_hash != previous.hash:
+                raise ChainError(f"{self.chain_id} node: the chain changed while blocks were read")
+        return found
 
     def _tx_transfers(
         self, tx: dict[str, Any], infos: dict[str, dict[str, Any]], watched: Collection[str] | None

@@ -59,6 +59,15 @@ class TestBlock:
         assert block.parent_hash == btc_adapter.block_hash(height - 1)
         assert block.hash == btc_adapter.block_hash(height)
 
+    def test_blocks_read_a_range_as_one_chain(self, btc_adapter, paid):
+        _, scripts, height = paid
+
+        blocks = btc_adapter.blocks(height - 2, height, watched=set(scripts))
+
+        assert [b.number for b in blocks] == [height - 2, height - 1, height]
+        assert blocks[2].parent_hash == blocks[1].hash
+        assert sum(t.amount_base_units for t in blocks[2].transfers) == sum(AMOUNTS)
+
     def test_speaks_bcoins_getblock_form(self, btc_adapter, paid):
         btc_adapter.block(paid[2])
 

@@ -151,6 +151,30 @@ class TestBlockTransfers:
         assert made == ["eth_getBlockByNumber", "eth_getLogs"]
 
 
+class TestBlockRange:
+    def test_blocks_equal_block_by_block_and_cost_two_requests(self, evm_node, evm_adapter):
+        to = [fresh_address() for _ in range(3)]
+        first = send_eth(evm_node, to[0], 10**15)["blockNumber"]
+        send_usdt(evm_node, to[1], 4_000_000)
+        last = send_eth(evm_node, to[2], 3 * 10**15)["blockNumber"]
+        watched = {a.lower() for a in to}
+        one_by_one = [evm_adapter.block(h, watched=watched) for h in range(first, last + 1)]  # caches code checks
+
+        blocks, made = TestBlockTransfers.requests_made_by(
+            evm_adapter, lambda: evm_adapter.blocks(first, last, watched=watched)
+        )
+
+        assert blocks == one_by_one
+        assert sorted(t.amount_base_units for b in blocks for t in b.transfers) == [4_000_000, 10**15, 3 * 10**15]
+        assert made == ["batch of eth_getBlockByNumber", "eth_getLogs"]
+
+    def test_a_missing_block_in_the_range_is_a_chain_error(self, evm_adapter):
+        tip = evm_adapter.tip_height()
+
+        with pytest.raises(ChainError):
+            evm_adapter.blocks(tip, tip + 3)
+
+
 class TestReorg:
     def test_block_hash_changes_when_the_chain_is_reverted_and_rebuilt(self, evm_node, evm_adapter):
         snapshot = evm_node.snapshot()

@@ -94,6 +94,18 @@ class TestTrx:
         assert fees[0] == 0 and fees[-1] > 0 and fees[-1] % 1000 == 0  # 1000 sun per byte
         assert tron_adapter.balance(sender) == 50_000_000 - 3_000_000 - sum(fees)
 
+    def test_blocks_read_a_range_as_one_chain(self, tron_node, tron_adapter):
+        key, sender = new_account(tron_node, 10_000_000)
+        _, to = new_account(tron_node)
+        send(tron_adapter, tron_node, key, sender, to, 2_000_000)
+        tron_node.mine(1)
+        tip = tron_adapter.tip_height()
+
+        blocks = tron_adapter.blocks(tip - 2, tip, watched={to})
+
+        assert [b.parent_hash for b in blocks[1:]] == [b.hash for b in blocks[:-1]]
+        assert [t.amount_base_units for b in blocks for t in b.transfers] == [2_000_000]
+
     def test_fee_estimate_and_unknown_transaction(self, tron_adapter):
         assert tron_adapter.fee_estimate() == 1000
         assert tron_adapter.tx_status("ab" * 32).found is False
