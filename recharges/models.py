@@ -15,6 +15,7 @@ class RechargeStatus(models.IntegerChoices):
     REORGED = 4, "orphaned by a reorg"
     BELOW_MINIMUM = 5, "below the minimum: recorded, not credited"
     RECHARGE_DISABLED = 6, "recharge disabled: recorded, not credited"
+    ABOVE_MAXIMUM = 7, "above the maximum: recorded, not credited, ops review"
 
 
 class RechargeRecord(models.Model):

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from assets import events as assets_events
 from assets import services as assets_services
@@ -56,12 +57,18 @@ LIVE_STATUSES = (
     RechargeStatus.CONFIRMED,
     RechargeStatus.BELOW_MINIMUM,
     RechargeStatus.RECHARGE_DISABLED,
+    RechargeStatus.ABOVE_MAXIMUM,
 )
 
 # Fault injection: tests set this to a callable that raises, or kills the process, when the
 # named step is reached, to prove that a crash between any two steps loses and doubles nothing.
 # Always None in a running service.
 fault_hook: Callable[[str], None] | None = None
+
+# Rows per IN list / multi-row insert when recording deposits.
+UPSERT_CHUNK = 500
+# Deposits settled per transaction by the confirmation job (one coin per transaction).
+SETTLE_BATCH = 500
 
 
 def _step(name: str) -> None:
@@ -96,6 +103,7 @@ class ConfirmResult:
     credited: int = 0
     below_minimum: int = 0
     disabled: int = 0
+    above_maximum: int = 0
     waiting: int = 0
     error: str | None = None
 
@@ -206,12 +214,37 @@ def _block_filters(adapter: ChainAdapter) -> bool:
 
 
 def _blocks_fetch(
-    *, adapter: ChainAdapter, heights: Iterable[int], watch: matching.Watch, now: datetime
+    *, adapter: ChainAdapter, first: int, last: int, watch: matching.Watch, now: datetime
 ) -> tuple[list[Block], str | None]:
-    """Read blocks in order until the first failure; return them and the failure's description."""
+    """
+    Read blocks first..last in order; return those read before the first failure and its description.
+
+    An adapter with blocks(first, last) reads the range in few node calls (EVM: one batched request
+    and one eth_getLogs). If that fails (a bad block, a reorg while reading, the node), the range is
+    read again block by block, so the blocks before the failure still count and the failure is
+    reported at its exact height.
+    """
+    if last < first:
+        return [], None
     filtered = _block_filters(adapter)
+    ranged = getattr(adapter, "blocks", None)
+    if callable(ranged) and last > first:
+        try:
+            found = ranged(first, last, watched=watch) if filtered else ranged(first, last)
+            return [
+                _block_checked(block=block, height=height)
+                for height, block in zip(range(first, last + 1), found, strict=True)
+            ], None
+        except NODE_ERRORS as exc:
+            logger.info(
+                "range read %s..%s of %s failed (%s): reading block by block",
+                first,
+                last,
+                adapter.chain_id,
+                type(exc).__name__,
+            )
     blocks: list[Block] = []
-    for height in heights:
+    for height in range(first, last + 1):
         try:
             if filtered:
                 block = adapter.block(height, watched=watch)  # type: ignore[call-arg]
@@ -278,23 +311,24 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
 
     last = min(tip, cursor.height + settings.SCAN_BATCH_BLOCKS)
     watch, version = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter)
-    blocks, error = _blocks_fetch(adapter=adapter, heights=range(cursor.height + 1, last + 1), watch=watch, now=now)
+    blocks, error = _blocks_fetch(adapter=adapter, first=cursor.height + 1, last=last, watch=watch, now=now)
     _step("scan.fetched")
     # Refresh again AFTER the fetch (see watchlist's docstring): an address assigned meanwhile
     # may have been paid in a block the node filtered with the older list, so read those again.
     watch, newer = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter)
-    if newer != version and _block_filters(adapter):
-        blocks, error = _blocks_fetch(adapter=adapter, heights=[b.number for b in blocks], watch=watch, now=now)
+    if newer != version and _block_filters(adapter) and blocks:
+        blocks, error = _blocks_fetch(
+            adapter=adapter, first=blocks[0].number, last=blocks[-1].number, watch=watch, now=now
+        )
     rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
     expected = (cursor.height, cursor.version)
     parent = stored_tip.hash if stored_tip is not None else None
-    deposits = 0
+    scanned: list[tuple[Block, list[matching.Candidate]]] = []
+    forked = False
     for block in blocks:
         if parent is not None and block.parent_hash != parent:
-            current = ScanCursor.objects.get(chain_id=chain_id)
-            if (current.height, current.version) != expected:
-                raise CursorMoved(f"cursor of {chain_id} moved")
-            return _reorg_resolve(adapter=adapter, cursor=current, tip=tip, now=now)
+            forked = True
+            break
         try:
             candidates, ignored = matching.transfers_match(
                 transfers=block.transfers, watch=watch, rules=rules, contract_key=adapter.match_key
@@ -313,67 +347,90 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
                 item.transfer.to_address,
                 item.transfer.contract,
             )
-        expected = _block_commit(
-            chain_id=chain_id, block=block, candidates=candidates, rules=rules, expected=expected, now=now
-        )
-        deposits += len(candidates)
+        scanned.append((block, candidates))
         parent = block.hash
+    if scanned:
+        # The blocks that extend the stored chain, all in one transaction.
+        expected = _blocks_commit(chain_id=chain_id, scanned=scanned, rules=rules, expected=expected, now=now)
+    if forked:
+        current = ScanCursor.objects.get(chain_id=chain_id)
+        if (current.height, current.version) != expected:
+            raise CursorMoved(f"cursor of {chain_id} moved")
+        return _reorg_resolve(adapter=adapter, cursor=current, tip=tip, now=now)
     return ScanResult(
-        chain_id=chain_id, blocks=len(blocks), deposits=deposits, height=expected[0], tip=tip, error=error
+        chain_id=chain_id,
+        blocks=len(blocks),
+        deposits=sum(len(candidates) for _, candidates in scanned),
+        height=expected[0],
+        tip=tip,
+        error=error,
     )
 
 
 @transaction.atomic(durable=True)
-def _block_commit(
+def _blocks_commit(
     *,
     chain_id: str,
-    block: Block,
-    candidates: list[matching.Candidate],
+    scanned: list[tuple[Block, list[matching.Candidate]]],
     rules: matching.CoinRules,
     expected: tuple[int, int],
     now: datetime,
 ) -> tuple[int, int]:
-    """Advance the cursor to block by compare-and-set and record its deposits, all or nothing."""
+    """
+    Advance the cursor over consecutive blocks by one compare-and-set and record their deposits.
+
+    All or nothing: the cursor, the blocks' hashes and their deposits commit together.
+    """
     height, version = expected
+    first, last = scanned[0][0].number, scanned[-1][0].number
     moved = ScanCursor.objects.filter(chain_id=chain_id, height=height, version=version).update(
-        height=block.number, version=version + 1
+        height=last, version=version + 1
     )
     if not moved:
         raise CursorMoved(f"cursor of {chain_id} is no longer at {height}")
     _step("scan.cursor_set")
-    RecentBlock.objects.filter(chain_id=chain_id, height=block.number).delete()
-    RecentBlock.objects.create(chain_id=chain_id, height=block.number, hash=block.hash, parent_hash=block.parent_hash)
-    RecentBlock.objects.filter(chain_id=chain_id, height__lte=block.number - settings.SCAN_RECENT_BLOCKS).delete()
-    # A live deposit at this height from another block hash sits in a block that is gone.
-    stale = (
+    # Rows above the cursor are left-overs of a branch a reorg dropped: replace them.
+    RecentBlock.objects.filter(chain_id=chain_id, height__gte=first).delete()
+    RecentBlock.objects.bulk_create(
+        RecentBlock(chain_id=chain_id, height=block.number, hash=block.hash, parent_hash=block.parent_hash)
+        for block, _ in scanned
+    )
+    RecentBlock.objects.filter(chain_id=chain_id, height__lte=last - settings.SCAN_RECENT_BLOCKS).delete()
+    # A live deposit at one of these heights from another block hash sits in a block that is gone.
+    hashes = {block.number: block.hash for block, _ in scanned}
+    live = (
         RechargeRecord.objects.select_for_update()
-        .filter(coin_id__in=rules.coin_ids, block_number=block.number, status__in=LIVE_STATUSES)
-        .exclude(block_hash=block.hash)
+        .filter(coin_id__in=rules.coin_ids, block_number__gte=first, block_number__lte=last, status__in=LIVE_STATUSES)
         .order_by("id")
     )
-    for record in stale:
-        _record_orphan(record=record, now=now)
-    _records_upsert(block=block, candidates=candidates, now=now)
+    for record in live:
+        if record.block_hash != hashes[record.block_number]:
+            _record_orphan(record=record, now=now)
+    _records_upsert(scanned=scanned, now=now)
     _step("scan.block_written")
-    return block.number, version + 1
+    return last, version + 1
 
 
-def _records_upsert(*, block: Block, candidates: list[matching.Candidate], now: datetime) -> int:
-    """Create the block's deposits, or revive orphaned ones found again; never a second row per key."""
-    if not candidates:
+def _records_upsert(*, scanned: list[tuple[Block, list[matching.Candidate]]], now: datetime) -> int:
+    """Create the blocks' deposits, or revive orphaned ones found again; never a second row per key."""
+    wanted = [(block, candidate) for block, candidates in scanned for candidate in candidates]
+    if not wanted:
         return 0
-    coins = {c.coin_id: c for c in CoinConfig.objects.filter(coin_id__in={c.coin_id for c in candidates})}
-    existing = {
-        (r.coin_id, r.tx_hash, r.log_index): r
-        for r in RechargeRecord.objects.select_for_update()
-        .filter(coin_id__in=coins.keys(), tx_hash__in={c.transfer.tx_hash for c in candidates})
-        .order_by("id")
-    }
-    block_time = datetime.fromtimestamp(block.timestamp, tz=UTC)
+    coins = {c.coin_id: c for c in CoinConfig.objects.filter(coin_id__in={c.coin_id for _, c in wanted})}
+    tx_hashes = sorted({c.transfer.tx_hash for _, c in wanted})
+    existing: dict[tuple[str, str, int], RechargeRecord] = {}
+    for chunk in range(0, len(tx_hashes), UPSERT_CHUNK):
+        for record in (
+            RechargeRecord.objects.select_for_update()
+            .filter(coin_id__in=coins.keys(), tx_hash__in=tx_hashes[chunk : chunk + UPSERT_CHUNK])
+            .order_by("id")
+        ):
+            existing[(record.coin_id, record.tx_hash, record.log_index)] = record
     new = []
-    for candidate in candidates:
+    for block, candidate in wanted:
         transfer = candidate.transfer
         coin = coins[candidate.coin_id]
+        block_time = datetime.fromtimestamp(block.timestamp, tz=UTC)
         amount = coins_selectors.amount_from_base_units(coin=coin, base_units=transfer.amount_base_units)
         if amount >= coins_selectors.AMOUNT_CEILING:
             logger.warning("deposit ignored on %s: amount too large (tx %s)", coin.coin_id, transfer.tx_hash)
@@ -425,7 +482,7 @@ def _records_upsert(*, block: Block, candidates: list[matching.Candidate], now: 
             else:
                 # Settled in a block we still believe in, yet seen in another: never credit twice.
                 logger.warning("deposit %s seen in two blocks; left as is", record.recharge_no)
-    RechargeRecord.objects.bulk_create(new, ignore_conflicts=True)
+    RechargeRecord.objects.bulk_create(new, ignore_conflicts=True, batch_size=UPSERT_CHUNK)
     return len(new)
 
 
@@ -580,8 +637,9 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
     """
     Settle the chain's deposits that reached their coin's confirmations on a still-canonical block.
 
-    Confirmations come from the tip the scanner stored; one block_hash call per distinct height of
-    due deposits re-checks canonicity (outside any transaction); then one transaction per deposit.
+    Confirmations come from the tip the scanner stored. Canonicity is re-checked outside any
+    transaction (see _canonical_hashes: usually one block_hash call), then the due deposits are
+    settled in transactions of up to SETTLE_BATCH deposits of one coin each.
     """
     cursor = ScanCursor.objects.filter(chain_id=chain_id).first()
     if cursor is None:
@@ -601,18 +659,16 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
     if not heights:
         return ConfirmResult(chain_id=chain_id, waiting=len(rows))
     stored = dict(RecentBlock.objects.filter(chain_id=chain_id, height__in=heights).values_list("height", "hash"))
-    node: dict[int, str] = {}
     try:
         adapter = adapter or adapter_for(chain_id)
-        for height in heights:
-            node[height] = _node_hash(adapter=adapter, height=height)
+        node = _canonical_hashes(adapter=adapter, chain_id=chain_id, heights=heights)
     except ADAPTER_ERRORS as exc:
-        error = _node_failure(chain_id=chain_id, action=f"block_hash({height})", exc=exc, now=now)
+        error = _node_failure(chain_id=chain_id, action="block_hash", exc=exc, now=now)
         return ConfirmResult(chain_id=chain_id, waiting=len(rows), error=error)
     _step("confirm.checked")
-    counts = {RechargeStatus.CONFIRMED: 0, RechargeStatus.BELOW_MINIMUM: 0, RechargeStatus.RECHARGE_DISABLED: 0}
     waiting = len(rows) - len(due)
-    for record_id, _coin_id, height, block_hash in due:
+    settle: dict[str, list[int]] = {}
+    for record_id, coin_id, height, block_hash in due:
         if height not in node:
             waiting += 1
             continue
@@ -621,73 +677,138 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
             logger.info("deposit %s waits: block %s of %s is no longer canonical", record_id, height, chain_id)
             waiting += 1
             continue
-        outcome = deposit_settle(record_id=record_id, tip=tip, now=now)
-        if outcome in counts:
-            counts[outcome] += 1
+        settle.setdefault(coin_id, []).append(record_id)
+    counts: dict[RechargeStatus, int] = {}
+    for ids in settle.values():
+        for chunk in range(0, len(ids), SETTLE_BATCH):
+            for outcome in deposits_settle(record_ids=ids[chunk : chunk + SETTLE_BATCH], tip=tip, now=now).values():
+                counts[outcome] = counts.get(outcome, 0) + 1
     return ConfirmResult(
         chain_id=chain_id,
-        credited=counts[RechargeStatus.CONFIRMED],
-        below_minimum=counts[RechargeStatus.BELOW_MINIMUM],
-        disabled=counts[RechargeStatus.RECHARGE_DISABLED],
+        credited=counts.get(RechargeStatus.CONFIRMED, 0),
+        below_minimum=counts.get(RechargeStatus.BELOW_MINIMUM, 0),
+        disabled=counts.get(RechargeStatus.RECHARGE_DISABLED, 0),
+        above_maximum=counts.get(RechargeStatus.ABOVE_MAXIMUM, 0),
         waiting=waiting,
     )
 
 
-@transaction.atomic(durable=True)
-def deposit_settle(*, record_id: int, tip: int, now: datetime) -> RechargeStatus | None:
+def _canonical_hashes(*, adapter: ChainAdapter, chain_id: str, heights: list[int]) -> dict[int, str]:
     """
-    Credit one deposit (or record why not), once: the row is locked and must still be PENDING.
+    Return {height: hash of the node's best-chain block} for the given heights (sorted).
 
-    The caller has checked that its block is canonical and has enough confirmations.
-    Returns the new status, or None when the deposit was no longer pending.
+    The stored blocks form a hash chain (the scanner stores a block only when its parent hash is
+    the stored block below it), and a block's hash commits to its parent's. So when the node's
+    block at the highest height is the one stored, every stored block linked below it down to
+    the lowest height is the node's too: one block_hash call instead of one per height. Heights
+    outside that linked run (a pruned row, a node that disagrees) are asked one by one.
+    :raises ChainError: (and other NODE_ERRORS) a node call failed.
     """
-    record = RechargeRecord.objects.select_for_update().select_related("coin").get(id=record_id)
-    if record.status != RechargeStatus.PENDING:
-        return None
-    coin = record.coin
-    record.confirmations = max(tip - (record.block_number or tip) + 1, 0)
-    if not coin.is_enabled or coin.recharge_enabled != Switch.ENABLED:
-        record.status = RechargeStatus.RECHARGE_DISABLED
-        monitoring_services.alert_raise(
-            severity=Severity.WARNING,
-            kind="RECHARGE_DISABLED",
-            subject=f"coin {coin.coin_id}",
-            message=f"deposit {record.recharge_no} ({record.amount} {coin.coin_id}) arrived while recharge is "
-            "disabled: recorded, not credited",
-            now=now,
-        )
-    elif record.amount < coin.min_recharge_amount:
-        record.status = RechargeStatus.BELOW_MINIMUM
-        logger.info("deposit %s below the minimum of %s: not credited", record.recharge_no, coin.coin_id)
-    else:
-        _step("settle.locked")
-        assets_services.balance_credit(
-            user_id=record.user_id,
-            coin=coin,
-            amount=record.amount,
-            business_type=BusinessType.RECHARGE,
-            biz_ref=record.biz_ref,
-            ref_tx_hash=record.tx_hash,
-            memo=f"deposit {record.recharge_no}",
-        )
-        _step("settle.credited")
-        record.status = RechargeStatus.CONFIRMED
-        record.confirm_time = now
-        assets_services.outbox_enqueue(
-            event=assets_events.wallet_recharge(
-                recharge_no=record.recharge_no,
-                user_id=record.user_id,
-                coin_id=coin.coin_id,
-                amount=record.amount,
-                tx_hash=record.tx_hash,
-                status=int(RechargeStatus.CONFIRMED),
-                confirmations=record.confirmations,
-                at=now,
+    low, top = heights[0], heights[-1]
+    chain = {
+        height: (block_hash, parent)
+        for height, block_hash, parent in RecentBlock.objects.filter(
+            chain_id=chain_id, height__gte=low, height__lte=top
+        ).values_list("height", "hash", "parent_hash")
+    }
+    found: dict[int, str] = {}
+    if top in chain and _node_hash(adapter=adapter, height=top) == chain[top][0]:
+        height = top
+        found[height] = chain[height][0]
+        while height > low and height - 1 in chain and chain[height][1] == chain[height - 1][0]:
+            height -= 1
+            found[height] = chain[height][0]
+    for height in heights:
+        if height not in found:
+            found[height] = _node_hash(adapter=adapter, height=height)
+    return found
+
+
+@transaction.atomic(durable=True)
+def deposits_settle(*, record_ids: list[int], tip: int, now: datetime) -> dict[int, RechargeStatus]:
+    """
+    Credit the given deposits (or record why not), each once, in one transaction.
+
+    The rows are locked in id order; a row no longer PENDING (settled by another worker, orphaned
+    by a reorg) is skipped. The caller has checked that their blocks are canonical and have
+    enough confirmations. Credits of one coin are posted with one balance_credit_batch call.
+    Returns {record_id: new status} of the deposits settled here.
+    """
+    # No join under the lock: on MariaDB it would lock the coin_config rows as well.
+    locked = RechargeRecord.objects.select_for_update().filter(id__in=record_ids).order_by("id")
+    records = [r for r in locked if r.status == RechargeStatus.PENDING]
+    coins = {c.coin_id: c for c in CoinConfig.objects.filter(coin_id__in={r.coin_id for r in records})}
+    for record in records:
+        record.coin = coins[record.coin_id]
+    credited: dict[str, list[RechargeRecord]] = {}
+    for record in records:
+        coin = record.coin
+        record.confirmations = max(tip - (record.block_number or tip) + 1, 0)
+        if not coin.is_enabled or coin.recharge_enabled != Switch.ENABLED:
+            record.status = RechargeStatus.RECHARGE_DISABLED
+            monitoring_services.alert_raise(
+                severity=Severity.WARNING,
+                kind="RECHARGE_DISABLED",
+                subject=f"coin {coin.coin_id}",
+                message=f"deposit {record.recharge_no} ({record.amount} {coin.coin_id}) arrived while recharge is "
+                "disabled: recorded, not credited",
+                now=now,
             )
+        elif record.amount < coin.min_recharge_amount:
+            record.status = RechargeStatus.BELOW_MINIMUM
+            logger.info("deposit %s below the minimum of %s: not credited", record.recharge_no, coin.coin_id)
+        elif record.amount > coin.max_recharge_amount:
+            record.status = RechargeStatus.ABOVE_MAXIMUM
+            monitoring_services.alert_raise(
+                severity=Severity.WARNING,
+                kind="RECHARGE_ABOVE_MAXIMUM",
+                subject=f"coin {coin.coin_id}",
+                message=f"deposit {record.recharge_no} of user {record.user_id} ({record.amount} {coin.coin_id}) is "
+                f"above the maximum of {coin.max_recharge_amount}: recorded, not credited; ops review it",
+                now=now,
+            )
+        else:
+            record.status = RechargeStatus.CONFIRMED
+            record.confirm_time = now
+            credited.setdefault(coin.coin_id, []).append(record)
+    _step("settle.locked")
+    for group in credited.values():
+        assets_services.balance_credit_batch(
+            coin=group[0].coin,
+            business_type=BusinessType.RECHARGE,
+            credits=[
+                assets_services.Credit(user_id=r.user_id, amount=r.amount, biz_ref=r.biz_ref, ref_tx_hash=r.tx_hash)
+                for r in group
+            ],
         )
-    record.save(update_fields=["status", "confirmations", "confirm_time", "update_time"])
+    _step("settle.credited")
+    for group in credited.values():
+        for record in group:
+            assets_services.outbox_enqueue(
+                event=assets_events.wallet_recharge(
+                    recharge_no=record.recharge_no,
+                    user_id=record.user_id,
+                    coin_id=record.coin.coin_id,
+                    amount=record.amount,
+                    tx_hash=record.tx_hash,
+                    status=int(RechargeStatus.CONFIRMED),
+                    confirmations=record.confirmations,
+                    at=now,
+                )
+            )
+    written_at = timezone.now()
+    for record in records:
+        record.update_time = written_at  # bulk_update does not apply auto_now
+    RechargeRecord.objects.bulk_update(
+        records, ["status", "confirmations", "confirm_time", "update_time"], batch_size=SETTLE_BATCH
+    )
     _step("settle.written")
-    return RechargeStatus(record.status)
+    return {record.id: RechargeStatus(record.status) for record in records}
+
+
+def deposit_settle(*, record_id: int, tip: int, now: datetime) -> RechargeStatus | None:
+    """Credit one deposit (see deposits_settle); None when it was no longer pending."""
+    return deposits_settle(record_ids=[record_id], tip=tip, now=now).get(record_id)
 
 
 # --- ops ------------------------------------------------------------------------------------------
@@ -732,7 +853,7 @@ def _rescan_commit(*, chain_id: str, block: Block, candidates: list[matching.Can
     if block.number > cursor.height or (stored is not None and stored.hash != block.hash):
         logger.info("rescan of %s skips block %s: not the block the scanner holds", chain_id, block.number)
         return 0
-    return _records_upsert(block=block, candidates=candidates, now=now)
+    return _records_upsert(scanned=[(block, candidates)], now=now)
 
 
 @transaction.atomic(durable=True)
