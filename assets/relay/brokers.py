@@ -207,14 +207,9 @@ class RabbitBroker:
                 ),
             )
             body = message.body.encode()
+            # The tag is the AMQP type; keys and the user id are in the JSON header and body.
             properties = amqp.Message(
-                body,
-                content_type="application/json",
-                content_encoding="utf-8",
-                delivery_mode=2,
-                message_id=message.message_id,
-                type=message.tags,
-                application_headers={"keys": message.keys, "partition_key": message.partition_key},
+                body, content_type="application/json", delivery_mode=2, message_id=message.message_id, type=message.tags
             )._serialize_properties()
             method = struct.pack(">HH", *amqp_spec.Basic.Publish) + args
             header = struct.pack(">HHQ", amqp_spec.Basic.Publish[0], 0, len(body)) + properties

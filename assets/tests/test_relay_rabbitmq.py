@@ -71,14 +71,16 @@ class Relays:
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, *, broker_url: str, args: tuple[str, ...] = (), batch_size: int = 500) -> subprocess.Popen:
+    def start(
+        self, *, broker_url: str, args: tuple[str, ...] = (), batch_size: int = 500, lease_seconds: int = 6
+    ) -> subprocess.Popen:
         env = env_without_test_database()
         env.update(
             DATABASE_URL=database_url_of_connection(),
             EVENT_BROKER_URL=broker_url,
             EVENT_EXCHANGE_PREFIX=self.prefix,
-            EVENT_RELAY_LEASE_SECONDS="6",
-            EVENT_RELAY_CONFIRM_TIMEOUT_SECONDS="2",
+            EVENT_RELAY_LEASE_SECONDS=str(lease_seconds),
+            EVENT_RELAY_CONFIRM_TIMEOUT_SECONDS=str(lease_seconds // 3),
             EVENT_RELAY_IDLE_MS="50",
             EVENT_RELAY_BATCH_SIZE=str(batch_size),
             LOG_LEVEL="WARNING",
@@ -188,7 +190,7 @@ def test_a_broken_broker_connection_loses_nothing(rabbit_url, prefix, relays):
         connections_at_cut = proxy.connections
         sent_at_cut = OutboxMessage.objects.filter(status=OutboxStatus.SENT).count()
         OutboxMessage.objects.bulk_create(outbox_rows(count=1000, users=100))  # written during the outage
-        time.sleep(1.5)
+        time.sleep(1.0)
         stuck = OutboxMessage.objects.filter(status=OutboxStatus.PENDING).count()
         proxy.start()
         wait_until_sent(total=4000, timeout=40)
@@ -209,10 +211,11 @@ def test_a_broken_broker_connection_loses_nothing(rabbit_url, prefix, relays):
 def test_a_relay_killed_between_confirm_and_mark_sent_delivers_at_least_once(rabbit_url, prefix, relays):
     OutboxMessage.objects.bulk_create(outbox_rows(count=300, users=30))
 
-    crashing = relays.start(broker_url=rabbit_url, args=("--crash-after-confirm",), batch_size=100)
+    crashing = relays.start(broker_url=rabbit_url, args=("--crash-after-confirm",), batch_size=100, lease_seconds=3)
     crashing.wait(timeout=30)
     after_crash = OutboxMessage.objects.filter(status=OutboxStatus.SENT).count()
-    relays.start(broker_url=rabbit_url, batch_size=100)  # takes over once the dead relay's lease expires
+    # The next relay takes the partitions over once the dead relay's 3 s leases expire.
+    relays.start(broker_url=rabbit_url, batch_size=100, lease_seconds=3)
     wait_until_sent(total=300, timeout=30)
     # The crashed relay had published its first batch (confirmed) and maybe begun the second.
     received = rabbit_drain(url=rabbit_url, prefix=prefix, expected=400, timeout=20)
