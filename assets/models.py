@@ -120,7 +120,6 @@ class OutboxMessage(models.Model):
         db_table = "event_outbox"
         indexes = [
             models.Index(fields=["status", "id"], name="idx_event_outbox_status"),
-            models.Index(fields=["partition_key", "status", "id"], name="idx_event_outbox_partition"),
         ]
 
     def __str__(self) -> str:

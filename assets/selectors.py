@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import QuerySet, Sum
 
 from assets.models import Balance, Flow
+from wallet_project.money import exact
 
 
 def balance_list(*, user_id: int) -> QuerySet[Balance]:
@@ -51,10 +53,16 @@ def ledger_mismatches(*, user_id: int | None = None) -> list[dict[str, object]]:
     if user_id is not None:
         balances = balances.filter(user_id=user_id)
         flows = flows.filter(user_id=user_id)
-    sums = {
-        (row["user_id"], row["coin_id"]): (row["available"] or Decimal(0), row["frozen"] or Decimal(0))
-        for row in flows.values("user_id", "coin_id").annotate(available=Sum("amount"), frozen=Sum("frozen_amount"))
-    }
+    sums: dict[tuple[int, str], tuple[Decimal, Decimal]] = {}
+    if connection.vendor == "sqlite":
+        # SQLite sums decimals in floating point; add them up exactly here instead.
+        for user, coin, amount, frozen in flows.values_list("user_id", "coin_id", "amount", "frozen_amount"):
+            available_sum, frozen_sum = sums.get((user, coin), (Decimal(0), Decimal(0)))
+            with exact():
+                sums[(user, coin)] = (available_sum + amount, frozen_sum + frozen)
+    else:
+        for row in flows.values("user_id", "coin_id").annotate(available=Sum("amount"), frozen=Sum("frozen_amount")):
+            sums[(row["user_id"], row["coin_id"])] = (row["available"] or Decimal(0), row["frozen"] or Decimal(0))
     mismatches = []
     for balance in balances.order_by("id"):
         expected = sums.pop((balance.user_id, balance.coin_id), (Decimal(0), Decimal(0)))
