@@ -57,7 +57,7 @@ class FakeChain:
     def __init__(self, chain_id: str = "ETH", *, case_insensitive: bool = True) -> None:
         self.chain_id = chain_id
         self.case_insensitive = case_insensitive
-        self.blocks: list[Block] = []
+        self.mined: list[Block] = []
         self.down = False
         self.garbage_heights: set[int] = set()
         self.calls = {"tip_height": 0, "block": 0, "block_hash": 0}
@@ -69,8 +69,8 @@ class FakeChain:
     def mine(self, transfers: list[Transfer] | None = None, count: int = 1) -> Block:
         with self._lock:
             for i in range(count):
-                number = len(self.blocks)
-                parent = self.blocks[-1].hash if self.blocks else "0x" + "00" * 32
+                number = len(self.mined)
+                parent = self.mined[-1].hash if self.mined else "0x" + "00" * 32
                 salt = next(_salt)
                 digest = hashlib.sha256(f"{self.chain_id}|{number}|{parent}|{salt}".encode()).hexdigest()
                 block = Block(
@@ -80,14 +80,14 @@ class FakeChain:
                     timestamp=1_700_000_000 + number,
                     transfers=list(transfers or []) if i == 0 else [],
                 )
-                self.blocks.append(block)
-            return self.blocks[-1]
+                self.mined.append(block)
+            return self.mined[-1]
 
     def reorg(self, *, depth: int, branch: list[list[Transfer]]) -> list[Block]:
         """Drop the last `depth` blocks and mine `branch` (one list of transfers per new block)."""
         with self._lock:
-            orphaned = self.blocks[len(self.blocks) - depth :]
-            del self.blocks[len(self.blocks) - depth :]
+            orphaned = self.mined[len(self.mined) - depth :]
+            del self.mined[len(self.mined) - depth :]
         for transfers in branch:
             self.mine(transfers)
         return orphaned
@@ -101,19 +101,19 @@ class FakeChain:
 
     def tip_height(self) -> int:
         self._check("tip_height")
-        return len(self.blocks) - 1
+        return len(self.mined) - 1
 
     def block_hash(self, height: int) -> str:
         self._check("block_hash")
-        if not 0 <= height < len(self.blocks):
+        if not 0 <= height < len(self.mined):
             raise ChainError(f"block_hash({height}): no such block")
-        return self.blocks[height].hash
+        return self.mined[height].hash
 
     def block(self, height: int) -> Block:
         self._check("block")
-        if not 0 <= height < len(self.blocks):
+        if not 0 <= height < len(self.mined):
             raise ChainError(f"block({height}): no such block")
-        block = self.blocks[height]
+        block = self.mined[height]
         if height in self.garbage_heights:
             return replace(block, number=height + 7, hash="")
         return block
@@ -147,3 +147,19 @@ class FilteringFakeChain(FakeChain):
         if watched is None:
             return block
         return replace(block, transfers=[t for t in block.transfers if t.match_key in watched])
+
+
+class RangeFakeChain(FilteringFakeChain):
+    """A node adapter with blocks(first, last), like the real adapters: a range in one call, all or nothing."""
+
+    def __init__(self, chain_id: str = "ETH") -> None:
+        self.range_calls = 0
+        super().__init__(chain_id)
+
+    def blocks(self, first: int, last: int, watched=None) -> list[Block]:
+        self.range_calls += 1
+        found = [FilteringFakeChain.block(self, height, watched) for height in range(first, last + 1)]
+        for previous, block in itertools.pairwise(found):
+            if block.parent_hash != previous.hash:
+                raise ChainError("the chain changed while blocks were read")
+        return found

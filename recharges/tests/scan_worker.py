@@ -28,7 +28,7 @@ def main() -> None:
     chain_file, step = sys.argv[1], sys.argv[2]
     spec = json.loads(Path(chain_file).read_text())
     chain = FakeChain(spec["chain_id"])
-    chain.blocks = [
+    chain.mined = [
         Block(
             number=b["number"],
             hash=b["hash"],

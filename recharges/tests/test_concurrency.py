@@ -111,7 +111,7 @@ def test_a_worker_killed_with_sigkill_at_any_step_then_restarted_credits_exactly
         "chain_id": "ETH",
         "blocks": [
             {**dataclasses.asdict(b), "transfers": [dataclasses.asdict(t) for t in b.transfers]}
-            for b in eth_chain.blocks
+            for b in eth_chain.mined
         ],
     }
     chain_file = tmp_path / "chain.json"

@@ -45,16 +45,16 @@ def test_ledger_equals_the_canonical_chain_after_random_reorgs(chain, now, seed)
     for _ in range(40):
         action = rng.random()
         if action < 0.55:
-            canonical_txs = {t.tx_hash for b in chain.blocks for t in b.transfers}
+            canonical_txs = {t.tx_hash for b in chain.mined for t in b.transfers}
             transfers = [_random_transfer(rng, addresses) for _ in range(rng.randint(0, 3))]
             for old in rng.sample(orphaned_pool, k=min(len(orphaned_pool), rng.randint(0, 1))):
                 if old.tx_hash not in canonical_txs and old.tx_hash not in {t.tx_hash for t in transfers}:
                     # Re-mined; a token transfer may land under another log index.
                     transfers.append(replace(old, index=rng.randint(0, 50)) if old.contract else old)
             chain.mine(transfers)
-        elif action < 0.75 and len(chain.blocks) > 2:
-            depth = rng.randint(1, min(len(chain.blocks) - 1, 7))
-            dropped = chain.blocks[-depth:]
+        elif action < 0.75 and len(chain.mined) > 2:
+            depth = rng.randint(1, min(len(chain.mined) - 1, 7))
+            dropped = chain.mined[-depth:]
             chain.reorg(depth=depth, branch=[[] for _ in range(rng.randint(max(depth - 1, 0), depth + 2))])
             orphaned_pool.extend(t for b in dropped for t in b.transfers)
         else:
@@ -64,7 +64,7 @@ def test_ledger_equals_the_canonical_chain_after_random_reorgs(chain, now, seed)
     tick(chain, now)
     tick(chain, now)
 
-    canonical = {(t.tx_hash, t.index): (t, b.hash) for b in chain.blocks for t in b.transfers}
+    canonical = {(t.tx_hash, t.index): (t, b.hash) for b in chain.mined for t in b.transfers}
     expected: dict[tuple[int, str], Decimal] = defaultdict(Decimal)
     for t, _block_hash in canonical.values():
         coin_id = "USDT-ERC20" if t.contract else "ETH"
