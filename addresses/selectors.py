@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
 
 from addresses.models import AddressStatus, AddressType, WalletAddress
 from addresses.validation import InvalidAddress, address_validate
@@ -17,11 +19,22 @@ __all__ = [
 ]
 
 
-def deposit_addresses_assigned(*, chain_id: str) -> QuerySet[WalletAddress]:
-    """Return the chain's deposit addresses that belong to a user (the scanner's watch list)."""
-    return WalletAddress.objects.filter(
-        chain_id=chain_id, address_type=AddressType.USER_DEPOSIT, user__isnull=False
-    ).order_by("id")
+def deposit_addresses_assigned(
+    *, chain_id: str, since: datetime | None = None, after_id: int | None = None
+) -> QuerySet[WalletAddress]:
+    """
+    Return the chain's deposit addresses that belong to a user (the scanner's watch list).
+
+    With `since` and/or `after_id`, only what changed: rows assigned at or after `since` OR with
+    an id above `after_id` (a pool row keeps its old id when a user gets it, so both are needed).
+    """
+    rows = WalletAddress.objects.filter(chain_id=chain_id, address_type=AddressType.USER_DEPOSIT, user__isnull=False)
+    changed = Q()
+    if since is not None:
+        changed |= Q(assign_time__gte=since)
+    if after_id is not None:
+        changed |= Q(id__gt=after_id)
+    return rows.filter(changed).order_by("id")
 
 
 def address_pool_available(*, chain_id: str) -> int:
