@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from addresses import selectors as addresses_selectors
@@ -70,18 +69,16 @@ def watchlist_get(*, chain_id: str, adapter: ChainAdapter) -> tuple[Watch, int]:
     with _lock:
         watch = _watches.get(chain_id)
         full = watch is None or time.monotonic() - watch.loaded_monotonic > settings.SCAN_WATCH_FULL_RELOAD_SECONDS
-        assigned = addresses_selectors.deposit_addresses_assigned(chain_id=chain_id)
         if full:
             watch = _ChainWatch(loaded_monotonic=time.monotonic(), version=(watch.version + 1 if watch else 0))
-            rows = list(assigned.values_list("id", "address", "user_id"))
+            assigned = addresses_selectors.deposit_addresses_assigned(chain_id=chain_id)
         else:
             assert watch is not None
             since = (watch.refreshed_at or started) - timedelta(seconds=settings.SCAN_WATCH_LOOKBACK_SECONDS)
-            rows = list(
-                assigned.filter(Q(id__gt=watch.max_id) | Q(assign_time__gte=since)).values_list(
-                    "id", "address", "user_id"
-                )
+            assigned = addresses_selectors.deposit_addresses_assigned(
+                chain_id=chain_id, since=since, after_id=watch.max_id
             )
+        rows = list(assigned.values_list("id", "address", "user_id"))
         _add(watch, rows, adapter)
         watch.refreshed_at = started
         _watches[chain_id] = watch

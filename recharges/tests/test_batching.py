@@ -18,6 +18,7 @@ from recharges.tests.fakechain import RangeFakeChain, transfer
 from recharges.tests.helpers import available, tick
 
 ONE_ETH = 10**18
+POOL_ADDRESS = "0x" + "a1" * 20
 
 
 class TestScanBatch:
@@ -129,3 +130,28 @@ class TestAboveMaximum:
         assert available(user, "ETH") == Decimal(5)
         alert = Alert.objects.get(kind="RECHARGE_ABOVE_MAXIMUM")
         assert "above the maximum of 5" in alert.message
+
+
+class TestWatchListRefresh:
+    def test_an_incremental_refresh_is_one_query_and_sees_a_pool_row_assigned_late(
+        self, chain, user, other_user, django_assert_num_queries
+    ):
+        from django.utils import timezone
+
+        from addresses.models import AddressType, WalletAddress
+        from recharges import watchlist
+
+        pool_row = WalletAddress.objects.create(  # an unassigned pool row, older than the next one
+            coin_id="ETH", coin_name="ETH", chain_id="ETH", address_type=AddressType.USER_DEPOSIT, address=POOL_ADDRESS
+        )
+        deposit_address(user=user, n=7)  # a higher id, assigned first
+        keys, version = watchlist.watchlist_get(chain_id="ETH", adapter=chain)
+        assert set(keys) == {"0x" + f"{7:040x}"}
+
+        pool_row.user, pool_row.assign_time = other_user, timezone.now()
+        pool_row.save(update_fields=["user", "assign_time"])
+        with django_assert_num_queries(1):
+            keys, newer = watchlist.watchlist_get(chain_id="ETH", adapter=chain)
+
+        assert keys[POOL_ADDRESS] == (other_user.id, POOL_ADDRESS)
+        assert newer > version
