@@ -22,6 +22,7 @@ from assets import events
 from assets.models import Balance, BusinessType, Flow, OutboxMessage
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig
+from wallet_project.db import row_insert
 from wallet_project.errors import WalletError
 from wallet_project.ids import business_no
 from wallet_project.money import exact
@@ -60,8 +61,7 @@ def outbox_enqueue(*, event: events.Event) -> OutboxMessage:
     """Store an event for the relay, inside the caller's transaction so it commits with the change."""
     row = _outbox_row(event)
     with transaction.atomic(savepoint=False):
-        row.save(force_insert=True)
-    return row
+        return row_insert(row)
 
 
 def _checked_ref(biz_ref: str) -> str:
@@ -170,13 +170,18 @@ def _post(
         frozen_delta = checked * frozen_sign
 
     with transaction.atomic(savepoint=False):
-        balance = balance_lock(user_id=user_id, coin=coin)
-        # Every writer of this balance waits on the lock above, so under READ COMMITTED this
-        # lookup sees a replay that committed while we waited.
-        booked = Flow.objects.filter(business_type=business_type, biz_ref=biz_ref).first()
-        if booked is not None:
+        locked = _balance_lock_with_replay(user_id=user_id, coin=coin, business_type=business_type, biz_ref=biz_ref)
+        if locked is None:
+            balance_lock(user_id=user_id, coin=coin)  # first posting: create the row, locked
+            locked = _balance_lock_with_replay(user_id=user_id, coin=coin, business_type=business_type, biz_ref=biz_ref)
+        balance, booked_id = locked
+        if booked_id is not None:
             return _replay_or_conflict(
-                booked=booked, user_id=user_id, coin=coin, available_delta=available_delta, frozen_delta=frozen_delta
+                booked=Flow.objects.get(id=booked_id),
+                user_id=user_id,
+                coin=coin,
+                available_delta=available_delta,
+                frozen_delta=frozen_delta,
             )
         flow, event = _book(
             balance=balance,
@@ -188,12 +193,65 @@ def _post(
             memo=memo,
             now=timezone.now(),
         )
-        flow.save(force_insert=True)
-        Balance.objects.filter(id=balance.id).update(
-            available=balance.available, frozen=balance.frozen, update_time=balance.update_time
-        )
-        event.save(force_insert=True)
+        # Prepared statements instead of the ORM's compiler: this path runs once per deposit,
+        # withdrawal step and adjustment, and the compiler costs more than the database.
+        row_insert(flow)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _BALANCE_UPDATE_SQL,
+                [
+                    _AVAILABLE.get_db_prep_save(balance.available, connection),
+                    _FROZEN.get_db_prep_save(balance.frozen, connection),
+                    _UPDATE_TIME.get_db_prep_save(balance.update_time, connection),
+                    balance.id,
+                ],
+            )
+        row_insert(event)
         return flow
+
+
+_AVAILABLE = Balance._meta.get_field("available")
+_FROZEN = Balance._meta.get_field("frozen")
+_UPDATE_TIME = Balance._meta.get_field("update_time")
+_BALANCE_UPDATE_SQL = f"UPDATE {Balance._meta.db_table} SET available = %s, frozen = %s, update_time = %s WHERE id = %s"  # noqa: S608
+
+
+def _balance_lock_with_replay(
+    *, user_id: int, coin: CoinConfig, business_type: BusinessType, biz_ref: str
+) -> tuple[Balance, int | None] | None:
+    """
+    Lock the balance row and find an earlier posting of (business_type, biz_ref), in one statement.
+
+    Returns None when the balance row does not exist yet. The flow row, if any, is locked too,
+    which is harmless: it is a replay and is only read.
+    """
+    sql = (
+        f"SELECT b.id, b.available, b.frozen, f.id FROM {Balance._meta.db_table} b "  # noqa: S608
+        f"LEFT JOIN {Flow._meta.db_table} f ON f.business_type = %s AND f.biz_ref = %s "
+        "WHERE b.user_id = %s AND b.coin_id = %s"
+    )
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [int(business_type), biz_ref, user_id, coin.coin_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    balance_id, available, frozen, booked_id = row
+    balance = Balance(
+        id=balance_id,
+        user_id=user_id,
+        coin_id=coin.coin_id,
+        available=_AVAILABLE.to_python(_from_db(available)),
+        frozen=_FROZEN.to_python(_from_db(frozen)),
+    )
+    balance._state.adding = False
+    return balance, booked_id
+
+
+def _from_db(value: object) -> object:
+    # SQLite hands back decimals as floats; their repr is the shortest exact decimal text.
+    return repr(value) if isinstance(value, float) else value
 
 
 def balance_credit(

@@ -16,6 +16,8 @@ def setup(database: str) -> None:
     os.environ["DATABASE_URL"] = f"{server.rstrip('/')}/{database}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # As in production: DEBUG would record every query in memory and wrap every cursor.
+    os.environ.setdefault("DJANGO_DEBUG", "false")
     import dj_database_url
     import MySQLdb
 
