@@ -10,6 +10,7 @@ first flow and changes nothing; a replay that differs raises FlowConflict.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,7 @@ from assets import events
 from assets.models import Balance, BusinessType, Flow, OutboxMessage
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig
-from wallet_project.db import row_insert
+from wallet_project.db import row_insert, rows_insert
 from wallet_project.errors import WalletError
 from wallet_project.ids import business_no
 from wallet_project.money import exact
@@ -140,6 +141,15 @@ def _book(
     return flow, _outbox_row(event)
 
 
+def outbox_enqueue_many(*, events_to_send: Sequence[events.Event]) -> list[OutboxMessage]:
+    """Store several events for the relay in one statement, inside the caller's transaction."""
+    rows = [_outbox_row(event) for event in events_to_send]
+    with transaction.atomic(savepoint=False):
+        for start in range(0, len(rows), 500):
+            rows_insert(rows[start : start + 500])
+    return rows
+
+
 def _outbox_row(event: events.Event) -> OutboxMessage:
     return OutboxMessage(
         message_id=event.header.message_id,
@@ -195,7 +205,15 @@ def _post(
         )
         # Prepared statements instead of the ORM's compiler: this path runs once per deposit,
         # withdrawal step and adjustment, and the compiler costs more than the database.
-        row_insert(flow)
+        try:
+            row_insert(flow)
+        except IntegrityError as error:
+            # Another user's posting of the same reference committed while we held our lock.
+            if "uk_asset_flow_business_ref" in str(error) or "biz_ref" in str(error):
+                raise FlowConflict(
+                    f"{BusinessType(business_type).name} {biz_ref} is already booked differently."
+                ) from None
+            raise
         with connection.cursor() as cursor:
             cursor.execute(
                 _BALANCE_UPDATE_SQL,
@@ -250,8 +268,15 @@ def _balance_lock_with_replay(
 
 
 def _from_db(value: object) -> object:
-    # SQLite hands back decimals as floats; their repr is the shortest exact decimal text.
-    return repr(value) if isinstance(value, float) else value
+    # SQLite hands back decimals as floats: convert them exactly as Django's own SQLite
+    # converter does (15 significant digits), so this path and the ORM read the same value.
+    if isinstance(value, float):
+        return _SQLITE_FLOAT.create_decimal_from_float(value).quantize(Decimal(1).scaleb(-18), context=_WIDE)
+    return value
+
+
+_SQLITE_FLOAT = decimal.Context(prec=15)
+_WIDE = decimal.Context(prec=60)
 
 
 def balance_credit(
@@ -407,6 +432,7 @@ class Credit:
     amount: Decimal
     biz_ref: str
     ref_tx_hash: str = ""
+    memo: str = ""
 
 
 def balance_credit_batch(*, coin: CoinConfig, business_type: BusinessType, credits: Sequence[Credit]) -> list[Flow]:
@@ -455,7 +481,7 @@ def balance_credit_batch(*, coin: CoinConfig, business_type: BusinessType, credi
                 available_delta=amount,
                 frozen_delta=Decimal(0),
                 ref_tx_hash=credit.ref_tx_hash,
-                memo="",
+                memo=credit.memo,
                 now=now,
             )
             booked[ref] = flow
@@ -463,8 +489,9 @@ def balance_credit_batch(*, coin: CoinConfig, business_type: BusinessType, credi
             new_flows.append(flow)
             new_events.append(event)
             result.append(flow)
-        Flow.objects.bulk_create(new_flows)
-        OutboxMessage.objects.bulk_create(new_events)
+        for start in range(0, len(new_flows), 500):
+            rows_insert(new_flows[start : start + 500])
+            rows_insert(new_events[start : start + 500])
         _balances_write(balances=list(changed.values()), now=now)
         return result
 
@@ -479,8 +506,8 @@ def _balances_write(*, balances: list[Balance], now: datetime) -> None:
         marks = ", ".join("%s" for _ in chunk)
         params: list[object] = []
         for balance in chunk:
-            params += [balance.id, balance.available]
-        params.append(now)
+            params += [balance.id, _AVAILABLE.get_db_prep_save(balance.available, connection)]
+        params.append(_UPDATE_TIME.get_db_prep_save(now, connection))
         params += [balance.id for balance in chunk]
         with connection.cursor() as cursor:
             cursor.execute(
@@ -491,10 +518,14 @@ def _balances_write(*, balances: list[Balance], now: datetime) -> None:
 
 
 def _balances_lock(*, user_ids: list[int], coin: CoinConfig) -> dict[int, Balance]:
-    """Lock the balances of these users in id order, creating the missing ones first."""
-    existing = set(Balance.objects.filter(coin=coin, user_id__in=user_ids).values_list("user_id", flat=True))
+    """Lock the balances of these users in primary-key order, creating the missing ones first."""
+    existing = dict(Balance.objects.filter(coin=coin, user_id__in=user_ids).values_list("user_id", "id"))
     missing = [user_id for user_id in user_ids if user_id not in existing]
     if missing:
-        Balance.objects.bulk_create([Balance(user_id=u, coin=coin) for u in missing], ignore_conflicts=True)
-    locked = Balance.objects.select_for_update().filter(coin=coin, user_id__in=user_ids).order_by("id")
+        for user_id in missing:
+            # One by one, as balance_lock does: a lost race is an IntegrityError on the unique
+            # key in a savepoint, and anything else (an unknown user) still raises.
+            existing[user_id] = balance_lock(user_id=user_id, coin=coin).id
+    # Locking by primary key in id order: the order every writer of several balances uses.
+    locked = Balance.objects.select_for_update().filter(id__in=sorted(existing.values())).order_by("id")
     return {balance.user_id: balance for balance in locked}

@@ -654,7 +654,7 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
     rows = list(
         pending.filter(block_number__lte=cursor.height)
         .order_by("block_number", "id")
-        .values_list("id", "coin_id", "block_number", "block_hash")
+        .values_list("id", "coin_id", "block_number", "block_hash", "generation")
     )
     due = [row for row in rows if tip - row[2] + 1 >= coins[row[1]].required_confirmations]
     heights = sorted({row[2] for row in due})[: settings.SCAN_CONFIRM_MAX_HEIGHTS]
@@ -669,8 +669,9 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
         return ConfirmResult(chain_id=chain_id, waiting=len(rows), error=error)
     _step("confirm.checked")
     waiting = len(rows) - len(due)
-    settle: dict[str, list[int]] = {}
-    for record_id, coin_id, height, block_hash in due:
+    # What was verified for each row: deposits_settle credits a row only if it is still this.
+    settle: dict[str, dict[int, tuple[str, int]]] = {}
+    for record_id, coin_id, height, block_hash, generation in due:
         if height not in node:
             waiting += 1
             continue
@@ -679,11 +680,13 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
             logger.info("deposit %s waits: block %s of %s is no longer canonical", record_id, height, chain_id)
             waiting += 1
             continue
-        settle.setdefault(coin_id, []).append(record_id)
+        settle.setdefault(coin_id, {})[record_id] = (block_hash, generation)
     counts: dict[RechargeStatus, int] = {}
-    for ids in settle.values():
+    for verified in settle.values():
+        ids = list(verified)
         for chunk in range(0, len(ids), SETTLE_BATCH):
-            for outcome in deposits_settle(record_ids=ids[chunk : chunk + SETTLE_BATCH], tip=tip, now=now).values():
+            batch = {record_id: verified[record_id] for record_id in ids[chunk : chunk + SETTLE_BATCH]}
+            for outcome in deposits_settle(verified=batch, tip=tip, now=now).values():
                 counts[outcome] = counts.get(outcome, 0) + 1
     return ConfirmResult(
         chain_id=chain_id,
@@ -727,21 +730,34 @@ def _canonical_hashes(*, adapter: ChainAdapter, chain_id: str, heights: list[int
 
 
 @transaction.atomic(durable=True)
-def deposits_settle(*, record_ids: list[int], tip: int, now: datetime) -> dict[int, RechargeStatus]:
+def deposits_settle(*, verified: dict[int, tuple[str, int]], tip: int, now: datetime) -> dict[int, RechargeStatus]:
     """
     Credit the given deposits (or record why not), each once, in one transaction.
 
-    The rows are locked in id order; a row no longer PENDING (settled by another worker, orphaned
-    by a reorg) is skipped. The caller has checked that their blocks are canonical and have
-    enough confirmations. Credits of one coin are posted with one balance_credit_batch call.
-    Returns {record_id: new status} of the deposits settled here.
+    `verified` maps each deposit's id to the (block_hash, generation) the caller found canonical
+    on the node. The rows are locked in id order; a row is skipped unless, under the lock, it is
+    still PENDING in that same block and generation with at least its coin's confirmations at
+    `tip`: the scanner may have orphaned it, revived it in another block or moved it since the
+    check, and such a row waits for the next check. Credits of one coin are posted with one
+    balance_credit_batch call. Returns {record_id: new status} of the deposits settled here.
     """
     # No join under the lock: on MariaDB it would lock the coin_config rows as well.
-    locked = RechargeRecord.objects.select_for_update().filter(id__in=record_ids).order_by("id")
-    records = [r for r in locked if r.status == RechargeStatus.PENDING]
-    coins = {c.coin_id: c for c in CoinConfig.objects.filter(coin_id__in={r.coin_id for r in records})}
-    for record in records:
+    locked = list(RechargeRecord.objects.select_for_update().filter(id__in=list(verified)).order_by("id"))
+    coins = {c.coin_id: c for c in CoinConfig.objects.filter(coin_id__in={r.coin_id for r in locked})}
+    records = []
+    for record in locked:
         record.coin = coins[record.coin_id]
+        if record.status != RechargeStatus.PENDING:
+            continue
+        if (record.block_hash, record.generation) != verified[record.id] or record.block_number is None:
+            logger.info("deposit %s waits: its block changed since it was checked", record.recharge_no)
+            continue
+        if tip - record.block_number + 1 < record.coin.required_confirmations:
+            logger.info(
+                "deposit %s waits: fewer than %s confirmations", record.recharge_no, record.coin.required_confirmations
+            )
+            continue
+        records.append(record)
     credited: dict[str, list[RechargeRecord]] = {}
     for record in records:
         coin = record.coin
@@ -779,25 +795,33 @@ def deposits_settle(*, record_ids: list[int], tip: int, now: datetime) -> dict[i
             coin=group[0].coin,
             business_type=BusinessType.RECHARGE,
             credits=[
-                assets_services.Credit(user_id=r.user_id, amount=r.amount, biz_ref=r.biz_ref, ref_tx_hash=r.tx_hash)
+                assets_services.Credit(
+                    user_id=r.user_id,
+                    amount=r.amount,
+                    biz_ref=r.biz_ref,
+                    ref_tx_hash=r.tx_hash,
+                    memo=f"deposit {r.recharge_no}",
+                )
                 for r in group
             ],
         )
     _step("settle.credited")
-    for group in credited.values():
-        for record in group:
-            assets_services.outbox_enqueue(
-                event=assets_events.wallet_recharge(
-                    recharge_no=record.recharge_no,
-                    user_id=record.user_id,
-                    coin_id=record.coin.coin_id,
-                    amount=record.amount,
-                    tx_hash=record.tx_hash,
-                    status=int(RechargeStatus.CONFIRMED),
-                    confirmations=record.confirmations,
-                    at=now,
-                )
+    assets_services.outbox_enqueue_many(
+        events_to_send=[
+            assets_events.wallet_recharge(
+                recharge_no=record.recharge_no,
+                user_id=record.user_id,
+                coin_id=record.coin.coin_id,
+                amount=record.amount,
+                tx_hash=record.tx_hash,
+                status=int(RechargeStatus.CONFIRMED),
+                confirmations=record.confirmations,
+                at=now,
             )
+            for group in credited.values()
+            for record in group
+        ]
+    )
     # One UPDATE per outcome (bulk_update's CASE per row costs more than the rest of the batch);
     # the confirmations expression is the one computed above for each row.
     by_status: dict[int, list[int]] = {}
@@ -812,11 +836,6 @@ def deposits_settle(*, record_ids: list[int], tip: int, now: datetime) -> dict[i
         )
     _step("settle.written")
     return {record.id: RechargeStatus(record.status) for record in records}
-
-
-def deposit_settle(*, record_id: int, tip: int, now: datetime) -> RechargeStatus | None:
-    """Credit one deposit (see deposits_settle); None when it was no longer pending."""
-    return deposits_settle(record_ids=[record_id], tip=tip, now=now).get(record_id)
 
 
 # --- ops ------------------------------------------------------------------------------------------

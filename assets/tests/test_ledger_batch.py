@@ -13,6 +13,7 @@ from assets import services as assets_services
 from assets.models import Balance, BusinessType, Flow, OutboxMessage
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig
+from wallet_project.db import retry_on_deadlock
 
 Credit = assets_services.Credit
 
@@ -80,6 +81,11 @@ class TestBalanceCreditBatch:
         assert not Balance.objects.filter(user=users[1], available__gt=0).exists()
 
 
+def _durable(unit):
+    with transaction.atomic(durable=True):
+        return unit()
+
+
 @pytest.mark.mysql
 @pytest.mark.django_db(transaction=True)
 def test_batches_racing_single_credits_lose_no_update():
@@ -91,12 +97,14 @@ def test_batches_racing_single_credits_lose_no_update():
         start.wait()
         try:
             for n in range(20):
-                with transaction.atomic(durable=True):
-                    assets_services.balance_credit_batch(
-                        coin=btc,
-                        business_type=BusinessType.RECHARGE,
-                        credits=[Credit(p.id, Decimal("0.01"), f"batch{n}-{p.id}") for p in reversed(people)],
+                lines = [Credit(p.id, Decimal("0.01"), f"batch{n}-{p.id}") for p in reversed(people)]
+                retry_on_deadlock(
+                    lambda lines=lines: _durable(
+                        lambda: assets_services.balance_credit_batch(
+                            coin=btc, business_type=BusinessType.RECHARGE, credits=lines
+                        )
                     )
+                )
         finally:
             connection.close()
 
@@ -105,14 +113,17 @@ def test_batches_racing_single_credits_lose_no_update():
         try:
             for n in range(20):
                 for p in people:
-                    with transaction.atomic(durable=True):
-                        assets_services.balance_credit(
-                            user_id=p.id,
-                            coin=btc,
-                            amount=Decimal("0.02"),
-                            business_type=BusinessType.RECHARGE,
-                            biz_ref=f"s{n}-{p.id}",
+                    retry_on_deadlock(
+                        lambda p=p, ref=f"s{n}-{p.id}": _durable(
+                            lambda: assets_services.balance_credit(
+                                user_id=p.id,
+                                coin=btc,
+                                amount=Decimal("0.02"),
+                                business_type=BusinessType.RECHARGE,
+                                biz_ref=ref,
+                            )
                         )
+                    )
         finally:
             connection.close()
 
@@ -121,4 +132,37 @@ def test_batches_racing_single_credits_lose_no_update():
             future.result()
 
     assert {b.available for b in Balance.objects.filter(coin=btc)} == {Decimal("0.6")}
+    assert assets_selectors.ledger_mismatches() == []
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db(transaction=True)
+def test_the_same_reference_raced_for_two_users_books_once_and_refuses_the_other():
+    btc = CoinConfig.objects.get(coin_id="BTC")
+    people = [get_user_model().objects.create_user(username=f"c{i}") for i in range(2)]
+    start = threading.Barrier(2)
+
+    def post(person):
+        start.wait()
+        try:
+            _durable(
+                lambda: assets_services.balance_credit(
+                    user_id=person.id,
+                    coin=btc,
+                    amount=Decimal("1"),
+                    business_type=BusinessType.RECHARGE,
+                    biz_ref="shared",
+                )
+            )
+            return "booked"
+        except assets_services.FlowConflict:
+            return "conflict"
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(post, people))
+
+    assert outcomes == ["booked", "conflict"]
+    assert Flow.objects.filter(biz_ref="shared").count() == 1
     assert assets_selectors.ledger_mismatches() == []

@@ -7,12 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 
 from assets import selectors as assets_selectors
 from assets import services as assets_services
 from assets.models import Balance, BusinessType, Flow
 from coins.models import CoinConfig
+from wallet_project.db import retry_on_deadlock
 
 pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
 
@@ -32,15 +33,11 @@ def _in_thread(work):
 def _with_deadlock_retry(post):
     # InnoDB may pick a deadlock victim; the whole transaction is retried, which the
     # idempotent reference makes safe.
-    for _ in range(10):
-        try:
-            with transaction.atomic(durable=True):
-                return post()
-        except OperationalError as error:
-            if error.args and error.args[0] in (1213, 1205):
-                continue
-            raise
-    raise AssertionError("deadlock retries exhausted")
+    def unit():
+        with transaction.atomic(durable=True):
+            return post()
+
+    return retry_on_deadlock(unit, attempts=10)
 
 
 class TestConcurrentPostings:

@@ -106,8 +106,12 @@ class TestConfirmBatch:
         with transaction.atomic():
             RechargeRecord.objects.filter(id=ids[0]).update(status=RechargeStatus.REORGED)
 
-        first = recharges_services.deposits_settle(record_ids=ids, tip=3, now=now)
-        again = recharges_services.deposits_settle(record_ids=ids, tip=3, now=now)
+        verified = dict(
+            (row[0], (row[1], row[2]))
+            for row in RechargeRecord.objects.filter(id__in=ids).values_list("id", "block_hash", "generation")
+        )
+        first = recharges_services.deposits_settle(verified=verified, tip=3, now=now)
+        again = recharges_services.deposits_settle(verified=verified, tip=3, now=now)
 
         assert first == {i: RechargeStatus.CONFIRMED for i in ids[1:]}
         assert again == {}
