@@ -19,6 +19,7 @@ scanned twice, or two scanners at once credit every deposit exactly once.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from monitoring import services as monitoring_services
 from monitoring.models import Severity
 from recharges import matching, watchlist
 from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
+from wallet_project.db import retry_on_deadlock
 from wallet_project.errors import WalletError
 from wallet_project.ids import business_no
 
@@ -66,6 +68,9 @@ LIVE_STATUSES = (
 # named step is reached, to prove that a crash between any two steps loses and doubles nothing.
 # Always None in a running service.
 fault_hook: Callable[[str], None] | None = None
+
+# What the ledger (or the database) can refuse of a settle batch: the batch is then settled one by one.
+SETTLE_ERRORS: tuple[type[Exception], ...] = (WalletError, IntegrityError)
 
 # Rows per IN list / multi-row insert when recording deposits.
 UPSERT_CHUNK = 500
@@ -106,6 +111,7 @@ class ConfirmResult:
     below_minimum: int = 0
     disabled: int = 0
     above_maximum: int = 0
+    # Including deposits whose settling failed (left PENDING, alerted RECHARGE_SETTLE_FAILED).
     waiting: int = 0
     error: str | None = None
 
@@ -686,8 +692,10 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
         ids = list(verified)
         for chunk in range(0, len(ids), SETTLE_BATCH):
             batch = {record_id: verified[record_id] for record_id in ids[chunk : chunk + SETTLE_BATCH]}
-            for outcome in deposits_settle(verified=batch, tip=tip, now=now).values():
+            outcomes, failed = _settle_batch(verified=batch, tip=tip, now=now)
+            for outcome in outcomes.values():
                 counts[outcome] = counts.get(outcome, 0) + 1
+            waiting += failed
     return ConfirmResult(
         chain_id=chain_id,
         credited=counts.get(RechargeStatus.CONFIRMED, 0),
@@ -695,6 +703,56 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
         disabled=counts.get(RechargeStatus.RECHARGE_DISABLED, 0),
         above_maximum=counts.get(RechargeStatus.ABOVE_MAXIMUM, 0),
         waiting=waiting,
+    )
+
+
+def _settle_batch(
+    *, verified: dict[int, tuple[str, int]], tip: int, now: datetime
+) -> tuple[dict[int, RechargeStatus], int]:
+    """
+    Settle a batch; if the ledger refuses it, settle its deposits one by one.
+
+    One bad line (an amount finer than the coin now allows, a reference booked differently)
+    rolls the whole batch back. Settling each deposit in a transaction of its own then credits
+    the good ones; a deposit that fails alone stays PENDING, is logged and alerted for ops, and
+    the others (and the other coins and chains) go on. Returns the outcomes and the failures.
+    """
+    try:
+        return retry_on_deadlock(functools.partial(deposits_settle, verified=verified, tip=tip, now=now)), 0
+    except SETTLE_ERRORS as exc:
+        if len(verified) == 1:
+            (record_id,) = verified
+            _settle_failure(record_id=record_id, exc=exc, now=now)
+            return {}, 1
+        logger.warning("settling %s deposits failed (%s): settling them one by one", len(verified), exc)
+    outcomes: dict[int, RechargeStatus] = {}
+    failed = 0
+    for record_id, checked in verified.items():
+        try:
+            outcomes.update(
+                retry_on_deadlock(functools.partial(deposits_settle, verified={record_id: checked}, tip=tip, now=now))
+            )
+        except SETTLE_ERRORS as exc:
+            _settle_failure(record_id=record_id, exc=exc, now=now)
+            failed += 1
+    return outcomes, failed
+
+
+def _settle_failure(*, record_id: int, exc: BaseException, now: datetime) -> None:
+    """Log and alert (in a transaction of its own) a deposit the ledger refused; it stays PENDING."""
+    record = RechargeRecord.objects.filter(id=record_id).values_list("recharge_no", "coin_id", "amount").first()
+    recharge_no, coin_id, amount = record if record is not None else (f"id {record_id}", "?", "?")
+    text = (
+        f"deposit {recharge_no} ({amount} {coin_id}) could not be credited: {type(exc).__name__}: "
+        f"{str(exc)[:300]}; it stays pending and is retried every tick until ops fix the cause"
+    )
+    logger.error("%s", text)
+    _alert_now(
+        severity=Severity.CRITICAL,
+        kind="RECHARGE_SETTLE_FAILED",
+        subject=f"deposit {recharge_no}",
+        message=text,
+        now=now,
     )
 
 

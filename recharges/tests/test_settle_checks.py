@@ -5,11 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 from assets import selectors as assets_selectors
-from assets.models import Flow
+from assets import services as assets_services
+from assets.models import BusinessType, Flow
+from coins.models import CoinConfig
+from monitoring.models import Alert, Severity
 from recharges import services as recharges_services
 from recharges.models import RechargeRecord, RechargeStatus
-from recharges.tests.conftest import deposit_address
-from recharges.tests.fakechain import transfer
+from recharges.tests.conftest import deposit_address, make_user
+from recharges.tests.fakechain import USDT_ERC20, transfer
 from recharges.tests.helpers import available, tick
 
 ONE_ETH = 10**18
@@ -84,3 +87,51 @@ class TestSettleRechecksTheVerifiedBlock:
             record.id: RechargeStatus.CONFIRMED
         }
         assert available(user, "ETH") == Decimal(1)
+
+
+class TestOneBadDepositDoesNotBlockTheOthers:
+    def test_a_deposit_the_ledger_refuses_stays_pending_and_alerted_while_the_others_are_credited(
+        self, chain, user, now
+    ):
+        other = make_user("bob")
+        good = deposit_address(user=user, n=1).address
+        bad = deposit_address(user=other, n=2).address
+        chain.mine(
+            [
+                transfer(to=good, amount=ONE_ETH),
+                transfer(to=bad, amount=ONE_ETH, index=1),
+                transfer(to=good, amount=2 * 10**6, contract=USDT_ERC20, index=0),
+            ],
+            count=3,
+        )
+        scan_until_caught_up(chain, now)
+        # The ledger refuses one line: its reference is already booked differently (here for
+        # another user), so balance_credit_batch raises FlowConflict and rolls the batch back.
+        refused = RechargeRecord.objects.get(user=other)
+        assets_services.balance_credit(
+            user_id=user.id,
+            coin=CoinConfig.objects.get(coin_id="ETH"),
+            amount=Decimal(5),
+            business_type=BusinessType.RECHARGE,
+            biz_ref=refused.biz_ref,
+        )
+
+        result = recharges_services.deposits_confirm(chain_id="ETH", now=now, adapter=chain)
+
+        refused.refresh_from_db()
+        assert (result.credited, result.waiting) == (2, 1)
+        assert available(user, "ETH") == Decimal(6)
+        assert available(user, "USDT-ERC20") == Decimal(2)
+        assert refused.status == RechargeStatus.PENDING
+        assert available(other, "ETH") == Decimal(0)
+        alert = Alert.objects.get(kind="RECHARGE_SETTLE_FAILED")
+        assert alert.severity == Severity.CRITICAL
+        assert alert.subject == f"deposit {refused.recharge_no}"
+        assert refused.recharge_no in alert.message
+
+        # Every tick tries it again, alone, and counts one more occurrence; nothing else changes.
+        recharges_services.deposits_confirm(chain_id="ETH", now=now, adapter=chain)
+        alert.refresh_from_db()
+        assert alert.count == 2
+        assert Flow.objects.count() == 3
+        assert assets_selectors.ledger_mismatches() == []
