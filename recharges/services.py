@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
-from django.db.models import F, Value
+from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -359,7 +359,11 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
         parent = block.hash
     if scanned:
         # The blocks that extend the stored chain, all in one transaction.
-        expected = _blocks_commit(chain_id=chain_id, scanned=scanned, rules=rules, expected=expected, now=now)
+        expected = retry_on_deadlock(
+            functools.partial(
+                _blocks_commit, chain_id=chain_id, scanned=scanned, rules=rules, expected=expected, now=now
+            )
+        )
     if forked:
         current = ScanCursor.objects.get(chain_id=chain_id)
         if (current.height, current.version) != expected:
@@ -406,10 +410,10 @@ def _blocks_commit(
     RecentBlock.objects.filter(chain_id=chain_id, height__lte=last - settings.SCAN_RECENT_BLOCKS).delete()
     # A live deposit at one of these heights from another block hash sits in a block that is gone.
     hashes = {block.number: block.hash for block, _ in scanned}
-    live = (
-        RechargeRecord.objects.select_for_update()
-        .filter(coin_id__in=rules.coin_ids, block_number__gte=first, block_number__lte=last, status__in=LIVE_STATUSES)
-        .order_by("id")
+    live = _records_lock(
+        RechargeRecord.objects.filter(
+            coin_id__in=rules.coin_ids, block_number__gte=first, block_number__lte=last, status__in=LIVE_STATUSES
+        )
     )
     for record in live:
         if record.block_hash != hashes[record.block_number]:
@@ -417,6 +421,24 @@ def _blocks_commit(
     _records_upsert(scanned=scanned, now=now)
     _step("scan.block_written")
     return last, version + 1
+
+
+def _records_lock(rows: QuerySet[RechargeRecord]) -> list[RechargeRecord]:
+    """
+    Lock the deposits a filter selects, in primary-key order, and return those still selected.
+
+    Locking through a secondary index (block_number, tx_hash) takes the rows in that index's order;
+    deposits_settle locks by id, and a revived deposit's id is out of block order, so the two could
+    deadlock. The ids are read without a lock, then locked by primary key, then the filter is
+    applied again to the locked rows (a row may have changed in between).
+    """
+    ids = sorted(rows.values_list("id", flat=True))
+    locked: list[RechargeRecord] = []
+    for chunk in range(0, len(ids), UPSERT_CHUNK):
+        part = ids[chunk : chunk + UPSERT_CHUNK]
+        locked += RechargeRecord.objects.filter(id__in=part).order_by("id").select_for_update()
+    still = set(rows.filter(id__in=[r.id for r in locked]).values_list("id", flat=True)) if locked else set()
+    return [record for record in locked if record.id in still]
 
 
 def _records_upsert(*, scanned: list[tuple[Block, list[matching.Candidate]]], now: datetime) -> int:
@@ -428,10 +450,8 @@ def _records_upsert(*, scanned: list[tuple[Block, list[matching.Candidate]]], no
     tx_hashes = sorted({c.transfer.tx_hash for _, c in wanted})
     existing: dict[tuple[str, str, int], RechargeRecord] = {}
     for chunk in range(0, len(tx_hashes), UPSERT_CHUNK):
-        for record in (
-            RechargeRecord.objects.select_for_update()
-            .filter(coin_id__in=coins.keys(), tx_hash__in=tx_hashes[chunk : chunk + UPSERT_CHUNK])
-            .order_by("id")
+        for record in _records_lock(
+            RechargeRecord.objects.filter(coin_id__in=coins.keys(), tx_hash__in=tx_hashes[chunk : chunk + UPSERT_CHUNK])
         ):
             existing[(record.coin_id, record.tx_hash, record.log_index)] = record
     new = []
@@ -525,8 +545,15 @@ def _reorg_resolve(*, adapter: ChainAdapter, cursor: ScanCursor, tip: int, now: 
         )
         return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip, error=text)
     _step("reorg.fork_found")
-    orphaned = _reorg_commit(
-        chain_id=chain_id, fork=fork, node_hashes=node_hashes, expected=(cursor.height, cursor.version), now=now
+    orphaned = retry_on_deadlock(
+        functools.partial(
+            _reorg_commit,
+            chain_id=chain_id,
+            fork=fork,
+            node_hashes=node_hashes,
+            expected=(cursor.height, cursor.version),
+            now=now,
+        )
     )
     logger.warning(
         "reorg on %s: fork point %s, cursor was %s, %s deposits orphaned", chain_id, fork, cursor.height, orphaned
@@ -546,10 +573,8 @@ def _reorg_commit(
         raise CursorMoved(f"cursor of {chain_id} is no longer at {height}")
     RecentBlock.objects.filter(chain_id=chain_id, height__gt=fork).delete()
     coin_ids = [c.coin_id for c in _chain_coins(chain_id=chain_id)]
-    records = (
-        RechargeRecord.objects.select_for_update()
-        .filter(coin_id__in=coin_ids, block_number__gt=fork, status__in=LIVE_STATUSES)
-        .order_by("id")
+    records = _records_lock(
+        RechargeRecord.objects.filter(coin_id__in=coin_ids, block_number__gt=fork, status__in=LIVE_STATUSES)
     )
     orphaned = 0
     for record in records:
@@ -925,7 +950,9 @@ def deposits_rescan_range(
         except NODE_ERRORS as exc:
             error = _node_failure(chain_id=chain_id, action=f"rescan block({height})", exc=exc, now=now)
             return ScanResult(chain_id=chain_id, blocks=blocks, deposits=deposits, error=error)
-        deposits += _rescan_commit(chain_id=chain_id, block=block, candidates=candidates, now=now)
+        deposits += retry_on_deadlock(
+            functools.partial(_rescan_commit, chain_id=chain_id, block=block, candidates=candidates, now=now)
+        )
         blocks += 1
     return ScanResult(chain_id=chain_id, blocks=blocks, deposits=deposits, height=last)
 
