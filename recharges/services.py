@@ -89,6 +89,12 @@ class CursorMoved(WalletError):
     code = "cursor_moved"
 
 
+class DepositNotStored(WalletError):
+    """The database rejected a deposit row (not as a duplicate): the block batch is rolled back."""
+
+    code = "deposit_not_stored"
+
+
 @dataclass(frozen=True)
 class ScanResult:
     chain_id: str
@@ -511,7 +517,34 @@ def _records_upsert(*, scanned: list[tuple[Block, list[matching.Candidate]]], no
                 # Settled in a block we still believe in, yet seen in another: never credit twice.
                 logger.warning("deposit %s seen in two blocks; left as is", record.recharge_no)
     RechargeRecord.objects.bulk_create(new, ignore_conflicts=True, batch_size=UPSERT_CHUNK)
+    _records_check_stored(new)
     return len(new)
+
+
+def _records_check_stored(new: list[RechargeRecord]) -> None:
+    """
+    Raise unless every deposit just inserted exists now (its own row, or one another scanner wrote).
+
+    bulk_create(ignore_conflicts=True) is INSERT IGNORE on MariaDB, which turns every error of a
+    row (a foreign key, strict mode), not only the duplicate key, into a warning: such a deposit
+    would be dropped while the cursor moves past its block. Raising rolls the whole batch back.
+    :raises DepositNotStored: a deposit row was rejected.
+    """
+    if not new:
+        return
+    wanted = {(r.coin_id, r.tx_hash, r.log_index) for r in new}
+    tx_hashes = sorted({r.tx_hash for r in new})
+    found: set[tuple[str, str, int]] = set()
+    for chunk in range(0, len(tx_hashes), UPSERT_CHUNK):
+        found.update(
+            RechargeRecord.objects.filter(
+                coin_id__in={r.coin_id for r in new}, tx_hash__in=tx_hashes[chunk : chunk + UPSERT_CHUNK]
+            ).values_list("coin_id", "tx_hash", "log_index")
+        )
+    missing = sorted(wanted - found)
+    if missing:
+        logger.critical("deposit rows rejected by the database, batch rolled back: %s", missing[:10])
+        raise DepositNotStored(f"{len(missing)} deposit rows were rejected by the database, first {missing[0]}")
 
 
 # --- reorgs --------------------------------------------------------------------------------------

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from assets import selectors as assets_selectors
 from assets import services as assets_services
 from assets.models import BusinessType, Flow
 from coins.models import CoinConfig
 from monitoring.models import Alert, Severity
 from recharges import services as recharges_services
-from recharges.models import RechargeRecord, RechargeStatus
+from recharges import watchlist
+from recharges.models import RechargeRecord, RechargeStatus, ScanCursor
 from recharges.tests.conftest import deposit_address, make_user
-from recharges.tests.fakechain import USDT_ERC20, transfer
+from recharges.tests.fakechain import USDT_ERC20, eth_address, transfer
 from recharges.tests.helpers import available, tick
 
 ONE_ETH = 10**18
@@ -135,3 +138,19 @@ class TestOneBadDepositDoesNotBlockTheOthers:
         assert alert.count == 2
         assert Flow.objects.count() == 3
         assert assets_selectors.ledger_mismatches() == []
+
+
+@pytest.mark.mysql
+class TestARejectedDepositRowStopsTheBatch:
+    def test_a_deposit_row_rejected_for_another_reason_than_its_key_rolls_the_batch_back(self, chain, user, now):
+        address = deposit_address(user=user).address
+        ghost = eth_address(77)  # watched for a user id that does not exist: its row breaks the foreign key
+        chain.mine([transfer(to=address, amount=ONE_ETH), transfer(to=ghost, amount=ONE_ETH, index=1)], count=2)
+        watch, _version = watchlist.watchlist_get(chain_id="ETH", adapter=chain)
+        watch[ghost] = (10**9, ghost)
+
+        with pytest.raises(recharges_services.DepositNotStored):
+            recharges_services.deposits_scan_batch(chain_id="ETH", now=now, adapter=chain)
+
+        assert ScanCursor.objects.get(chain_id="ETH").height == -1  # created below the start, not moved
+        assert RechargeRecord.objects.count() == 0
