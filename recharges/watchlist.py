@@ -8,6 +8,14 @@ SCAN_WATCH_FULL_RELOAD_SECONDS catches anything else (an address taken back).
 
 The scanner refreshes AFTER fetching a batch of blocks: a user learns an address only once its
 assignment committed, so any payment in a fetched block went to an address the refresh sees.
+
+Known gap: the incremental refresh sees a pool address handed to a user only if its assign_time
+is within SCAN_WATCH_LOOKBACK_SECONDS of the previous refresh. An assignment that commits later
+than that (a long transaction, clock skew between writers) is seen at the next full reload, and a
+payment to it in a block scanned in between is not recorded until ops run deposits_rescan_range
+over those blocks. Keep SCAN_WATCH_LOOKBACK_SECONDS well above any transaction's duration and the
+writers' clock skew. (Planned: a full reload that finds new keys triggers that rescan itself from
+the height at the previous full reload.)
 """
 
 from __future__ import annotations
