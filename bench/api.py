@@ -4,8 +4,9 @@ The read API under 1,000 concurrent authenticated users, against the production 
     python bench/api.py [--users 1000] [--seconds 30]
 
 Starts gunicorn on MariaDB (database bench_api, filled with 1,000 users, their balances and flows)
-and Redis, then Locust headless: each simulated user reads coins, balances and a page of flows once
-a second. The baseline in the same run is the same load on a static file (no database work), which
+and Redis, then Locust headless: each simulated user, holding its own JWT, reads its balances, a
+page of its flows or the coin list, one read every few seconds (--think-seconds, default 6, drawn
+uniformly from half to one and a half times it). The baseline in the same run is the same load on a static file (no database work), which
 shows what this machine's server and load generator can do at all. Prints one JSON object: rps,
 p50_ms, p99_ms, errors, and the baseline's figures.
 """
@@ -93,6 +94,7 @@ def run_locust(*, host: str, users: int, seconds: int, mode: str, tokens_file: s
             f"{seconds}s",
             "--host",
             host,
+            "--reset-stats",
             "--csv",
             prefix,
             "--only-summary",
@@ -124,10 +126,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=30)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--think-seconds", type=float, default=6.0, help="mean pause between a user's reads")
     args = parser.parse_args()
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
     os.environ["JWT_ACCESS_MINUTES"] = "240"
+    os.environ["BENCH_THINK_SECONDS"] = str(args.think_seconds)
     setup("bench_api")
     tokens = fill(args.users)
 
@@ -185,6 +189,7 @@ def main() -> None:
         "requests": api["requests"],
         "per_endpoint_p99_ms": api["per_endpoint_p99_ms"],
         "users": args.users,
+        "think_seconds": args.think_seconds,
         "seconds": args.seconds,
         "baseline_static_rps": baseline["rps"],
         "baseline_static_p99_ms": baseline["p99_ms"],

@@ -7,7 +7,7 @@ import os
 from itertools import count
 from pathlib import Path
 
-from locust import constant, task
+from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
 TOKENS = json.loads(Path(os.environ["BENCH_TOKENS_FILE"]).read_text())
@@ -15,18 +15,31 @@ _next = count()
 MODE = os.environ.get("BENCH_MODE", "api")
 
 
+THINK = float(os.environ.get("BENCH_THINK_SECONDS", "6"))
+
+
 class WalletReader(FastHttpUser):
-    wait_time = constant(float(os.environ.get("BENCH_THINK_SECONDS", "1")))
+    # A person on the wallet page: one read every few seconds (uniform around THINK).
+    wait_time = between(THINK / 2, THINK * 1.5)
 
     def on_start(self) -> None:
         self.headers = {"Authorization": f"Bearer {TOKENS[next(_next) % len(TOKENS)]}"}
 
-    @task
-    def read(self) -> None:
+    @task(3)
+    def balances(self) -> None:
+        self._get("/api/v1/balances", "balances")
+
+    @task(2)
+    def flows(self) -> None:
+        self._get("/api/v1/flows?page_size=20", "flows")
+
+    @task(1)
+    def coins(self) -> None:
+        self._get("/api/v1/coins", "coins")
+
+    def _get(self, path: str, name: str) -> None:
         if MODE == "baseline":
-            # The same server and load generator without Django's database work: a static file.
+            # The same server, load generator and request rate without Django's database work.
             self.client.get("/static/admin/css/base.css", name="static")
             return
-        self.client.get("/api/v1/coins", name="coins")
-        self.client.get("/api/v1/balances", headers=self.headers, name="balances")
-        self.client.get("/api/v1/flows?page_size=20", headers=self.headers, name="flows")
+        self.client.get(path, headers=self.headers, name=name)
