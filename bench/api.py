@@ -6,8 +6,9 @@ The read API under 1,000 concurrent authenticated users, against the production 
 Starts gunicorn on MariaDB (database bench_api, filled with 1,000 users, their balances and flows)
 and Redis, then Locust headless: each simulated user, holding its own JWT, reads its balances, a
 page of its flows or the coin list, one read every few seconds (--think-seconds, default 6, drawn
-uniformly from half to one and a half times it). The baseline in the same run is the same load on a static file (no database work), which
-shows what this machine's server and load generator can do at all. Prints one JSON object: rps,
+uniformly from half to one and a half times it). The baseline in the same run is the same load on
+a static file (no database work), which shows what this machine's server and load generator can do
+at all. Prints one JSON object: rps,
 p50_ms, p99_ms, errors, and the baseline's figures.
 """
 
