@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from io import StringIO
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -31,6 +33,15 @@ class Command(BaseCommand):
                 User.objects.create_user("demo", "demo@localhost", demo_password)
                 credentials_file.write_text(f"admin {admin_password}\ndemo {demo_password}\n")
                 credentials_file.chmod(0o600)
+        for chain_id in ("BTC", "ETH", "TRON"):
+            # Development deposit seeds under the dev-only KEK, so deposit addresses work at once.
+            try:
+                call_command(
+                    "create_hd_wallet", chain=chain_id, purpose="deposit", stdout=StringIO(), stderr=StringIO()
+                )
+            except CommandError as error:
+                if "already has" not in str(error):
+                    raise
         if not credentials_file.exists():
             raise CommandError(f"demo users exist but {credentials_file} is gone; reset with changepassword")
         # Local demo credentials, shown to the person who started the service on their machine.
@@ -39,6 +50,9 @@ class Command(BaseCommand):
             f"Back-office: {base_url}/admin/  user admin  password {creds['admin']}\n"
             f"API user:    demo  password {creds['demo']}\n"
             f"  curl -s -X POST {base_url}/api/v1/auth/token -H 'Content-Type: application/json' "
-            f"-d '{{\"username\": \"demo\", \"password\": \"{creds['demo']}\"}}'\n"
-            f"(credentials kept in {credentials_file})"
+            f'-d \'{{"username": "demo", "password": "{creds["demo"]}"}}\'\n'
+            f"(credentials kept in {credentials_file})\n"
+            "A demo deposit on the dev chain:\n"
+            "  .venv/bin/python manage.py demo_deposit --user demo --coin ETH --amount 1.5\n"
+            f"  then GET {base_url}/api/v1/wallet/recharges as demo: pending, then credited within a minute"
         )
