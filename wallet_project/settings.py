@@ -362,8 +362,7 @@ SCAN_TICK_BUDGET_SECONDS = env_int("SCAN_TICK_BUDGET_SECONDS", 20)
 SCAN_RECENT_BLOCKS = env_int("SCAN_RECENT_BLOCKS", 256)
 # Where a chain's scanner starts the first time, e.g. "ETH:0,BTC:0" (default: the node's tip).
 SCAN_START_HEIGHTS = {
-    chain.strip(): int(height)
-    for chain, height in (item.split(":", 1) for item in env_list("SCAN_START_HEIGHTS", ""))
+    chain.strip(): int(height) for chain, height in (item.split(":", 1) for item in env_list("SCAN_START_HEIGHTS", ""))
 }
 # The watch list of deposit addresses is refreshed incrementally each tick, reloaded in full
 # this often; assignments younger than the look-back are re-read (late commits).
