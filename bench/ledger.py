@@ -6,8 +6,9 @@ Ledger throughput on MariaDB, against the raw single-row-update transaction rate
 Prints one JSON object: credit_per_s (one balance_credit per transaction, each writing the balance,
 a flow and an outbox event), raw_txn_per_s (BEGIN; UPDATE one row; COMMIT on the same server
 through the bare driver), credit_ratio, raw_implicit_txn_per_s (UPDATE; COMMIT with autocommit
-off, one round trip fewer) and the ratio to it, batched_credit_per_s (500 credits to 500 users per transaction through
-balance_credit_batch), medians of the rounds.
+off, one round trip fewer) and the ratio to it, django_txn_per_s (the same UPDATE inside this
+service's own transaction.atomic) and the ratio to it, batched_credit_per_s (500 credits to 500
+users per transaction through balance_credit_batch), medians of the rounds.
 """
 
 from __future__ import annotations
@@ -67,6 +68,16 @@ def main() -> None:
         raw.autocommit(True)
         return done / elapsed
 
+    def django_txn_round() -> float:
+        # The same one-row UPDATE as a transaction of this service: Django's atomic block on the
+        # pooled connection (it switches autocommit off and on around the transaction).
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < args.seconds:
+            with transaction.atomic(durable=True), connection.cursor() as cursor:
+                cursor.execute("UPDATE bench_raw SET v = v + 1 WHERE id = 1")
+            done += 1
+        return done / (time.perf_counter() - started)
+
     def credit_round() -> float:
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < args.seconds:
@@ -94,10 +105,11 @@ def main() -> None:
             done += 500
         return done / (time.perf_counter() - started)
 
-    raw, raw_implicit, single, batched = [], [], [], []
+    raw, raw_implicit, raw_django, single, batched = [], [], [], [], []
     for _ in range(args.rounds):  # interleaved, so machine noise hits all of them alike
         raw.append(raw_round(explicit_begin=True))
         raw_implicit.append(raw_round(explicit_begin=False))
+        raw_django.append(django_txn_round())
         single.append(credit_round())
         batched.append(batched_round())
 
@@ -109,6 +121,8 @@ def main() -> None:
         "credit_ratio": round(median(single) / median(raw), 3),
         "raw_implicit_txn_per_s": round(median(raw_implicit), 1),
         "credit_ratio_to_implicit": round(median(single) / median(raw_implicit), 3),
+        "django_txn_per_s": round(median(raw_django), 1),
+        "credit_ratio_to_django_txn": round(median(single) / median(raw_django), 3),
         "batched_credit_per_s": round(median(batched), 1),
         "rounds": args.rounds,
         "seconds_per_round": args.seconds,
