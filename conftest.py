@@ -47,6 +47,15 @@ def _coins_after_flush(request: pytest.FixtureRequest) -> None:
         seed_coins.load_coins(apps, None)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    # Cached rows (the API's user cache, the coin list) must not leak from one test's users
+    # and coins into the next test, where ids can be reused.
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def user(db):
     return get_user_model().objects.create_user(username="alice", password="alice-password-1")

@@ -15,7 +15,7 @@ _next = count()
 MODE = os.environ.get("BENCH_MODE", "api")
 
 
-THINK = float(os.environ.get("BENCH_THINK_SECONDS", "6"))
+THINK = float(os.environ.get("BENCH_THINK_SECONDS", "10"))
 
 
 class WalletReader(FastHttpUser):

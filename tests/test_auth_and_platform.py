@@ -70,3 +70,23 @@ class TestPlatformPages:
 
         assert response.status_code == 200
         assert b"Wallet back-office" in response.content
+
+
+class TestCachedUserAuthentication:
+    def test_refuses_a_deactivated_user_once_the_cached_row_expires(self, auth_client, user, settings):
+        from django.core.cache import cache
+
+        assert auth_client.get("/api/v1/balances").status_code == 200
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+
+        cache.clear()  # what AUTH_USER_CACHE_SECONDS does after a few seconds
+        response = auth_client.get("/api/v1/balances")
+
+        assert response.status_code == 401
+
+    def test_loads_the_user_without_a_query_while_cached(self, auth_client, django_assert_num_queries):
+        auth_client.get("/api/v1/balances")
+
+        with django_assert_num_queries(1):  # the balances, not the user
+            assert auth_client.get("/api/v1/balances").status_code == 200

@@ -225,7 +225,7 @@ STORAGES = {
 # --- API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "wallet_project.auth.CachedUserJWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -243,6 +243,8 @@ SIMPLE_JWT = {
     "SIGNING_KEY": env_str("JWT_SIGNING_KEY", "") or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
 }
+# Seconds the API remembers a token's user row (0: load it on every request).
+AUTH_USER_CACHE_SECONDS = env_int("AUTH_USER_CACHE_SECONDS", 10)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Wallet service API",
     "DESCRIPTION": "Deposit addresses, deposits, withdrawals, balances and flows of an exchange's custodial wallet.",
