@@ -81,6 +81,10 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 def run_locust(*, host: str, users: int, seconds: int, mode: str, tokens_file: str, workdir: str) -> dict:
     prefix = os.path.join(workdir, mode)
     env = {**os.environ, "BENCH_TOKENS_FILE": tokens_file, "BENCH_MODE": mode}
+    # Users arrive at 50/s (Locust warns that faster spawning distorts the figures); statistics
+    # are reset once all have arrived, and `seconds` of steady load are measured after that.
+    spawn_rate = min(max(users // 20, 1), 50)
+    ramp_seconds = -(-users // spawn_rate)
     subprocess.run(
         [
             str(VENV_BIN / "locust"),
@@ -90,9 +94,9 @@ def run_locust(*, host: str, users: int, seconds: int, mode: str, tokens_file: s
             "-u",
             str(users),
             "-r",
-            str(max(users // 5, 1)),
+            str(spawn_rate),
             "-t",
-            f"{seconds}s",
+            f"{seconds + ramp_seconds}s",
             "--host",
             host,
             "--reset-stats",
@@ -108,7 +112,7 @@ def run_locust(*, host: str, users: int, seconds: int, mode: str, tokens_file: s
         check=False,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        timeout=seconds + 120,
+        timeout=seconds + ramp_seconds + 120,
     )
     with open(f"{prefix}_stats.csv") as handle:
         rows = {row["Name"]: row for row in csv.DictReader(handle)}
