@@ -21,7 +21,7 @@ from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
 from django.conf import settings
 
-from addresses.codecs import b58check_decode, b58check_encode, eip55, hash160, keccak256, segwit_encode
+from chains.codecs import b58check_decode, b58check_encode, eip55, hash160, keccak256, segwit_encode
 
 CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 HARDENED = 0x80000000

@@ -9,7 +9,7 @@ accepted, mixed case must match its EIP-55 checksum. TRON: base58check of 0x41 +
 from __future__ import annotations
 
 from addresses import hd
-from addresses.codecs import DecodeError, b58check_decode, eip55, segwit_decode
+from chains.codecs import DecodeError, b58check_decode, eip55, segwit_decode
 from wallet_project.errors import WalletError
 
 # Base58 version bytes: (P2PKH, P2SH). Testnet and regtest share theirs.

@@ -14,7 +14,6 @@ BTC adapter over Bitcoin Core's JSON-RPC (also bcoin's, which differs in a few a
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import base58
 
 from chains.base import Block, ChainError, SignedTx, Transfer, TxRejected, TxStatus, UnsignedTx
+from chains.codecs import hash160, segwit_decode
 from chains.rpc import HttpNode, RpcError, decimal_float
 
 # Importing bitcoinlib writes its data folder; keep it inside the project, not in $HOME.
@@ -45,86 +45,6 @@ NETWORKS: dict[str, dict[str, Any]] = {
     # Core's regtest uses bcrt, bcoin's rb: both are accepted.
     "regtest": {"hrps": ("bcrt", "rb"), "p2pkh": 0x6F, "p2sh": 0xC4, "bitcoinlib": "regtest"},
 }
-
-# --- bech32 / bech32m (BIP 173 / BIP 350) ----------------------------------------------
-_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
-_BECH32_CONST = 1
-_BECH32M_CONST = 0x2BC830A3
-
-
-def _polymod(values: Sequence[int]) -> int:
-    generator = [0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3]
-    chk = 1
-    for value in values:
-        top = chk >> 25
-        chk = (chk & 0x1FFFFFF) << 5 ^ value
-        for i in range(5):
-            chk ^= generator[i] if ((top >> i) & 1) else 0
-    return chk
-
-
-def _hrp_expand(hrp: str) -> list[int]:
-    return [ord(x) >> 5 for x in hrp] + [0] + [ord(x) & 31 for x in hrp]
-
-
-def _convertbits(data: Sequence[int], frombits: int, tobits: int, pad: bool) -> list[int] | None:
-    acc = bits = 0
-    out: list[int] = []
-    maxv = (1 << tobits) - 1
-    for value in data:
-        if value < 0 or value >> frombits:
-            return None
-        acc = (acc << frombits) | value
-        bits += frombits
-        while bits >= tobits:
-            bits -= tobits
-            out.append((acc >> bits) & maxv)
-    if pad:
-        if bits:
-            out.append((acc << (tobits - bits)) & maxv)
-    elif bits >= frombits or ((acc << (tobits - bits)) & maxv):
-        return None
-    return out
-
-
-def segwit_encode(hrp: str, version: int, program: bytes) -> str:
-    """Encode a witness program as a bech32 (v0) or bech32m (v1+) address."""
-    data = [version, *(_convertbits(program, 8, 5, True) or [])]
-    const = _BECH32_CONST if version == 0 else _BECH32M_CONST
-    polymod = _polymod(_hrp_expand(hrp) + data + [0] * 6) ^ const
-    checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
-    return hrp + "1" + "".join(_CHARSET[d] for d in data + checksum)
-
-
-def segwit_decode(address: str) -> tuple[str, int, bytes]:
-    """Return (hrp, witness version, program) of a segwit address; ValueError if it is not one."""
-    if address.lower() != address and address.upper() != address:
-        raise ValueError("mixed case")
-    address = address.lower()
-    pos = address.rfind("1")
-    if pos < 1 or pos + 7 > len(address) or len(address) > 90:
-        raise ValueError("not bech32")
-    hrp = address[:pos]
-    try:
-        data = [_CHARSET.index(c) for c in address[pos + 1 :]]
-    except ValueError:
-        raise ValueError("not bech32") from None
-    const = _polymod(_hrp_expand(hrp) + data)
-    version = data[0]
-    if const != (_BECH32_CONST if version == 0 else _BECH32M_CONST):
-        raise ValueError("bad checksum")
-    program = _convertbits(data[1:-6], 5, 8, False)
-    if program is None or not 2 <= len(program) <= 40 or version > 16:
-        raise ValueError("bad program")
-    if version == 0 and len(program) not in (20, 32):
-        raise ValueError("bad v0 program")
-    return hrp, version, bytes(program)
-
-
-def hash160(data: bytes) -> bytes:
-    from Crypto.Hash import RIPEMD160
-
-    return RIPEMD160.new(hashlib.sha256(data).digest()).digest()
 
 
 def p2wpkh_script(public_key: bytes) -> str:

@@ -289,7 +289,7 @@ class BtcDevNode:
     @property
     def miner_address(self) -> str:
         """The miner's P2WPKH address in bcoin's regtest encoding (hrp "rb")."""
-        from chains.btc import segwit_encode
+        from chains.codecs import segwit_encode
 
         return segwit_encode("rb", 0, bytes.fromhex(self.miner_script[4:]))
 

@@ -14,9 +14,9 @@ from tronpy import Tron
 from tronpy.keys import PrivateKey as TronPrivateKey
 
 from addresses import hd, services, signer
-from addresses.codecs import hash160, segwit_decode
 from addresses.tests.conftest import TEST_MNEMONIC_HOT
 from chains.base import SignedTx, UnsignedTx
+from chains.codecs import hash160, segwit_decode
 
 ROOT = Path(__file__).resolve().parents[2]
 TRON_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"

@@ -6,8 +6,8 @@ import pytest
 from bitcoinlib.keys import Address
 
 from addresses import selectors
-from addresses.codecs import b58check_encode, segwit_encode
 from addresses.validation import InvalidAddress, address_validate
+from chains.codecs import b58check_encode, segwit_encode
 
 BIP84_MAINNET = "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"
 BIP173_P2WSH_MAINNET = "bc1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3qccfmv3"

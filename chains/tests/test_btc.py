@@ -7,7 +7,8 @@ import time
 import pytest
 
 from chains.base import ChainError, SignedTx, TxRejected
-from chains.btc import BtcAdapter, address_to_script, segwit_encode
+from chains.btc import BtcAdapter, address_to_script
+from chains.codecs import segwit_encode
 from chains.devnodes import free_port
 from chains.testing import btc_coinbase_utxo, btc_new_key, btc_sign
 

@@ -1,8 +1,9 @@
 """
 Address encodings: base58check, bech32/bech32m (BIP173/BIP350), EIP-55, and the hashes they use.
 
-Pure functions over bytes and strings; no keys, no database. Derivation (hd.py) and validation
-(validation.py) share them so that what we derive and what we accept are one code path.
+Pure functions over bytes and strings; no keys, no database. The BTC adapter, derivation
+(addresses/hd.py) and validation (addresses/validation.py) share them, so that what we derive,
+what we accept and what we match on chain are one code path.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ def sha256d(data: bytes) -> bytes:
 
 def hash160(data: bytes) -> bytes:
     """Return RIPEMD-160 of SHA-256 of data (Bitcoin's public key hash)."""
-    return hashlib.new("ripemd160", hashlib.sha256(data).digest()).digest()
+    digest = hashlib.sha256(data).digest()
+    try:
+        return hashlib.new("ripemd160", digest).digest()
+    except ValueError:  # OpenSSL 3 without its legacy provider has no RIPEMD-160
+        from Crypto.Hash import RIPEMD160
+
+        return RIPEMD160.new(digest).digest()
 
 
 # --- base58check ---------------------------------------------------------------------
