@@ -1,20 +1,9 @@
 """Balances, flows and the outbox are shown, never edited: money changes only through services."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
 from assets.models import Balance, Flow, OutboxMessage
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+from wallet_project.admin import ReadOnlyAdmin
 
 
 @admin.register(Balance)

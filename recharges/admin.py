@@ -7,17 +7,7 @@ from django.utils import timezone
 
 from recharges import services as recharges_services
 from recharges.models import AccountHold, HoldStatus, RechargeRecord, ScanCursor
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+from wallet_project.admin import ReadOnlyAdmin
 
 
 @admin.register(RechargeRecord)
