@@ -17,10 +17,6 @@ def balance_list(*, user_id: int) -> QuerySet[Balance]:
     return Balance.objects.filter(user_id=user_id).order_by("coin_id")
 
 
-def balance_get(*, user_id: int, coin_id: str) -> Balance | None:
-    return Balance.objects.filter(user_id=user_id, coin_id=coin_id).first()
-
-
 def flow_list(
     *,
     user_id: int,

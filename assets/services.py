@@ -214,16 +214,7 @@ def _post(
                     f"{BusinessType(business_type).name} {biz_ref} is already booked differently."
                 ) from None
             raise
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _BALANCE_UPDATE_SQL,
-                [
-                    _AVAILABLE.get_db_prep_save(balance.available, connection),
-                    _FROZEN.get_db_prep_save(balance.frozen, connection),
-                    _UPDATE_TIME.get_db_prep_save(balance.update_time, connection),
-                    balance.id,
-                ],
-            )
+        _balances_write(balances=[balance], now=balance.update_time)
         row_insert(event)
         return flow
 
@@ -231,7 +222,6 @@ def _post(
 _AVAILABLE = Balance._meta.get_field("available")
 _FROZEN = Balance._meta.get_field("frozen")
 _UPDATE_TIME = Balance._meta.get_field("update_time")
-_BALANCE_UPDATE_SQL = f"UPDATE {Balance._meta.db_table} SET available = %s, frozen = %s, update_time = %s WHERE id = %s"  # noqa: S608
 
 
 def _balance_lock_with_replay(
@@ -497,9 +487,9 @@ def balance_credit_batch(*, coin: CoinConfig, business_type: BusinessType, credi
 
 
 def _balances_write(*, balances: list[Balance], now: datetime) -> None:
-    """Write the available balance of many locked rows in one UPDATE ... CASE statement."""
+    """Write the available and frozen balance of locked rows, up to 500 in one UPDATE ... CASE."""
     # QuerySet.bulk_update builds the same statement through the expression API at several
-    # milliseconds per row; plain parameters keep a 500-line batch cheap.
+    # milliseconds per row; plain parameters keep a 500-line batch, and a single posting, cheap.
     for start in range(0, len(balances), 500):
         chunk = balances[start : start + 500]
         cases = " ".join("WHEN %s THEN %s" for _ in chunk)
@@ -507,12 +497,14 @@ def _balances_write(*, balances: list[Balance], now: datetime) -> None:
         params: list[object] = []
         for balance in chunk:
             params += [balance.id, _AVAILABLE.get_db_prep_save(balance.available, connection)]
+        for balance in chunk:
+            params += [balance.id, _FROZEN.get_db_prep_save(balance.frozen, connection)]
         params.append(_UPDATE_TIME.get_db_prep_save(now, connection))
         params += [balance.id for balance in chunk]
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {Balance._meta.db_table} SET available = CASE id {cases} END, "  # noqa: S608 - no user input
-                f"update_time = %s WHERE id IN ({marks})",
+                f"frozen = CASE id {cases} END, update_time = %s WHERE id IN ({marks})",
                 params,
             )
 
