@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-ON_MYSQL = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.mysql"
+ON_MYSQL = settings.DATABASES["default"]["ENGINE"] == "wallet_project.db_backends.mysql"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -23,7 +23,7 @@ from assets import events
 from assets.models import Balance, BusinessType, Flow, OutboxMessage
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig
-from wallet_project.db import row_insert, rows_insert
+from wallet_project.db import Statement, insert_statement, row_insert, rows_insert, statements_run
 from wallet_project.errors import WalletError
 from wallet_project.ids import business_no
 from wallet_project.money import exact
@@ -203,10 +203,12 @@ def _post(
             memo=memo,
             now=timezone.now(),
         )
-        # Prepared statements instead of the ORM's compiler: this path runs once per deposit,
-        # withdrawal step and adjustment, and the compiler costs more than the database.
+        # Prepared statements instead of the ORM's compiler, sent in one round trip: this path
+        # runs once per deposit, withdrawal step and adjustment, and the compiler and three
+        # round trips cost more than the database's work.
         try:
-            row_insert(flow)
+            balance_update = _balances_write_statements(balances=[balance])
+            statements_run([insert_statement([flow]), *balance_update, insert_statement([event])])
         except IntegrityError as error:
             # Another user's posting of the same reference committed while we held our lock.
             if "uk_asset_flow_business_ref" in str(error) or "biz_ref" in str(error):
@@ -214,8 +216,6 @@ def _post(
                     f"{BusinessType(business_type).name} {biz_ref} is already booked differently."
                 ) from None
             raise
-        _balances_write(balances=[balance], now=balance.update_time)
-        row_insert(event)
         return flow
 
 
@@ -479,17 +479,19 @@ def balance_credit_batch(*, coin: CoinConfig, business_type: BusinessType, credi
             new_flows.append(flow)
             new_events.append(event)
             result.append(flow)
+        statements = []
         for start in range(0, len(new_flows), 500):
-            rows_insert(new_flows[start : start + 500])
-            rows_insert(new_events[start : start + 500])
-        _balances_write(balances=list(changed.values()), now=now)
+            statements.append(insert_statement(new_flows[start : start + 500]))
+            statements.append(insert_statement(new_events[start : start + 500]))
+        statements_run([*statements, *_balances_write_statements(balances=list(changed.values()))])
         return result
 
 
-def _balances_write(*, balances: list[Balance], now: datetime) -> None:
-    """Write the available and frozen balance of locked rows, up to 500 in one UPDATE ... CASE."""
+def _balances_write_statements(*, balances: list[Balance]) -> list[Statement]:
+    """The UPDATEs writing available, frozen and update_time of locked rows, 500 per UPDATE ... CASE."""
     # QuerySet.bulk_update builds the same statement through the expression API at several
     # milliseconds per row; plain parameters keep a 500-line batch, and a single posting, cheap.
+    statements = []
     for start in range(0, len(balances), 500):
         chunk = balances[start : start + 500]
         cases = " ".join("WHEN %s THEN %s" for _ in chunk)
@@ -499,14 +501,14 @@ def _balances_write(*, balances: list[Balance], now: datetime) -> None:
             params += [balance.id, _AVAILABLE.get_db_prep_save(balance.available, connection)]
         for balance in chunk:
             params += [balance.id, _FROZEN.get_db_prep_save(balance.frozen, connection)]
-        params.append(_UPDATE_TIME.get_db_prep_save(now, connection))
+        params.append(_UPDATE_TIME.get_db_prep_save(chunk[0].update_time, connection))
         params += [balance.id for balance in chunk]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {Balance._meta.db_table} SET available = CASE id {cases} END, "  # noqa: S608 - no user input
-                f"frozen = CASE id {cases} END, update_time = %s WHERE id IN ({marks})",
-                params,
-            )
+        sql = (
+            f"UPDATE {Balance._meta.db_table} SET available = CASE id {cases} END, "  # noqa: S608 - no user input
+            f"frozen = CASE id {cases} END, update_time = %s WHERE id IN ({marks})"
+        )
+        statements.append(Statement(sql=sql, params=params))
+    return statements
 
 
 def _balances_lock(*, user_ids: list[int], coin: CoinConfig) -> dict[int, Balance]:

@@ -3,8 +3,9 @@ Ledger throughput on MariaDB, against the raw single-row-update transaction rate
 
     python bench/ledger.py [--rounds 5] [--seconds 3]
 
-Prints one JSON object: credit_per_s (one balance_credit per transaction, each writing the balance,
-a flow and an outbox event), raw_txn_per_s (BEGIN; UPDATE one row; COMMIT on the same server
+Prints one JSON object: credit_per_s (one balance_credit per transaction, each locking the balance
+and writing it, a flow and an outbox event: BEGIN, one SELECT ... FOR UPDATE, the three writes in
+one multi-statement round trip, COMMIT), raw_txn_per_s (BEGIN; UPDATE one row; COMMIT on the same server
 through the bare driver), credit_ratio, raw_implicit_txn_per_s (UPDATE; COMMIT with autocommit
 off, one round trip fewer) and the ratio to it, django_txn_per_s (the same UPDATE inside this
 service's own transaction.atomic) and the ratio to it, batched_credit_per_s (500 credits to 500
@@ -70,7 +71,7 @@ def main() -> None:
 
     def django_txn_round() -> float:
         # The same one-row UPDATE as a transaction of this service: Django's atomic block on the
-        # pooled connection (it switches autocommit off and on around the transaction).
+        # pooled connection, opened with BEGIN by wallet_project.db_backends.mysql.
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < args.seconds:
             with transaction.atomic(durable=True), connection.cursor() as cursor:

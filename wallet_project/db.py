@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from django.db import OperationalError, connections, models
@@ -36,6 +37,15 @@ class DecimalArithmeticCheck(models.CheckConstraint):
         return None if self._skip(schema_editor) else super().remove_sql(model, schema_editor)
 
 
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement with its parameters, for statements_run."""
+
+    sql: str
+    params: Sequence[object] = ()
+    objs: Sequence[models.Model] = ()  # new instances whose keys the statement's RETURNING sets
+
+
 def row_insert(obj: models.Model, *, using: str = "default") -> models.Model:
     """INSERT one new model instance (see rows_insert) and return it with its primary key set."""
     rows_insert([obj], using=using)
@@ -50,12 +60,31 @@ def rows_insert(objs: list[models.Model], *, using: str = "default") -> list[mod
     compiler, which costs more than the database on the ledger's hot paths. No signals are sent
     (the project uses none); auto_now fields are filled as save() would.
     """
-    if not objs:
-        return objs
+    if objs:
+        statements_run([insert_statement(objs, using=using)], using=using)
+    return objs
+
+
+def insert_statement(objs: Sequence[models.Model], *, using: str = "default") -> Statement:
+    """The INSERT of rows_insert, to run later with other statements through statements_run."""
     connection = connections[using]
     meta = objs[0]._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    stamped = [f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
+    key = (meta.label, connection.vendor, len(objs))
+    cached = _INSERT_SQL.get(key)
+    if cached is None:
+        fields = [f for f in meta.concrete_fields if not f.primary_key]
+        stamped = [f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        sql = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES " + ", ".join(  # noqa: S608
+            [row] * len(objs)
+        )
+        if connection.features.can_return_rows_from_bulk_insert:
+            sql += f" RETURNING {connection.ops.quote_name(meta.pk.column)}"
+        cached = (sql, fields, stamped)
+        if len(_INSERT_SQL) < 512:
+            _INSERT_SQL[key] = cached
+    sql, fields, stamped = cached
     now = timezone.now()
     params: list[object] = []
     for obj in objs:
@@ -63,34 +92,45 @@ def rows_insert(objs: list[models.Model], *, using: str = "default") -> list[mod
             if getattr(obj, field.attname) is None:
                 setattr(obj, field.attname, now)
         params.extend(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields)
-    returning = connection.features.can_return_rows_from_bulk_insert
-    key = (meta.label, connection.vendor, len(objs))
-    sql = _INSERT_SQL.get(key)
-    if sql is None:
-        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        sql = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES " + ", ".join(  # noqa: S608
-            [row] * len(objs)
-        )
-        if returning:
-            sql += f" RETURNING {connection.ops.quote_name(meta.pk.column)}"
-        if len(_INSERT_SQL) < 512:
-            _INSERT_SQL[key] = sql
+    return Statement(sql=sql, params=params, objs=objs)
+
+
+_INSERT_SQL: dict[tuple[str, str, int], tuple[str, list[models.Field], list[models.Field]]] = {}
+
+
+def statements_run(statements: Sequence[Statement], *, using: str = "default") -> list[list[tuple]]:
+    """
+    Run statements in order, in one round trip where the database allows, and return their rows.
+
+    On MySQL/MariaDB the driver sends them as one multi-statement query (its connections accept
+    them by default): a posting's flow INSERT, balance UPDATE and event INSERT cost one round trip
+    instead of three. The server stops at the first failing statement and its error is raised
+    here, as it would be statement by statement. Elsewhere (SQLite) they run one by one. New
+    instances passed as a Statement's objs get their keys from its RETURNING rows.
+    """
+    connection = connections[using]
+    results: list[list[tuple]] = []
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        if returning:
-            # MariaDB and SQLite return the rows of a multi-row INSERT in the order of VALUES.
-            for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
-                obj.pk = pk
-        elif len(objs) == 1:
-            objs[0].pk = cursor.lastrowid
-    for obj in objs:
-        obj._state.adding = False
-        obj._state.db = using
-    return objs
-
-
-_INSERT_SQL: dict[tuple[str, str, int], str] = {}
+        together = connection.vendor == "mysql" and len(statements) > 1
+        if together:
+            cursor.execute("; ".join(s.sql for s in statements), [p for s in statements for p in s.params])
+        for index, statement in enumerate(statements):
+            if not together:
+                cursor.execute(statement.sql, statement.params)
+            elif index:
+                cursor.nextset()  # raises this statement's error, if it failed
+            rows = list(cursor.fetchall()) if cursor.description else []
+            if rows and statement.objs:
+                # MariaDB and SQLite return the rows of a multi-row INSERT in the order of VALUES.
+                for obj, (pk,) in zip(statement.objs, rows, strict=True):
+                    obj.pk = pk
+            elif len(statement.objs) == 1:
+                statement.objs[0].pk = cursor.lastrowid  # MySQL 8: no RETURNING
+            for obj in statement.objs:
+                obj._state.adding = False
+                obj._state.db = using
+            results.append(rows)
+    return results
 
 
 DEADLOCK_ERRORS = (1213, 1205)  # MariaDB/MySQL: deadlock found, lock wait timeout

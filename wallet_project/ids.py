@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from datetime import datetime
 
 from django.utils import timezone
 
+# Numbers drawn in one process differ in these 5 digits unless 100,000 are drawn in one
+# microsecond; a random start keeps processes apart.
+_SEQUENCE = itertools.count(secrets.randbelow(10**5))
+
 
 def business_no(*, prefix: str, now: datetime | None = None) -> str:
     """
-    Return a new business number such as F20240101083015 + 10 random digits (25 characters).
+    Return a new business number: prefix + time to the microsecond + 11 digits (32 characters).
 
-    The random tail makes numbers from concurrent processes collide with negligible odds; the
-    unique index on each column is the guarantee.
+    F20240101083015123456 + 5 digits of a per-process sequence + 6 random digits. A batch of 500
+    flows shares one time: random digits alone (the time to the second and 10 random digits at
+    first) collided in a few hundred seconds at 7,000 flows/s, failing a whole batch. Now two
+    numbers collide only if two processes draw them in the same microsecond with the same
+    sequence and random digits (odds 1e-11); the unique index on each column stays the guarantee.
     """
+    if len(prefix) != 1:
+        raise ValueError("a business number prefix is one letter")
     moment = now or timezone.now()
-    return f"{prefix}{moment:%Y%m%d%H%M%S}{secrets.randbelow(10**10):010d}"
+    tail = next(_SEQUENCE) % 10**5 * 10**6 + secrets.randbelow(10**6)
+    return f"{prefix}{moment:%Y%m%d%H%M%S%f}{tail:011d}"

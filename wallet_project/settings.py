@@ -132,6 +132,8 @@ DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60)
 def _database(url: str) -> dict:
     config = dj_database_url.parse(url, conn_max_age=DATABASE_CONN_MAX_AGE, conn_health_checks=True)
     if config["ENGINE"] == "django.db.backends.mysql":
+        # Django's MySQL backend with one round trip less per transaction (see its docstring).
+        config["ENGINE"] = "wallet_project.db_backends.mysql"
         config.setdefault("OPTIONS", {}).update(
             {
                 "charset": "utf8mb4",
