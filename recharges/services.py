@@ -285,7 +285,9 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
     Scan the chain's next blocks (up to SCAN_BATCH_BLOCKS) and record the deposits they carry.
 
     Node failures and malformed answers are logged and alerted and the batch stops where it
-    failed; the next tick retries. Nothing is committed from a block that was not fully read.
+    failed; the next tick retries. Nothing is committed from a block that was not fully read. A
+    deposit row the database rejects rolls the batch back and raises a critical
+    DEPOSIT_NOT_STORED alert; the cursor stays before it.
     :raises CursorMoved: another scanner moved the cursor while this one was working.
     """
     if adapter is None:
@@ -365,11 +367,23 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
         parent = block.hash
     if scanned:
         # The blocks that extend the stored chain, all in one transaction.
-        expected = retry_on_deadlock(
-            functools.partial(
-                _blocks_commit, chain_id=chain_id, scanned=scanned, rules=rules, expected=expected, now=now
+        try:
+            expected = retry_on_deadlock(
+                functools.partial(
+                    _blocks_commit, chain_id=chain_id, scanned=scanned, rules=rules, expected=expected, now=now
+                )
             )
-        )
+        except DepositNotStored as exc:
+            # Rolled back, cursor unmoved: the scanner of this chain stops here until ops fix the
+            # cause, and every tick counts one more occurrence of the alert.
+            _alert_now(
+                severity=Severity.CRITICAL,
+                kind="DEPOSIT_NOT_STORED",
+                subject=f"chain {chain_id}",
+                message=str(exc),
+                now=now,
+            )
+            return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip, error=str(exc))
     if forked:
         current = ScanCursor.objects.get(chain_id=chain_id)
         if (current.height, current.version) != expected:

@@ -149,8 +149,16 @@ class TestARejectedDepositRowStopsTheBatch:
         watch, _version = watchlist.watchlist_get(chain_id="ETH", adapter=chain)
         watch[ghost] = (10**9, ghost)
 
-        with pytest.raises(recharges_services.DepositNotStored):
-            recharges_services.deposits_scan_batch(chain_id="ETH", now=now, adapter=chain)
+        result = recharges_services.deposits_scan_batch(chain_id="ETH", now=now, adapter=chain)
 
+        assert "rejected by the database" in result.error
         assert ScanCursor.objects.get(chain_id="ETH").height == -1  # created below the start, not moved
         assert RechargeRecord.objects.count() == 0
+        alert = Alert.objects.get(kind="DEPOSIT_NOT_STORED")
+        assert (alert.severity, alert.subject) == (Severity.CRITICAL, "chain ETH")
+
+        # Every tick stops at the same block and counts the alert again.
+        recharges_services.deposits_scan_batch(chain_id="ETH", now=now, adapter=chain)
+        alert.refresh_from_db()
+        assert alert.count == 2
+        assert ScanCursor.objects.get(chain_id="ETH").height == -1
