@@ -8,6 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from assets import consumers
 from assets.relay import runner
 from assets.relay import services as relay_services
 
@@ -30,5 +31,7 @@ def events_lag_check(**kwargs: object) -> float:
 
 @shared_task(ignore_result=True)
 def events_prune(**kwargs: object) -> int:
-    """Beat entry point: delete sent events older than EVENT_RETENTION_DAYS."""
-    return relay_services.outbox_prune(now=timezone.now(), retention_days=settings.EVENT_RETENTION_DAYS)
+    """Beat entry point: delete sent events older than EVENT_RETENTION_DAYS and expired consumer dedupe records."""
+    now = timezone.now()
+    pruned = relay_services.outbox_prune(now=now, retention_days=settings.EVENT_RETENTION_DAYS)
+    return pruned + consumers.consumed_prune(now=now)

@@ -246,6 +246,16 @@ class TestConsumerDedupe:
         assert consumers.consumed_prune(now=timezone.now(), ttl_seconds=7 * 86400) == 1
         assert list(ConsumedMessage.objects.values_list("message_id", flat=True)) == ["new"]
 
+    def test_the_hourly_prune_task_forgets_expired_claims_too(self):
+        consumers.message_claim(consumer="c", message_id="expired")
+        ConsumedMessage.objects.update(
+            create_time=timezone.now() - timedelta(seconds=settings.EVENT_DEDUPE_TTL_SECONDS + 60)
+        )
+        consumers.message_claim(consumer="c", message_id="fresh")
+
+        assert tasks.events_prune() == 1
+        assert list(ConsumedMessage.objects.values_list("message_id", flat=True)) == ["fresh"]
+
     @pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis: set REDIS_URL")
     def test_redis_helper_sees_a_message_first_only_once(self):
         message_id = f"msg_{uuid.uuid4().hex}"
