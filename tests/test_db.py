@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.transaction import TransactionManagementError
 
 from assets import events
 from assets import services as assets_services
@@ -48,6 +50,23 @@ class TestStatementsRun:
         assert list(OutboxMessage.objects.values_list("message_id", flat=True)) == ["taken"]
         # The connection is usable again: no result set of the failed batch is left unread.
         assert statements_run([Statement(sql="SELECT COUNT(*) FROM event_outbox")]) == [[(1,)]]
+
+    def test_a_violated_check_is_an_integrity_error_wherever_the_statement_stands(self, user):
+        btc = CoinConfig.objects.get(coin_id="BTC")
+        assets_services.balance_credit(
+            user_id=user.id, coin=btc, amount=Decimal("1"), business_type=BusinessType.RECHARGE, biz_ref="r"
+        )
+        overdraw = Statement(sql="UPDATE asset_balance SET available = -1 WHERE user_id = %s", params=[user.id])
+
+        for statements in ([overdraw], [Statement(sql="SELECT 1"), overdraw]):
+            with pytest.raises(IntegrityError), transaction.atomic():
+                statements_run(statements)
+
+        assert Balance.objects.get(user=user).available == Decimal("1")
+
+    def test_refuses_a_statement_that_holds_two(self):
+        with pytest.raises(ValueError, match="exactly one"):
+            Statement(sql="UPDATE event_outbox SET tags = 'x'; SELECT 1")
 
 
 @pytest.mark.django_db
@@ -111,3 +130,42 @@ class TestTransactionsOpenedByBegin:
 
         assert session_state() == (0, 1)
         assert OutboxMessage.objects.count() == 0
+
+    def test_a_deadlock_victims_block_runs_nothing_more(self):
+        # InnoDB rolls the victim's whole transaction back, which also ends a BEGIN transaction:
+        # a statement the block ran afterwards would commit on its own. The block is marked for
+        # rollback instead, so the next query raises.
+        first, second = outbox_row("first"), outbox_row("second")
+        statements_run([insert_statement([first]), insert_statement([second])])
+        ready = threading.Barrier(2)
+        outcomes: dict[str, BaseException | None] = {}
+
+        def lock_both(name: str, order: list[OutboxMessage]) -> None:
+            try:
+                with transaction.atomic():
+                    OutboxMessage.objects.select_for_update().get(pk=order[0].pk)
+                    ready.wait(timeout=10)
+                    try:
+                        OutboxMessage.objects.select_for_update().get(pk=order[1].pk)
+                        outcomes[name] = None
+                    except OperationalError as error:  # the victim, caught inside its block
+                        outcomes[name] = error
+                        OutboxMessage.objects.filter(pk=order[0].pk).update(tags="after the deadlock")
+            except TransactionManagementError as error:
+                outcomes[name + " afterwards"] = error
+            finally:
+                connection.close()
+
+        threads = [
+            threading.Thread(target=lock_both, args=("a", [first, second])),
+            threading.Thread(target=lock_both, args=("b", [second, first])),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+        victims = [name for name in ("a", "b") if isinstance(outcomes.get(name), OperationalError)]
+        assert len(victims) == 1 and outcomes[victims[0]].args[0] == 1213
+        assert isinstance(outcomes.get(victims[0] + " afterwards"), TransactionManagementError)
+        assert set(OutboxMessage.objects.values_list("tags", flat=True)) == {"x"}

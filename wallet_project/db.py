@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from django.db import OperationalError, connections, models
+from django.db import OperationalError, ProgrammingError, connections, models
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.utils import timezone
 
@@ -44,6 +44,11 @@ class Statement:
     sql: str
     params: Sequence[object] = ()
     objs: Sequence[models.Model] = ()  # new instances whose keys the statement's RETURNING sets
+
+    def __post_init__(self) -> None:
+        # One statement each: statements_run pairs the server's result sets with Statements.
+        if ";" in self.sql:
+            raise ValueError("a Statement holds exactly one SQL statement")
 
 
 def row_insert(obj: models.Model, *, using: str = "default") -> models.Model:
@@ -102,23 +107,25 @@ def statements_run(statements: Sequence[Statement], *, using: str = "default") -
     """
     Run statements in order, in one round trip where the database allows, and return their rows.
 
-    On MySQL/MariaDB the driver sends them as one multi-statement query (its connections accept
-    them by default): a posting's flow INSERT, balance UPDATE and event INSERT cost one round trip
-    instead of three. The server stops at the first failing statement and its error is raised
-    here, as it would be statement by statement. Elsewhere (SQLite) they run one by one. New
-    instances passed as a Statement's objs get their keys from its RETURNING rows.
+    On MySQL/MariaDB (through wallet_project.db_backends.mysql) they travel as one multi-statement
+    query: a posting's flow INSERT, balance UPDATE and event INSERT cost one round trip instead of
+    three. The server stops at the first failing statement and its error is raised here as it
+    would be statement by statement (an IntegrityError for a key or CHECK, wherever it stood).
+    Elsewhere (SQLite) they run one by one. New instances passed as a Statement's objs get their
+    keys from its RETURNING rows. Keep a call to a few statements of at most 500 rows each: the
+    query must fit the server's max_allowed_packet.
     """
     connection = connections[using]
     results: list[list[tuple]] = []
     with connection.cursor() as cursor:
-        together = connection.vendor == "mysql" and len(statements) > 1
+        together = len(statements) > 1 and getattr(connection, "sends_statements_together", False)
         if together:
             cursor.execute("; ".join(s.sql for s in statements), [p for s in statements for p in s.params])
         for index, statement in enumerate(statements):
             if not together:
                 cursor.execute(statement.sql, statement.params)
-            elif index:
-                cursor.nextset()  # raises this statement's error, if it failed
+            elif index and not cursor.nextset():  # nextset() raises this statement's error, if it failed
+                raise ProgrammingError(f"{len(statements)} statements sent, {index} results came back")
             rows = list(cursor.fetchall()) if cursor.description else []
             if rows and statement.objs:
                 # MariaDB and SQLite return the rows of a multi-row INSERT in the order of VALUES.
@@ -130,6 +137,8 @@ def statements_run(statements: Sequence[Statement], *, using: str = "default") -
                 obj._state.adding = False
                 obj._state.db = using
             results.append(rows)
+        if together and cursor.nextset():
+            raise ProgrammingError(f"{len(statements)} statements sent, more results came back")
     return results
 
 

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 from datetime import datetime
 
 from django.utils import timezone
 
 # Numbers drawn in one process differ in these 5 digits unless 100,000 are drawn in one
-# microsecond; a random start keeps processes apart.
+# microsecond; a random start keeps processes apart, drawn again in every forked child (Celery's
+# prefork workers import this module before they fork).
 _SEQUENCE = itertools.count(secrets.randbelow(10**5))
+
+
+def _sequence_restart() -> None:
+    global _SEQUENCE
+    _SEQUENCE = itertools.count(secrets.randbelow(10**5))
+
+
+os.register_at_fork(after_in_child=_sequence_restart)
 
 
 def business_no(*, prefix: str, now: datetime | None = None) -> str:
@@ -21,7 +31,8 @@ def business_no(*, prefix: str, now: datetime | None = None) -> str:
     flows shares one time: random digits alone (the time to the second and 10 random digits at
     first) collided in a few hundred seconds at 7,000 flows/s, failing a whole batch. Now two
     numbers collide only if two processes draw them in the same microsecond with the same
-    sequence and random digits (odds 1e-11); the unique index on each column stays the guarantee.
+    sequence and random digits (odds 1e-11 a pair); the unique index on each column stays the
+    guarantee.
     """
     if len(prefix) != 1:
         raise ValueError("a business number prefix is one letter")
