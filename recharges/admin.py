@@ -8,6 +8,7 @@ from django.utils import timezone
 from recharges import services as recharges_services
 from recharges.models import AccountHold, HoldStatus, RechargeRecord, ScanCursor
 from wallet_project.admin import ReadOnlyAdmin
+from wallet_project.errors import WalletError
 
 
 @admin.register(RechargeRecord)
@@ -32,7 +33,42 @@ class RechargeRecordAdmin(ReadOnlyAdmin):
     list_select_related = ("user",)
     readonly_fields = [f.name for f in RechargeRecord._meta.fields]
     date_hierarchy = "create_time"
-    actions = ["rescan_blocks"]
+    actions = ["rescan_blocks", "release"]
+
+    def has_release_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("recharges.release_rechargerecord")
+
+    @admin.action(
+        description="Credit the selected held deposits after review (above maximum, recharge disabled)",
+        permissions=["release"],
+    )
+    def release(self, request: HttpRequest, queryset: QuerySet[RechargeRecord]) -> HttpResponse | None:
+        held = list(queryset.filter(status__in=recharges_services.RELEASABLE_STATUSES).order_by("id"))
+        form = ReleaseForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            for record in held:
+                try:
+                    recharges_services.deposit_release(
+                        record_id=record.id,
+                        operator=request.user.get_username(),
+                        remark=form.cleaned_data["remark"],
+                        now=timezone.now(),
+                    )
+                except WalletError as error:  # released meanwhile by someone else, or orphaned
+                    self.message_user(request, f"{record.recharge_no}: {error}", messages.WARNING)
+                else:
+                    self.message_user(request, f"{record.recharge_no}: credited", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Credit held deposits after review",
+            "form": form,
+            "records": held,
+            "skipped": queryset.count() - len(held),
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/recharges/release.html", context)
 
     @admin.action(description="Rescan the blocks of the selected deposits (idempotent)")
     def rescan_blocks(self, request: HttpRequest, queryset: QuerySet[RechargeRecord]) -> None:
@@ -61,6 +97,12 @@ def _rescan(
             f"{chain_id}: blocks {from_height}..{to_height}: {result.blocks} read, {result.deposits} deposits added",
             messages.SUCCESS,
         )
+
+
+class ReleaseForm(forms.Form):
+    remark = forms.CharField(
+        max_length=200, widget=forms.Textarea(attrs={"rows": 3}), help_text="Why these deposits may be credited."
+    )
 
 
 class RescanForm(forms.Form):

@@ -44,7 +44,7 @@ from monitoring.models import Severity
 from recharges import matching, watchlist
 from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
 from wallet_project.db import retry_on_deadlock
-from wallet_project.errors import WalletError
+from wallet_project.errors import Conflict, WalletError
 from wallet_project.ids import business_no
 
 logger = logging.getLogger(__name__)
@@ -1025,3 +1025,60 @@ def account_hold_resolve(*, hold_id: int, now: datetime) -> AccountHold:
     hold.resolve_time = now
     hold.save(update_fields=["status", "resolve_time"])
     return hold
+
+
+# Deposits recorded but held back by a coin rule, which ops may credit after a review.
+RELEASABLE_STATUSES = (RechargeStatus.ABOVE_MAXIMUM, RechargeStatus.RECHARGE_DISABLED)
+
+
+@transaction.atomic(durable=True)
+def deposit_release(*, record_id: int, operator: str, remark: str, now: datetime) -> RechargeRecord:
+    """
+    Credit a deposit held above the coin's maximum or while recharge was disabled, after review.
+
+    The deposit was confirmed and canonical when it was held, and the scanner keeps watching it
+    (a reorg still orphans it and, once credited, reverses it). Credited once: under the row lock
+    the status must still be a held one, and the ledger's reference is the deposit's own. The
+    flow's memo names the operator and the remark, the audit trail of the decision.
+    :raises WalletError: no remark, or an operator name missing.
+    :raises Conflict: the deposit is not held (pending, already credited or released, orphaned).
+    """
+    remark = remark.strip()
+    if not remark:
+        raise WalletError("A release needs a remark saying why the deposit may be credited.", field="remark")
+    if not operator:
+        raise WalletError("A release needs the operator's name.", field="operator")
+    record = RechargeRecord.objects.select_for_update().get(id=record_id)
+    if record.status not in RELEASABLE_STATUSES:
+        raise Conflict(
+            f"Deposit {record.recharge_no} is {RechargeStatus(record.status).label}: only deposits held above "
+            "the maximum or while recharge was disabled can be released."
+        )
+    coin = CoinConfig.objects.get(coin_id=record.coin_id)
+    held = RechargeStatus(record.status).label
+    assets_services.balance_credit(
+        user_id=record.user_id,
+        coin=coin,
+        amount=record.amount,
+        business_type=BusinessType.RECHARGE,
+        biz_ref=record.biz_ref,
+        ref_tx_hash=record.tx_hash,
+        memo=f"deposit {record.recharge_no} released by {operator}: {remark}"[:255],
+    )
+    record.status = RechargeStatus.CONFIRMED
+    record.confirm_time = now
+    record.save(update_fields=["status", "confirm_time", "update_time"])
+    assets_services.outbox_enqueue(
+        event=assets_events.wallet_recharge(
+            recharge_no=record.recharge_no,
+            user_id=record.user_id,
+            coin_id=record.coin_id,
+            amount=record.amount,
+            tx_hash=record.tx_hash,
+            status=int(RechargeStatus.CONFIRMED),
+            confirmations=record.confirmations,
+            at=now,
+        )
+    )
+    logger.info("deposit %s (%s) released and credited by %s", record.recharge_no, held, operator)
+    return record
