@@ -326,7 +326,7 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
         return _reorg_resolve(adapter=adapter, cursor=cursor, tip=tip, now=now)
 
     last = min(tip, cursor.height + settings.SCAN_BATCH_BLOCKS)
-    watch, version = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter)
+    watch, version = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter, height=cursor.height)
     blocks, error = _blocks_fetch(adapter=adapter, first=cursor.height + 1, last=last, watch=watch, now=now)
     _step("scan.fetched")
     # Refresh again AFTER the fetch (see watchlist's docstring): an address assigned meanwhile
@@ -389,6 +389,16 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
         if (current.height, current.version) != expected:
             raise CursorMoved(f"cursor of {chain_id} moved")
         return _reorg_resolve(adapter=adapter, cursor=current, tip=tip, now=now)
+    late_from = watchlist.watchlist_rescan_take(chain_id=chain_id)
+    if late_from is not None:
+        # Addresses the watch list learned late (see watchlist): read the blocks it may have missed.
+        rescan = deposits_rescan_range(
+            chain_id=chain_id, from_height=late_from, to_height=expected[0], now=now, adapter=adapter
+        )
+        if rescan.error is not None:
+            watchlist.watchlist_rescan_request(chain_id=chain_id, from_height=late_from)
+        elif rescan.deposits:
+            logger.warning("rescan of %s from %s found %s missed deposit(s)", chain_id, late_from, rescan.deposits)
     return ScanResult(
         chain_id=chain_id,
         blocks=len(blocks),

@@ -9,17 +9,19 @@ SCAN_WATCH_FULL_RELOAD_SECONDS catches anything else (an address taken back).
 The scanner refreshes AFTER fetching a batch of blocks: a user learns an address only once its
 assignment committed, so any payment in a fetched block went to an address the refresh sees.
 
-Known gap: the incremental refresh sees a pool address handed to a user only if its assign_time
-is within SCAN_WATCH_LOOKBACK_SECONDS of the previous refresh. An assignment that commits later
-than that (a long transaction, clock skew between writers) is seen at the next full reload, and a
-payment to it in a block scanned in between is not recorded until ops run deposits_rescan_range
-over those blocks. Keep SCAN_WATCH_LOOKBACK_SECONDS well above any transaction's duration and the
-writers' clock skew. (Planned: a full reload that finds new keys triggers that rescan itself from
-the height at the previous full reload.)
+The incremental refresh sees a pool address handed to a user only if its assign_time is within
+SCAN_WATCH_LOOKBACK_SECONDS of the previous refresh. An assignment that commits later than that
+(a long transaction, clock skew between writers) is first seen by the next full reload, and a
+payment to it may sit in a block scanned in between with a list that lacked it. So a full reload
+that finds keys the list lacked asks for a rescan (watchlist_rescan_take) from the cursor height
+of the previous full reload: no payment to the late address can be in an older block, since its
+owner learned it only after the assignment committed, which was after that reload read the table.
+The scanner runs that rescan (idempotent) right after its batch.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ from addresses import selectors as addresses_selectors
 from chains.base import ChainAdapter, ChainError
 from recharges.matching import Watch
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class _ChainWatch:
@@ -41,16 +45,33 @@ class _ChainWatch:
     loaded_monotonic: float = 0.0
     # Bumped whenever a key is added or changes owner.
     version: int = 0
+    # The scanner's cursor height when the last full reload read the table.
+    full_height: int | None = None
 
 
 _lock = threading.Lock()
 _watches: dict[str, _ChainWatch] = {}
+# chain_id -> the height from which blocks must be read again for keys a full reload found late.
+_rescans: dict[str, int] = {}
 
 
 def watchlist_reset() -> None:
-    """Forget every cached watch list (the next call reloads from the database)."""
+    """Forget every cached watch list and pending rescan (the next call reloads from the database)."""
     with _lock:
         _watches.clear()
+        _rescans.clear()
+
+
+def watchlist_rescan_request(*, chain_id: str, from_height: int) -> None:
+    """Ask for blocks from from_height on to be read again (merged with any pending request)."""
+    with _lock:
+        _rescans[chain_id] = min(from_height, _rescans.get(chain_id, from_height))
+
+
+def watchlist_rescan_take(*, chain_id: str) -> int | None:
+    """Return and clear the height a rescan of this chain must start from, if one is due."""
+    with _lock:
+        return _rescans.pop(chain_id, None)
 
 
 def _add(watch: _ChainWatch, rows: list[tuple[int, str, int]], adapter: ChainAdapter) -> None:
@@ -67,18 +88,26 @@ def _add(watch: _ChainWatch, rows: list[tuple[int, str, int]], adapter: ChainAda
         watch.max_id = max(watch.max_id, row_id)
 
 
-def watchlist_get(*, chain_id: str, adapter: ChainAdapter) -> tuple[Watch, int]:
+def watchlist_get(*, chain_id: str, adapter: ChainAdapter, height: int | None = None) -> tuple[Watch, int]:
     """
     Return the chain's watch list refreshed from the database (one query, or a full reload),
     and its version: a caller that filtered blocks with an older version must read them again.
+
+    The scanner passes its cursor height, kept with a full reload to bound the rescan a later
+    full reload may ask for (module docstring).
     """
     # The wall clock, not a caller's `now`: it is compared with assign_time written by the database's writers.
     started = timezone.now()
     with _lock:
         watch = _watches.get(chain_id)
         full = watch is None or time.monotonic() - watch.loaded_monotonic > settings.SCAN_WATCH_FULL_RELOAD_SECONDS
+        previous = watch
         if full:
-            watch = _ChainWatch(loaded_monotonic=time.monotonic(), version=(watch.version + 1 if watch else 0))
+            watch = _ChainWatch(
+                loaded_monotonic=time.monotonic(),
+                version=(previous.version + 1 if previous else 0),
+                full_height=height if height is not None else (previous.full_height if previous else None),
+            )
             assigned = addresses_selectors.deposit_addresses_assigned(chain_id=chain_id)
         else:
             assert watch is not None
@@ -90,4 +119,14 @@ def watchlist_get(*, chain_id: str, adapter: ChainAdapter) -> tuple[Watch, int]:
         _add(watch, rows, adapter)
         watch.refreshed_at = started
         _watches[chain_id] = watch
+        if full and previous is not None and previous.full_height is not None:
+            late = [key for key, owner in watch.keys.items() if previous.keys.get(key) != owner]
+            if late:
+                logger.warning(
+                    "watch list of %s: full reload found %s address(es) the refreshes missed; rescanning from %s",
+                    chain_id,
+                    len(late),
+                    previous.full_height,
+                )
+                _rescans[chain_id] = min(previous.full_height, _rescans.get(chain_id, previous.full_height))
         return watch.keys, watch.version

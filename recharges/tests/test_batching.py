@@ -159,3 +159,42 @@ class TestWatchListRefresh:
 
         assert keys[POOL_ADDRESS] == (other_user.id, POOL_ADDRESS)
         assert newer > version
+
+
+class TestLateAssignment:
+    def test_a_full_reload_that_finds_an_address_the_refreshes_missed_rescans_the_blocks_it_may_have_missed(
+        self, chain, user, other_user, now, settings
+    ):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from addresses.models import AddressType, WalletAddress
+
+        settings.SCAN_WATCH_LOOKBACK_SECONDS = 0
+        settings.SCAN_WATCH_FULL_RELOAD_SECONDS = 3600
+        pool_row = WalletAddress.objects.create(
+            coin_id="ETH", coin_name="ETH", chain_id="ETH", address_type=AddressType.USER_DEPOSIT, address=POOL_ADDRESS
+        )
+        deposit_address(user=user, n=7)
+        chain.mine()
+        tick(chain, now)  # the watch list is loaded in full
+        # The pool row is handed out by a transaction that commits long after its assign_time.
+        pool_row.user, pool_row.assign_time = other_user, timezone.now() - timedelta(hours=1)
+        pool_row.save(update_fields=["user", "assign_time"])
+        chain.mine([transfer(to=POOL_ADDRESS, amount=ONE_ETH)], count=4)
+        tick(chain, now)
+        assert RechargeRecord.objects.count() == 0  # the incremental refreshes missed it
+
+        settings.SCAN_WATCH_FULL_RELOAD_SECONDS = 0
+        chain.mine()
+        tick(chain, now)
+        tick(chain, now)
+
+        record = RechargeRecord.objects.get()
+        assert (record.user_id, record.to_address, record.status) == (
+            other_user.id,
+            POOL_ADDRESS,
+            RechargeStatus.CONFIRMED,
+        )
+        assert available(other_user, "ETH") == Decimal(1)
