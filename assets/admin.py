@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from assets.models import Balance, Flow, OutboxMessage
+from assets.models import Balance, ConsumedMessage, EventRelayLease, EventRelayMember, Flow, OutboxMessage
 from wallet_project.admin import ReadOnlyAdmin
 
 
@@ -39,3 +39,30 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
     list_display = ("message_id", "topic", "tags", "keys", "partition_key", "status", "create_time", "sent_time")
     list_filter = ("topic", "tags", "status")
     search_fields = ("message_id", "keys")
+
+
+@admin.register(EventRelayLease)
+class EventRelayLeaseAdmin(ReadOnlyAdmin):
+    """Which relay process publishes which outbox partition, and until when."""
+
+    list_display = ("partition_no", "owner", "expires_at")
+    search_fields = ("owner",)
+    ordering = ("partition_no",)
+
+
+@admin.register(EventRelayMember)
+class EventRelayMemberAdmin(ReadOnlyAdmin):
+    """Live relay processes (they share the partitions fairly)."""
+
+    list_display = ("owner", "expires_at")
+    search_fields = ("owner",)
+
+
+@admin.register(ConsumedMessage)
+class ConsumedMessageAdmin(ReadOnlyAdmin):
+    """Messages in-process consumers have handled (deduplication)."""
+
+    list_display = ("consumer", "message_id", "create_time")
+    list_filter = ("consumer",)
+    search_fields = ("=message_id",)
+    date_hierarchy = "create_time"

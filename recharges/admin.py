@@ -6,7 +6,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from recharges import services as recharges_services
-from recharges.models import AccountHold, HoldStatus, RechargeRecord, ScanCursor
+from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, ScanCursor
 from wallet_project.admin import ReadOnlyAdmin
 from wallet_project.errors import WalletError
 
@@ -165,3 +165,13 @@ class AccountHoldAdmin(ReadOnlyAdmin):
         for hold in queryset.filter(status=HoldStatus.ACTIVE).order_by("id"):
             recharges_services.account_hold_resolve(hold_id=hold.id, now=timezone.now())
         self.message_user(request, "holds resolved", messages.SUCCESS)
+
+
+@admin.register(RecentBlock)
+class RecentBlockAdmin(ReadOnlyAdmin):
+    """The block hashes the scanner keeps per chain to notice a reorg."""
+
+    list_display = ("chain_id", "height", "hash", "parent_hash", "create_time")
+    list_filter = ("chain_id",)
+    search_fields = ("=hash", "=height")
+    ordering = ("chain_id", "-height")

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
+from wallet_project.admin import ReadOnlyAdmin
 from withdrawals.models import WithdrawAuditLog, WithdrawRecord
 
 
@@ -29,3 +30,14 @@ class WithdrawRecordAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: WithdrawRecord | None = None) -> bool:
         return False
+
+
+@admin.register(WithdrawAuditLog)
+class WithdrawAuditLogAdmin(ReadOnlyAdmin):
+    """Every decision on every withdrawal, for auditors: append-only."""
+
+    list_display = ("withdraw", "action", "from_status", "to_status", "auditor", "remark", "create_time")
+    list_filter = ("action", "to_status")
+    search_fields = ("withdraw__withdraw_no", "auditor__username")
+    list_select_related = ("withdraw", "auditor")
+    date_hierarchy = "create_time"
