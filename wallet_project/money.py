@@ -29,3 +29,8 @@ def widen_default_context() -> None:
     """Give every thread's default context enough digits for DECIMAL(38,18) values."""
     decimal.DefaultContext.prec = MONEY_PRECISION
     decimal.getcontext().prec = MONEY_PRECISION
+
+
+def round_up(value: decimal.Decimal, quantum: decimal.Decimal) -> decimal.Decimal:
+    """Round value up (away from zero) to a multiple of quantum: the one deliberate rounding (fees)."""
+    return value.quantize(quantum, rounding=decimal.ROUND_UP, context=decimal.Context(prec=MONEY_PRECISION))

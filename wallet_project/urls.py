@@ -8,6 +8,7 @@ from assets.api import BalanceListApi, FlowListApi
 from coins.api import CoinListApi
 from recharges.api import RechargeListApi
 from wallet_project.health import HealthApi
+from withdrawals.api import WithdrawalGetApi, WithdrawalListApi
 
 api_v1 = [
     path("auth/token", TokenObtainPairView.as_view(), name="token-obtain"),
@@ -18,6 +19,8 @@ api_v1 = [
     path("flows", FlowListApi.as_view(), name="flow-list"),
     path("wallet/deposit-address", DepositAddressGetApi.as_view(), name="deposit-address"),
     path("wallet/recharges", RechargeListApi.as_view(), name="recharge-list"),
+    path("wallet/withdrawals", WithdrawalListApi.as_view(), name="withdrawal-list"),
+    path("wallet/withdrawals/<str:withdraw_no>", WithdrawalGetApi.as_view(), name="withdrawal-get"),
 ]
 
 urlpatterns = [

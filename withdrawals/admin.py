@@ -1,7 +1,12 @@
-from django.contrib import admin
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from wallet_project.admin import ReadOnlyAdmin
+from wallet_project.errors import WalletError
+from withdrawals import services as withdrawals_services
 from withdrawals.models import WithdrawAuditLog, WithdrawRecord
 
 
@@ -15,6 +20,15 @@ class WithdrawAuditLogInline(admin.TabularInline):
         return False
 
 
+class AuditForm(forms.Form):
+    remark = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def __init__(self, *args: object, remark_required: bool, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["remark"].required = remark_required
+        self.fields["remark"].help_text = "Shown to the user." if remark_required else "Optional."
+
+
 @admin.register(WithdrawRecord)
 class WithdrawRecordAdmin(admin.ModelAdmin):
     list_display = ("withdraw_no", "user", "coin", "amount", "fee", "status", "to_address", "audit_user", "create_time")
@@ -24,6 +38,48 @@ class WithdrawRecordAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in WithdrawRecord._meta.fields]
     inlines = [WithdrawAuditLogInline]
     date_hierarchy = "create_time"
+    actions = ["approve", "reject"]
+
+    def has_audit_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("withdrawals.audit_withdrawrecord")
+
+    @admin.action(description="Approve the selected withdrawals", permissions=["audit"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[WithdrawRecord]) -> HttpResponse | None:
+        return self._decide(request, queryset, decision="approve")
+
+    @admin.action(description="Reject the selected withdrawals (their amount is unfrozen)", permissions=["audit"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[WithdrawRecord]) -> HttpResponse | None:
+        return self._decide(request, queryset, decision="reject")
+
+    def _decide(
+        self, request: HttpRequest, queryset: QuerySet[WithdrawRecord], *, decision: str
+    ) -> HttpResponse | None:
+        records = list(queryset.order_by("id"))
+        form = AuditForm(request.POST if "apply" in request.POST else None, remark_required=decision == "reject")
+        if "apply" in request.POST and form.is_valid():
+            decide = (
+                withdrawals_services.withdrawal_approve
+                if decision == "approve"
+                else withdrawals_services.withdrawal_reject
+            )
+            for record in records:
+                try:
+                    done = decide(withdraw_id=record.id, auditor_id=request.user.id, remark=form.cleaned_data["remark"])
+                except WalletError as error:
+                    self.message_user(request, f"{record.withdraw_no}: {error}", messages.WARNING)
+                else:
+                    self.message_user(request, f"{record.withdraw_no}: {done.get_status_display()}", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{decision.capitalize()} withdrawals",
+            "decision": decision,
+            "form": form,
+            "records": records,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/withdrawals/decide.html", context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

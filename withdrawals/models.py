@@ -37,12 +37,22 @@ class WithdrawRecord(models.Model):
     block_time = models.DateTimeField(null=True, blank=True)
     memo = models.CharField(max_length=255, null=True, blank=True)
     idempotency_key = models.CharField(max_length=64)
+    # Set when to_address is another user's deposit address: settled in the ledger, off chain.
+    to_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_column="to_user_id",
+    )
     create_time = models.DateTimeField(auto_now_add=True)
     update_time = models.DateTimeField(auto_now=True)
     complete_time = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "withdraw_record"
+        permissions = [("audit_withdrawrecord", "Can approve or reject withdrawals")]
         constraints = [
             models.UniqueConstraint(fields=["user", "idempotency_key"], name="uk_withdraw_user_idempotency"),
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="withdraw_amount_positive"),

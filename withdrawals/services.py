@@ -1,0 +1,363 @@
+"""
+Withdrawals: apply, audit (approve or reject) and settlement of internal transfers.
+
+The seed's state machine: 1 pending review -> 2 approved | 3 rejected; 2 -> 4 processing ->
+5 completed | 6 failed. Every transition locks the withdrawal row, checks its source state and
+writes an audit log row and a WALLET_WITHDRAW event in the same transaction. The amount is frozen
+on apply, paid out of the frozen balance on completion and unfrozen on rejection.
+
+A withdrawal to another user's deposit address is settled in the ledger once approved, without a
+fee and without touching the chain. Withdrawals to outside addresses stay approved until the
+chain processor (signing, broadcast, confirmation) takes them: that part is not built yet.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from addresses import selectors as addresses_selectors
+from addresses.validation import address_validate
+from assets import events as assets_events
+from assets import services as assets_services
+from assets.models import BusinessType
+from coins import selectors as coins_selectors
+from coins.models import CoinConfig, FeeType, Switch
+from recharges import selectors as recharges_selectors
+from wallet_project.db import retry_on_deadlock
+from wallet_project.errors import Conflict, WalletError
+from wallet_project.ids import business_no
+from wallet_project.money import exact, round_up
+from withdrawals.models import WithdrawAuditLog, WithdrawRecord, WithdrawStatus
+
+logger = logging.getLogger(__name__)
+
+# Withdrawals that count against the daily limit: all but those whose money was released.
+_COUNTED = [s for s in WithdrawStatus if s not in (WithdrawStatus.REJECTED, WithdrawStatus.FAILED)]
+
+
+class WithdrawalsHeld(Conflict):
+    code = "withdrawals_held"
+
+
+class WithdrawalRefused(WalletError):
+    code = "withdrawal_refused"
+
+
+def withdrawal_apply(
+    *, user_id: int, coin_id: str, to_address: str, amount: object, idempotency_key: str, now: datetime | None = None
+) -> WithdrawRecord:
+    """
+    Apply for a withdrawal: check it, freeze the amount, and approve it at once below the audit threshold.
+
+    Idempotent per (user, idempotency_key): the same request again returns the first withdrawal;
+    another request under a used key is refused. The fee (fixed, or the coin's rate of the amount
+    rounded up to its precision) is part of the amount: actual_amount = amount - fee.
+    :raises NotFound, CoinDisabled, InvalidAmount, InvalidAddress, WithdrawalRefused: bad request.
+    :raises InsufficientFunds: the available balance is smaller than the amount.
+    :raises WithdrawalsHeld: a reorg shortfall holds the user's withdrawals.
+    :raises Conflict: the idempotency key was used for another withdrawal.
+    """
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > 64:
+        raise WalletError("An idempotency key of 1 to 64 characters is required.", field="idempotency_key")
+    coin = coins_selectors.coin_get_enabled(coin_id=coin_id)
+    checked = coins_selectors.amount_check(coin=coin, amount=amount)
+    address = address_validate(coin.chain_id, to_address)
+    moment = now or timezone.now()
+    return retry_on_deadlock(
+        functools.partial(_apply, user_id=user_id, coin=coin, address=address, amount=checked, key=key, now=moment)
+    )
+
+
+@transaction.atomic(durable=True)
+def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key: str, now: datetime) -> WithdrawRecord:
+    # The balance lock first: it serialises this user's applications of this coin, so the daily
+    # limit and the idempotency key are read under it.
+    assets_services.balance_lock(user_id=user_id, coin=coin)
+    existing = WithdrawRecord.objects.filter(user_id=user_id, idempotency_key=key).first()
+    if existing is not None:
+        return _replay(existing=existing, coin=coin, address=address, amount=amount)
+    if coin.withdraw_enabled != Switch.ENABLED:
+        raise WithdrawalRefused(f"Withdrawals of {coin.coin_id} are switched off.", field="coin")
+    if amount < coin.min_withdraw_amount:
+        raise WithdrawalRefused(f"The minimum withdrawal is {coin.min_withdraw_amount} {coin.coin_id}.", field="amount")
+    if amount > coin.max_withdraw_amount:
+        raise WithdrawalRefused(f"The maximum withdrawal is {coin.max_withdraw_amount} {coin.coin_id}.", field="amount")
+    if recharges_selectors.withdrawals_held(user_id=user_id):
+        raise WithdrawalsHeld("Withdrawals are held while a reversed deposit is settled; contact support.")
+    to_user_id = _internal_recipient(user_id=user_id, chain_id=coin.chain_id, address=address)
+    fee = Decimal(0) if to_user_id is not None else _fee(coin=coin, amount=amount)
+    with exact():
+        actual = amount - fee
+    if actual <= 0:
+        raise WithdrawalRefused(f"The amount does not cover the fee of {fee} {coin.coin_id}.", field="amount")
+    _daily_limit_check(user_id=user_id, coin=coin, amount=amount, now=now)
+    try:
+        with transaction.atomic():  # a savepoint: the same key may be racing on another coin
+            record = WithdrawRecord.objects.create(
+                withdraw_no=business_no(prefix="W", now=now),
+                user_id=user_id,
+                coin=coin,
+                coin_name=coin.coin_name,
+                to_address=address,
+                to_user_id=to_user_id,
+                amount=amount,
+                fee=fee,
+                actual_amount=actual,
+                status=WithdrawStatus.PENDING_REVIEW,
+                required_confirmations=coin.required_confirmations,
+                idempotency_key=key,
+            )
+    except IntegrityError:
+        existing = WithdrawRecord.objects.get(user_id=user_id, idempotency_key=key)
+        return _replay(existing=existing, coin=coin, address=address, amount=amount)
+    assets_services.balance_freeze(
+        user_id=user_id,
+        coin=coin,
+        amount=amount,
+        business_type=BusinessType.WITHDRAW_FREEZE,
+        biz_ref=record.withdraw_no,
+        memo=f"withdrawal {record.withdraw_no}",
+    )
+    _log(record=record, auditor_id=None, action="apply", to_status=WithdrawStatus.PENDING_REVIEW, remark="")
+    if amount <= coin.withdraw_audit_threshold:
+        _approved(
+            record=record,
+            coin=coin,
+            auditor_id=None,
+            action="auto_approve",
+            remark="below the audit threshold",
+            now=now,
+        )
+    else:
+        _event(record=record, now=now)
+    logger.info("withdrawal %s applied: %s %s, status %s", record.withdraw_no, amount, coin.coin_id, record.status)
+    return record
+
+
+def withdrawal_approve(
+    *, withdraw_id: int, auditor_id: int, remark: str = "", now: datetime | None = None
+) -> WithdrawRecord:
+    """
+    Record an auditor's approval; the withdrawal is approved once enough different auditors agreed.
+
+    One approval up to the coin's dual-audit threshold, two different auditors above it. Nobody
+    approves their own withdrawal. An approved internal transfer is settled at once.
+    :raises Conflict: not pending review, the auditor's own withdrawal, or approved by them already.
+    """
+    moment = now or timezone.now()
+    return retry_on_deadlock(
+        functools.partial(_approve, withdraw_id=withdraw_id, auditor_id=auditor_id, remark=remark.strip(), now=moment)
+    )
+
+
+@transaction.atomic(durable=True)
+def _approve(*, withdraw_id: int, auditor_id: int, remark: str, now: datetime) -> WithdrawRecord:
+    record = _locked(withdraw_id)
+    if record.status != WithdrawStatus.PENDING_REVIEW:
+        raise Conflict(f"Withdrawal {record.withdraw_no} is {record.get_status_display()}: it cannot be approved.")
+    if auditor_id == record.user_id:
+        raise Conflict("Nobody approves their own withdrawal.")
+    approvals = set(record.audit_logs.filter(action="approve").values_list("auditor_id", flat=True))
+    if auditor_id in approvals:
+        raise Conflict("You approved this withdrawal already: a second, different auditor must approve it.")
+    coin = CoinConfig.objects.get(coin_id=record.coin_id)
+    needed = 2 if record.amount > coin.withdraw_dual_audit_threshold else 1
+    if len(approvals) + 1 < needed:
+        _log(
+            record=record,
+            auditor_id=auditor_id,
+            action="approve",
+            to_status=WithdrawStatus.PENDING_REVIEW,
+            remark=remark,
+        )
+        logger.info("withdrawal %s: first of two approvals", record.withdraw_no)
+        return record
+    _approved(record=record, coin=coin, auditor_id=auditor_id, action="approve", remark=remark, now=now)
+    return record
+
+
+def withdrawal_reject(*, withdraw_id: int, auditor_id: int, remark: str, now: datetime | None = None) -> WithdrawRecord:
+    """
+    Reject a withdrawal pending review or approved but not yet processing; unfreeze its amount.
+
+    :raises WalletError: no remark (the user is told why).
+    :raises Conflict: already on its way, settled or rejected; or the auditor's own withdrawal.
+    """
+    text = remark.strip()
+    if not text:
+        raise WalletError("A rejection needs a remark saying why.", field="remark")
+    moment = now or timezone.now()
+    return retry_on_deadlock(
+        functools.partial(_reject, withdraw_id=withdraw_id, auditor_id=auditor_id, remark=text, now=moment)
+    )
+
+
+@transaction.atomic(durable=True)
+def _reject(*, withdraw_id: int, auditor_id: int, remark: str, now: datetime) -> WithdrawRecord:
+    record = _locked(withdraw_id)
+    if record.status not in (WithdrawStatus.PENDING_REVIEW, WithdrawStatus.APPROVED):
+        raise Conflict(f"Withdrawal {record.withdraw_no} is {record.get_status_display()}: it cannot be rejected.")
+    if auditor_id == record.user_id:
+        raise Conflict("Nobody audits their own withdrawal.")
+    coin = CoinConfig.objects.get(coin_id=record.coin_id)
+    assets_services.balance_unfreeze(
+        user_id=record.user_id,
+        coin=coin,
+        amount=record.amount,
+        business_type=BusinessType.WITHDRAW_UNFREEZE,
+        biz_ref=record.withdraw_no,
+        memo=f"withdrawal {record.withdraw_no} rejected",
+    )
+    _audited(record=record, auditor_id=auditor_id, remark=remark, now=now)
+    _transition(record=record, auditor_id=auditor_id, action="reject", to_status=WithdrawStatus.REJECTED, remark=remark)
+    _event(record=record, now=now)
+    return record
+
+
+# --- steps -----------------------------------------------------------------------------------------
+
+
+def _replay(*, existing: WithdrawRecord, coin: CoinConfig, address: str, amount: Decimal) -> WithdrawRecord:
+    if (existing.coin_id, existing.to_address, existing.amount) != (coin.coin_id, address, amount):
+        raise Conflict(
+            f"Idempotency key {existing.idempotency_key!r} was used for another withdrawal.", field="idempotency_key"
+        )
+    return existing
+
+
+def _internal_recipient(*, user_id: int, chain_id: str, address: str) -> int | None:
+    """The user whose deposit address this is (an internal transfer), or None for an outside address."""
+    ours = addresses_selectors.address_find(chain_id=chain_id, address=address)
+    if ours is None:
+        return None
+    if ours.user_id is None:
+        raise WithdrawalRefused("This address belongs to the exchange's own wallets.", field="to_address")
+    if ours.user_id == user_id:
+        raise WithdrawalRefused("This is your own deposit address.", field="to_address")
+    return ours.user_id
+
+
+def _fee(*, coin: CoinConfig, amount: Decimal) -> Decimal:
+    if coin.withdraw_fee_type == FeeType.RATE:
+        with exact():
+            fee = amount * coin.withdraw_fee_rate
+        # Rounded up to the coin's precision: a fee finer than the chain can carry is not a fee.
+        return round_up(fee, coin.quantum)
+    return coin.withdraw_fee
+
+
+def _daily_limit_check(*, user_id: int, coin: CoinConfig, amount: Decimal, now: datetime) -> None:
+    zone = ZoneInfo(settings.WALLET_BUSINESS_TIME_ZONE)
+    day_start = datetime.combine(now.astimezone(zone).date(), time.min, tzinfo=zone)
+    used = WithdrawRecord.objects.filter(
+        user_id=user_id,
+        coin_id=coin.coin_id,
+        status__in=_COUNTED,
+        create_time__gte=day_start,
+        create_time__lt=day_start + timedelta(days=1),
+    ).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    with exact():
+        over = used + amount > coin.withdraw_daily_limit
+    if over:
+        raise WithdrawalRefused(
+            f"The daily withdrawal limit of {coin.withdraw_daily_limit} {coin.coin_id} would be exceeded "
+            f"({used} used today).",
+            field="amount",
+        )
+
+
+def _locked(withdraw_id: int) -> WithdrawRecord:
+    try:
+        return WithdrawRecord.objects.select_for_update().get(id=withdraw_id)
+    except WithdrawRecord.DoesNotExist:
+        raise WalletError(f"No withdrawal {withdraw_id}.", code="not_found") from None
+
+
+def _approved(
+    *, record: WithdrawRecord, coin: CoinConfig, auditor_id: int | None, action: str, remark: str, now: datetime
+) -> None:
+    if auditor_id is not None:
+        _audited(record=record, auditor_id=auditor_id, remark=remark, now=now)
+    _transition(record=record, auditor_id=auditor_id, action=action, to_status=WithdrawStatus.APPROVED, remark=remark)
+    if record.to_user_id is not None:
+        _internal_settle(record=record, coin=coin, now=now)
+    _event(record=record, now=now)
+
+
+def _internal_settle(*, record: WithdrawRecord, coin: CoinConfig, now: datetime) -> None:
+    """Pay an internal transfer in the ledger: out of the sender's frozen balance, into the recipient's."""
+    assets_services.balance_settle_frozen(
+        user_id=record.user_id,
+        coin=coin,
+        amount=record.amount,
+        business_type=BusinessType.WITHDRAW_SETTLE,
+        biz_ref=record.withdraw_no,
+        memo=f"internal withdrawal {record.withdraw_no}",
+    )
+    assets_services.balance_credit(
+        user_id=record.to_user_id,
+        coin=coin,
+        amount=record.actual_amount,
+        business_type=BusinessType.INTERNAL_TRANSFER_IN,
+        biz_ref=record.withdraw_no,
+        memo=f"internal withdrawal {record.withdraw_no} from user {record.user_id}",
+    )
+    record.complete_time = now
+    record.confirmations = None
+    _transition(
+        record=record, auditor_id=None, action="settle_internal", to_status=WithdrawStatus.COMPLETED, remark="off chain"
+    )
+
+
+def _audited(*, record: WithdrawRecord, auditor_id: int, remark: str, now: datetime) -> None:
+    record.audit_user = get_user_model().objects.get(id=auditor_id).get_username()[:32]
+    record.audit_time = now
+    record.audit_remark = remark[:500] or None
+
+
+def _transition(
+    *, record: WithdrawRecord, auditor_id: int | None, action: str, to_status: WithdrawStatus, remark: str
+) -> None:
+    _log(record=record, auditor_id=auditor_id, action=action, to_status=to_status, remark=remark)
+    record.status = to_status
+    record.save()
+
+
+def _log(
+    *, record: WithdrawRecord, auditor_id: int | None, action: str, to_status: WithdrawStatus, remark: str
+) -> None:
+    WithdrawAuditLog.objects.create(
+        withdraw=record,
+        auditor_id=auditor_id,
+        action=action,
+        from_status=record.status,
+        to_status=to_status,
+        remark=remark[:500],
+    )
+
+
+def _event(*, record: WithdrawRecord, now: datetime) -> None:
+    assets_services.outbox_enqueue(
+        event=assets_events.wallet_withdraw(
+            withdraw_no=record.withdraw_no,
+            user_id=record.user_id,
+            coin_id=record.coin_id,
+            amount=record.amount,
+            fee=record.fee,
+            to_address=record.to_address,
+            tx_hash=record.tx_hash,
+            status=int(record.status),
+            at=now,
+        )
+    )
