@@ -57,6 +57,7 @@ class RechargeRecordAdmin(ReadOnlyAdmin):
                 except WalletError as error:  # released meanwhile by someone else, or orphaned
                     self.message_user(request, f"{record.recharge_no}: {error}", messages.WARNING)
                 else:
+                    self.log_change(request, record, f"Credited after review: {form.cleaned_data['remark']}")
                     self.message_user(request, f"{record.recharge_no}: credited", messages.SUCCESS)
             return None
         context = {
@@ -101,7 +102,9 @@ def _rescan(
 
 class ReleaseForm(forms.Form):
     remark = forms.CharField(
-        max_length=200, widget=forms.Textarea(attrs={"rows": 3}), help_text="Why these deposits may be credited."
+        max_length=150,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why these deposits may be credited (kept in the admin history and the ledger flow).",
     )
 
 

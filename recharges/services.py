@@ -19,6 +19,7 @@ scanned twice, or two scanners at once credit every deposit exactly once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -287,7 +288,8 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
     Node failures and malformed answers are logged and alerted and the batch stops where it
     failed; the next tick retries. Nothing is committed from a block that was not fully read. A
     deposit row the database rejects rolls the batch back and raises a critical
-    DEPOSIT_NOT_STORED alert; the cursor stays before it.
+    DEPOSIT_NOT_STORED alert; the cursor stays before it. Blocks an address the watch list learned
+    late may have been paid in are read again afterwards, a batch at a time (see watchlist).
     :raises CursorMoved: another scanner moved the cursor while this one was working.
     """
     if adapter is None:
@@ -297,6 +299,16 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
             return ScanResult(
                 chain_id=chain_id, error=_node_failure(chain_id=chain_id, action="adapter", exc=exc, now=now)
             )
+    result = _scan_batch(chain_id=chain_id, adapter=adapter, now=now)
+    late_from = watchlist.watchlist_rescan_take(chain_id=chain_id)
+    if late_from is not None:
+        error = _late_rescan(chain_id=chain_id, adapter=adapter, from_height=late_from, now=now)
+        if error is not None and result.error is None:
+            result = dataclasses.replace(result, error=error)
+    return result
+
+
+def _scan_batch(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> ScanResult:
     try:
         tip = adapter.tip_height()
         if not isinstance(tip, int) or isinstance(tip, bool) or tip < 0:
@@ -389,16 +401,6 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
         if (current.height, current.version) != expected:
             raise CursorMoved(f"cursor of {chain_id} moved")
         return _reorg_resolve(adapter=adapter, cursor=current, tip=tip, now=now)
-    late_from = watchlist.watchlist_rescan_take(chain_id=chain_id)
-    if late_from is not None:
-        # Addresses the watch list learned late (see watchlist): read the blocks it may have missed.
-        rescan = deposits_rescan_range(
-            chain_id=chain_id, from_height=late_from, to_height=expected[0], now=now, adapter=adapter
-        )
-        if rescan.error is not None:
-            watchlist.watchlist_rescan_request(chain_id=chain_id, from_height=late_from)
-        elif rescan.deposits:
-            logger.warning("rescan of %s from %s found %s missed deposit(s)", chain_id, late_from, rescan.deposits)
     return ScanResult(
         chain_id=chain_id,
         blocks=len(blocks),
@@ -407,6 +409,30 @@ def deposits_scan_batch(*, chain_id: str, now: datetime, adapter: ChainAdapter |
         tip=tip,
         error=error,
     )
+
+
+def _late_rescan(*, chain_id: str, adapter: ChainAdapter, from_height: int, now: datetime) -> str | None:
+    """
+    Read again, SCAN_BATCH_BLOCKS at a time, the blocks an address the watch list learned late
+    may have been paid in (see watchlist); the rest is asked for again. Returns an error, if any.
+    """
+    cursor_height = ScanCursor.objects.get(chain_id=chain_id).height
+    last = min(cursor_height, from_height + settings.SCAN_BATCH_BLOCKS - 1)
+    try:
+        rescan = deposits_rescan_range(
+            chain_id=chain_id, from_height=from_height, to_height=last, now=now, adapter=adapter
+        )
+    except BaseException:
+        watchlist.watchlist_rescan_request(chain_id=chain_id, from_height=from_height)
+        raise
+    done_to = from_height + rescan.blocks - 1
+    if done_to < cursor_height:
+        watchlist.watchlist_rescan_request(chain_id=chain_id, from_height=done_to + 1)
+    if rescan.deposits:
+        logger.warning(
+            "rescan of %s %s..%s found %s missed deposit(s)", chain_id, from_height, done_to, rescan.deposits
+        )
+    return rescan.error
 
 
 @transaction.atomic(durable=True)
@@ -1041,30 +1067,60 @@ def account_hold_resolve(*, hold_id: int, now: datetime) -> AccountHold:
 RELEASABLE_STATUSES = (RechargeStatus.ABOVE_MAXIMUM, RechargeStatus.RECHARGE_DISABLED)
 
 
-@transaction.atomic(durable=True)
-def deposit_release(*, record_id: int, operator: str, remark: str, now: datetime) -> RechargeRecord:
+def deposit_release(
+    *, record_id: int, operator: str, remark: str, now: datetime, adapter: ChainAdapter | None = None
+) -> RechargeRecord:
     """
     Credit a deposit held above the coin's maximum or while recharge was disabled, after review.
 
-    The deposit was confirmed and canonical when it was held, and the scanner keeps watching it
-    (a reorg still orphans it and, once credited, reverses it). Credited once: under the row lock
-    the status must still be a held one, and the ledger's reference is the deposit's own. The
-    flow's memo names the operator and the remark, the audit trail of the decision.
-    :raises WalletError: no remark, or an operator name missing.
-    :raises Conflict: the deposit is not held (pending, already credited or released, orphaned).
+    Its block is checked on the node first, as the confirmation job checks before crediting (the
+    scanner may be behind a reorg), then, under the row lock, the deposit must still be held in
+    that block and generation. Credited once: the ledger's reference is the deposit's own, and a
+    later reorg reverses it like any credited deposit. Never below the coin's minimum deposit. The
+    flow's memo names the operator and the remark; the admin keeps the full remark in its history.
+    :raises WalletError: no remark or operator, or the node cannot confirm the block now.
+    :raises Conflict: not held (pending, credited, released, orphaned), moved, or below the minimum.
     """
     remark = remark.strip()
     if not remark:
         raise WalletError("A release needs a remark saying why the deposit may be credited.", field="remark")
     if not operator:
         raise WalletError("A release needs the operator's name.", field="operator")
+    record = RechargeRecord.objects.select_related("coin").get(id=record_id)
+    if record.status not in RELEASABLE_STATUSES or record.block_number is None:
+        raise Conflict(
+            f"Deposit {record.recharge_no} is {RechargeStatus(record.status).label}: only deposits held above "
+            "the maximum or while recharge was disabled can be released."
+        )
+    try:
+        adapter = adapter or adapter_for(record.coin.chain_id)
+        canonical = _node_hash(adapter=adapter, height=record.block_number) == record.block_hash
+    except ADAPTER_ERRORS as exc:
+        raise WalletError(f"The node could not confirm the deposit's block now: {type(exc).__name__}.") from None
+    if not canonical:
+        raise Conflict(f"Deposit {record.recharge_no}'s block is no longer on the chain: the scanner will orphan it.")
+    return _release_commit(
+        record_id=record_id, verified=(record.block_hash, record.generation), operator=operator, remark=remark, now=now
+    )
+
+
+@transaction.atomic(durable=True)
+def _release_commit(
+    *, record_id: int, verified: tuple[str | None, int], operator: str, remark: str, now: datetime
+) -> RechargeRecord:
     record = RechargeRecord.objects.select_for_update().get(id=record_id)
     if record.status not in RELEASABLE_STATUSES:
         raise Conflict(
             f"Deposit {record.recharge_no} is {RechargeStatus(record.status).label}: only deposits held above "
             "the maximum or while recharge was disabled can be released."
         )
+    if (record.block_hash, record.generation) != verified:
+        raise Conflict(f"Deposit {record.recharge_no} moved to another block since it was checked: review it again.")
     coin = CoinConfig.objects.get(coin_id=record.coin_id)
+    if record.amount < coin.min_recharge_amount:
+        raise Conflict(
+            f"Deposit {record.recharge_no} is below the minimum deposit of {coin.min_recharge_amount} {coin.coin_id}."
+        )
     held = RechargeStatus(record.status).label
     assets_services.balance_credit(
         user_id=record.user_id,

@@ -13,10 +13,16 @@ The incremental refresh sees a pool address handed to a user only if its assign_
 SCAN_WATCH_LOOKBACK_SECONDS of the previous refresh. An assignment that commits later than that
 (a long transaction, clock skew between writers) is first seen by the next full reload, and a
 payment to it may sit in a block scanned in between with a list that lacked it. So a full reload
-that finds keys the list lacked asks for a rescan (watchlist_rescan_take) from the cursor height
-of the previous full reload: no payment to the late address can be in an older block, since its
-owner learned it only after the assignment committed, which was after that reload read the table.
-The scanner runs that rescan (idempotent) right after its batch.
+that finds keys the list lacked asks for a rescan (watchlist_rescan_take) from the lowest cursor
+height since the previous full reload (a reorg may have moved it back): no payment to the late
+address can be in an older block, since its owner learned it only after the assignment committed,
+which was after that reload read the table. The scanner runs that rescan (idempotent) after its
+batches, a bounded number of blocks at a time.
+
+Left: this bookkeeping lives in the scanner process. If the process restarts between a late
+commit and the next full reload, the new process loads the address in full but does not know the
+blocks the old one scanned without it; ops run deposits_rescan_range (the admin's rescan action)
+over them. It takes an assignment committing SCAN_WATCH_LOOKBACK_SECONDS after it was stamped.
 """
 
 from __future__ import annotations
@@ -45,8 +51,10 @@ class _ChainWatch:
     loaded_monotonic: float = 0.0
     # Bumped whenever a key is added or changes owner.
     version: int = 0
-    # The scanner's cursor height when the last full reload read the table.
-    full_height: int | None = None
+    # The lowest cursor height the scanner reported since the last full reload read the table: a
+    # reorg may move the cursor below where it stood at the reload, and blocks above it are then
+    # scanned again with this list.
+    low_height: int | None = None
 
 
 _lock = threading.Lock()
@@ -93,8 +101,8 @@ def watchlist_get(*, chain_id: str, adapter: ChainAdapter, height: int | None = 
     Return the chain's watch list refreshed from the database (one query, or a full reload),
     and its version: a caller that filtered blocks with an older version must read them again.
 
-    The scanner passes its cursor height, kept with a full reload to bound the rescan a later
-    full reload may ask for (module docstring).
+    The scanner passes its cursor height: the lowest since a full reload bounds the rescan the
+    next full reload may ask for (module docstring).
     """
     # The wall clock, not a caller's `now`: it is compared with assign_time written by the database's writers.
     started = timezone.now()
@@ -106,7 +114,7 @@ def watchlist_get(*, chain_id: str, adapter: ChainAdapter, height: int | None = 
             watch = _ChainWatch(
                 loaded_monotonic=time.monotonic(),
                 version=(previous.version + 1 if previous else 0),
-                full_height=height if height is not None else (previous.full_height if previous else None),
+                low_height=height if height is not None else (previous.low_height if previous else None),
             )
             assigned = addresses_selectors.deposit_addresses_assigned(chain_id=chain_id)
         else:
@@ -115,18 +123,20 @@ def watchlist_get(*, chain_id: str, adapter: ChainAdapter, height: int | None = 
             assigned = addresses_selectors.deposit_addresses_assigned(
                 chain_id=chain_id, since=since, after_id=watch.max_id
             )
+        if not full and height is not None and (watch.low_height is None or height < watch.low_height):
+            watch.low_height = height
         rows = list(assigned.values_list("id", "address", "user_id"))
         _add(watch, rows, adapter)
         watch.refreshed_at = started
         _watches[chain_id] = watch
-        if full and previous is not None and previous.full_height is not None:
+        if full and previous is not None and previous.low_height is not None:
             late = [key for key, owner in watch.keys.items() if previous.keys.get(key) != owner]
             if late:
                 logger.warning(
                     "watch list of %s: full reload found %s address(es) the refreshes missed; rescanning from %s",
                     chain_id,
                     len(late),
-                    previous.full_height,
+                    previous.low_height,
                 )
-                _rescans[chain_id] = min(previous.full_height, _rescans.get(chain_id, previous.full_height))
+                _rescans[chain_id] = min(previous.low_height, _rescans.get(chain_id, previous.low_height))
         return watch.keys, watch.version

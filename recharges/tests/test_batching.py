@@ -198,3 +198,72 @@ class TestLateAssignment:
             RechargeStatus.CONFIRMED,
         )
         assert available(other_user, "ETH") == Decimal(1)
+
+    def test_a_reorg_below_the_previous_reload_is_covered_by_the_rescan(self, chain, user, other_user, now, settings):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from addresses.models import AddressType, WalletAddress
+
+        settings.SCAN_WATCH_LOOKBACK_SECONDS = 0
+        settings.SCAN_WATCH_FULL_RELOAD_SECONDS = 3600
+        pool_row = WalletAddress.objects.create(
+            coin_id="ETH", coin_name="ETH", chain_id="ETH", address_type=AddressType.USER_DEPOSIT, address=POOL_ADDRESS
+        )
+        deposit_address(user=user, n=7)
+        chain.mine(count=5)
+        tick(chain, now)
+        settings.SCAN_WATCH_FULL_RELOAD_SECONDS = 0
+        chain.mine()
+        tick(chain, now)  # a full reload with the cursor at 5
+        settings.SCAN_WATCH_FULL_RELOAD_SECONDS = 3600
+        pool_row.user, pool_row.assign_time = other_user, timezone.now() - timedelta(hours=1)
+        pool_row.save(update_fields=["user", "assign_time"])
+        # A reorg back to 3; the late address is paid at the new height 4, below the reload's 5.
+        chain.reorg(depth=3, branch=[[transfer(to=POOL_ADDRESS, amount=ONE_ETH)], [], [], [], []])
+        tick(chain, now)
+        assert RechargeRecord.objects.count() == 0
+
+        settings.SCAN_WATCH_FULL_RELOAD_SECONDS = 0
+        chain.mine()
+        tick(chain, now)
+        tick(chain, now)
+
+        assert RechargeRecord.objects.get().to_address == POOL_ADDRESS
+        assert available(other_user, "ETH") == Decimal(1)
+
+    def test_a_long_rescan_runs_a_batch_at_a_time_until_done(self, chain, user, other_user, now, settings):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from addresses.models import AddressType, WalletAddress
+
+        settings.SCAN_WATCH_LOOKBACK_SECONDS = 0
+        settings.SCAN_WATCH_FULL_RELOAD_SECONDS = 3600
+        settings.SCAN_BATCH_BLOCKS = 2
+        pool_row = WalletAddress.objects.create(
+            coin_id="ETH", coin_name="ETH", chain_id="ETH", address_type=AddressType.USER_DEPOSIT, address=POOL_ADDRESS
+        )
+        deposit_address(user=user, n=7)
+        chain.mine()
+        tick(chain, now)
+        pool_row.user, pool_row.assign_time = other_user, timezone.now() - timedelta(hours=1)
+        pool_row.save(update_fields=["user", "assign_time"])
+        chain.mine(count=6)
+        chain.mine([transfer(to=POOL_ADDRESS, amount=ONE_ETH)], count=4)  # paid at height 7
+        tick(chain, now)
+        assert RechargeRecord.objects.count() == 0
+
+        settings.SCAN_WATCH_FULL_RELOAD_SECONDS = 0
+        chain.mine()
+        read_before = chain.calls.get("block", 0)
+        recharges_services.deposits_scan_batch(chain_id="ETH", now=now, adapter=chain)
+        settings.SCAN_WATCH_FULL_RELOAD_SECONDS = 3600
+        assert chain.calls.get("block", 0) - read_before <= 2 + 2  # the new block(s) and one rescan batch
+        assert RechargeRecord.objects.count() == 0  # height 7 is not reached yet
+        for _ in range(6):
+            recharges_services.deposits_scan_batch(chain_id="ETH", now=now, adapter=chain)
+
+        assert RechargeRecord.objects.get().to_address == POOL_ADDRESS

@@ -6,13 +6,14 @@ import threading
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection
 
 from assets import selectors as assets_selectors
 from assets.models import BusinessType, Flow, OutboxMessage
-from coins.models import CoinConfig
+from coins.models import CoinConfig, Switch
 from recharges import services as recharges_services
 from recharges.models import RechargeRecord, RechargeStatus
 from recharges.tests.conftest import deposit_address
@@ -37,10 +38,12 @@ class TestDepositRelease:
         record = held_deposit(chain, user, now)
 
         released = recharges_services.deposit_release(
-            record_id=record.id, operator="ops-anna", remark="KYC checked, ticket 42", now=now
+            record_id=record.id, operator="ops-anna", remark="KYC checked, ticket 42", now=now, adapter=chain
         )
         with pytest.raises(Conflict, match="confirmed and credited"):
-            recharges_services.deposit_release(record_id=record.id, operator="ops-ben", remark="again", now=now)
+            recharges_services.deposit_release(
+                record_id=record.id, operator="ops-ben", remark="again", now=now, adapter=chain
+            )
 
         assert released.status == RechargeStatus.CONFIRMED
         assert available(user, "ETH") == Decimal(6)
@@ -63,11 +66,15 @@ class TestDepositRelease:
         pending = RechargeRecord.objects.get(status=RechargeStatus.PENDING)
 
         with pytest.raises(WalletError) as refused:
-            recharges_services.deposit_release(record_id=pending.id, operator="ops-anna", remark="  ", now=now)
+            recharges_services.deposit_release(
+                record_id=pending.id, operator="ops-anna", remark="  ", now=now, adapter=chain
+            )
         assert refused.value.field == "remark"
         for record in (small, pending):
             with pytest.raises(Conflict):
-                recharges_services.deposit_release(record_id=record.id, operator="ops-anna", remark="ok", now=now)
+                recharges_services.deposit_release(
+                    record_id=record.id, operator="ops-anna", remark="ok", now=now, adapter=chain
+                )
 
         assert Flow.objects.count() == 0
         assert set(RechargeRecord.objects.values_list("status", flat=True)) == {
@@ -77,7 +84,9 @@ class TestDepositRelease:
 
     def test_a_released_deposit_orphaned_by_a_reorg_is_reversed_like_any_credit(self, chain, user, now):
         record = held_deposit(chain, user, now)
-        recharges_services.deposit_release(record_id=record.id, operator="ops-anna", remark="checked", now=now)
+        recharges_services.deposit_release(
+            record_id=record.id, operator="ops-anna", remark="checked", now=now, adapter=chain
+        )
 
         chain.reorg(depth=3, branch=[[], [], [], []])
         tick(chain, now)
@@ -88,10 +97,37 @@ class TestDepositRelease:
         assert Flow.objects.filter(business_type=BusinessType.REORG_REVERSAL).count() == 1
         assert assets_selectors.ledger_mismatches() == []
 
+    def test_refuses_a_deposit_whose_block_the_node_dropped_before_the_scanner_noticed(self, chain, user, now):
+        record = held_deposit(chain, user, now)
+        chain.reorg(depth=3, branch=[[], [], [], []])
+
+        with pytest.raises(Conflict, match="no longer on the chain"):
+            recharges_services.deposit_release(
+                record_id=record.id, operator="ops-anna", remark="checked", now=now, adapter=chain
+            )
+
+        assert Flow.objects.count() == 0
+
+    def test_refuses_to_credit_below_the_minimum_whatever_held_it(self, chain, user, now):
+        CoinConfig.objects.filter(coin_id="ETH").update(recharge_enabled=Switch.DISABLED)
+        chain.mine([transfer(to=deposit_address(user=user).address, amount=10**12)], count=3)  # 0.000001 ETH
+        tick(chain, now)
+        record = RechargeRecord.objects.get(status=RechargeStatus.RECHARGE_DISABLED)
+
+        with pytest.raises(Conflict, match="below the minimum"):
+            recharges_services.deposit_release(
+                record_id=record.id, operator="ops-anna", remark="checked", now=now, adapter=chain
+            )
+
+        assert Flow.objects.count() == 0
+
 
 class TestReleaseInTheAdmin:
-    def test_only_an_operator_with_the_permission_credits_and_the_remark_is_required(self, chain, user, now, client):
+    def test_only_an_operator_with_the_permission_credits_and_the_remark_is_required(
+        self, chain, user, now, client, monkeypatch
+    ):
         record = held_deposit(chain, user, now)
+        monkeypatch.setattr("recharges.services.adapter_for", lambda chain_id: chain)
         staff = get_user_model().objects.create_user("ops-carl", password="pw-ops-carl-1", is_staff=True)
         staff.user_permissions.add(Permission.objects.get(codename="view_rechargerecord"))
         client.force_login(staff)
@@ -116,6 +152,8 @@ class TestReleaseInTheAdmin:
         assert done.status_code == 302
         assert available(user, "ETH") == Decimal(6)
         assert Flow.objects.get().memo.endswith("released by ops-carl: checked")
+        history = LogEntry.objects.get(object_id=str(record.pk))
+        assert (history.user_id, history.change_message) == (staff.pk, "Credited after review: checked")
 
 
 @pytest.mark.mysql
@@ -124,14 +162,17 @@ def test_two_operators_releasing_at_once_credit_once(settings, now):
     settings.SCAN_START_HEIGHTS = {"ETH": 0}
     CoinConfig.objects.filter(chain_id="ETH").update(required_confirmations=3)
     owner = get_user_model().objects.create_user("owner")
-    record = held_deposit(FakeChain("ETH"), owner, now)
+    chain = FakeChain("ETH")
+    record = held_deposit(chain, owner, now)
     start = threading.Barrier(2)
     outcomes: list[str] = []
 
     def release(operator: str) -> None:
         start.wait(timeout=10)
         try:
-            recharges_services.deposit_release(record_id=record.id, operator=operator, remark="checked", now=now)
+            recharges_services.deposit_release(
+                record_id=record.id, operator=operator, remark="checked", now=now, adapter=chain
+            )
             outcomes.append("credited")
         except Conflict:
             outcomes.append("refused")
