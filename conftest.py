@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 
 import pytest
 from django.conf import settings
@@ -12,6 +13,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 ON_MYSQL = settings.DATABASES["default"]["ENGINE"] == "wallet_project.db_backends.mysql"
+HAVE_CHROMIUM = bool((shutil.which("chromium") or shutil.which("chromium-browser")) and shutil.which("chromedriver"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,16 +24,18 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError("CI=true but DATABASE_URL is not MySQL/MariaDB")
         if not settings.REDIS_URL:
             raise pytest.UsageError("CI=true but REDIS_URL is not set")
+        if not HAVE_CHROMIUM:
+            raise pytest.UsageError("CI=true but chromium and chromedriver are not installed")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Row locks and concurrency need a real server. On a bare machine (SQLite) those tests are
     # skipped and say so; CI never gets here without MariaDB (see pytest_configure).
-    if ON_MYSQL:
-        return
     for item in items:
-        if "mysql" in item.keywords:
+        if "mysql" in item.keywords and not ON_MYSQL:
             item.add_marker(pytest.mark.skip(reason="needs MariaDB: set DATABASE_URL"))
+        if "browser" in item.keywords and not HAVE_CHROMIUM:
+            item.add_marker(pytest.mark.skip(reason="needs chromium and chromedriver (Debian packages)"))
 
 
 @pytest.fixture(autouse=True)
