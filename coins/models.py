@@ -66,6 +66,11 @@ class CoinConfig(models.Model):
             models.CheckConstraint(
                 condition=models.Q(required_confirmations__gte=1), name="coin_confirmations_positive"
             ),
+            # Two auditors are never needed below the amount one auditor must look at.
+            models.CheckConstraint(
+                condition=models.Q(withdraw_dual_audit_threshold__gte=models.F("withdraw_audit_threshold")),
+                name="coin_audit_thresholds_ordered",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -37,6 +37,9 @@ class WithdrawRecord(models.Model):
     block_time = models.DateTimeField(null=True, blank=True)
     memo = models.CharField(max_length=255, null=True, blank=True)
     idempotency_key = models.CharField(max_length=64)
+    # Fixed when applied for (1 or 2, from the coin's thresholds then): a later change of the
+    # thresholds does not lower what this withdrawal needs.
+    approvals_required = models.PositiveSmallIntegerField(default=1)
     # Set when to_address is another user's deposit address: settled in the ledger, off chain.
     to_user = models.ForeignKey(
         settings.AUTH_USER_MODEL,

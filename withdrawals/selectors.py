@@ -24,7 +24,7 @@ def withdrawal_get(*, user_id: int, withdraw_no: str) -> WithdrawRecord:
 
     :raises NotFound: no such withdrawal, or another user's.
     """
-    record = WithdrawRecord.objects.filter(user_id=user_id, withdraw_no=withdraw_no).first()
+    record = WithdrawRecord.objects.filter(user_id=user_id, withdraw_no=withdraw_no).order_by("id").first()
     if record is None:
         raise NotFound(f"No withdrawal {withdraw_no}.")
     return record

@@ -84,9 +84,9 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
     # The balance lock first: it serialises this user's applications of this coin, so the daily
     # limit and the idempotency key are read under it.
     assets_services.balance_lock(user_id=user_id, coin=coin)
-    existing = WithdrawRecord.objects.filter(user_id=user_id, idempotency_key=key).first()
+    existing = WithdrawRecord.objects.filter(user_id=user_id, idempotency_key=key).order_by("id").first()
     if existing is not None:
-        return _replay(existing=existing, coin=coin, address=address, amount=amount)
+        return _replay(existing=existing, key=key, coin=coin, address=address, amount=amount)
     if coin.withdraw_enabled != Switch.ENABLED:
         raise WithdrawalRefused(f"Withdrawals of {coin.coin_id} are switched off.", field="coin")
     if amount < coin.min_withdraw_amount:
@@ -116,11 +116,12 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
                 actual_amount=actual,
                 status=WithdrawStatus.PENDING_REVIEW,
                 required_confirmations=coin.required_confirmations,
+                approvals_required=2 if amount > coin.withdraw_dual_audit_threshold else 1,
                 idempotency_key=key,
             )
     except IntegrityError:
         existing = WithdrawRecord.objects.get(user_id=user_id, idempotency_key=key)
-        return _replay(existing=existing, coin=coin, address=address, amount=amount)
+        return _replay(existing=existing, key=key, coin=coin, address=address, amount=amount)
     assets_services.balance_freeze(
         user_id=user_id,
         coin=coin,
@@ -130,7 +131,7 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
         memo=f"withdrawal {record.withdraw_no}",
     )
     _log(record=record, auditor_id=None, action="apply", to_status=WithdrawStatus.PENDING_REVIEW, remark="")
-    if amount <= coin.withdraw_audit_threshold:
+    if amount <= coin.withdraw_audit_threshold and record.approvals_required == 1:
         _approved(
             record=record,
             coin=coin,
@@ -166,14 +167,18 @@ def _approve(*, withdraw_id: int, auditor_id: int, remark: str, now: datetime) -
     record = _locked(withdraw_id)
     if record.status != WithdrawStatus.PENDING_REVIEW:
         raise Conflict(f"Withdrawal {record.withdraw_no} is {record.get_status_display()}: it cannot be approved.")
-    if auditor_id == record.user_id:
-        raise Conflict("Nobody approves their own withdrawal.")
+    if auditor_id in (record.user_id, record.to_user_id):
+        raise Conflict("Nobody approves a withdrawal that is theirs or pays them.")
     approvals = set(record.audit_logs.filter(action="approve").values_list("auditor_id", flat=True))
     if auditor_id in approvals:
         raise Conflict("You approved this withdrawal already: a second, different auditor must approve it.")
     coin = CoinConfig.objects.get(coin_id=record.coin_id)
-    needed = 2 if record.amount > coin.withdraw_dual_audit_threshold else 1
-    if len(approvals) + 1 < needed:
+    # What was true at apply must still be: a reorg hold or a switched-off coin stops approvals.
+    if coin.withdraw_enabled != Switch.ENABLED or not coin.is_enabled:
+        raise Conflict(f"Withdrawals of {coin.coin_id} are switched off: approve it once they are on again.")
+    if recharges_selectors.withdrawals_held(user_id=record.user_id):
+        raise WithdrawalsHeld("The applicant's withdrawals are held while a reversed deposit is settled.")
+    if len(approvals) + 1 < record.approvals_required:
         _log(
             record=record,
             auditor_id=auditor_id,
@@ -208,8 +213,8 @@ def _reject(*, withdraw_id: int, auditor_id: int, remark: str, now: datetime) ->
     record = _locked(withdraw_id)
     if record.status not in (WithdrawStatus.PENDING_REVIEW, WithdrawStatus.APPROVED):
         raise Conflict(f"Withdrawal {record.withdraw_no} is {record.get_status_display()}: it cannot be rejected.")
-    if auditor_id == record.user_id:
-        raise Conflict("Nobody audits their own withdrawal.")
+    if auditor_id in (record.user_id, record.to_user_id):
+        raise Conflict("Nobody audits a withdrawal that is theirs or pays them.")
     coin = CoinConfig.objects.get(coin_id=record.coin_id)
     assets_services.balance_unfreeze(
         user_id=record.user_id,
@@ -228,8 +233,14 @@ def _reject(*, withdraw_id: int, auditor_id: int, remark: str, now: datetime) ->
 # --- steps -----------------------------------------------------------------------------------------
 
 
-def _replay(*, existing: WithdrawRecord, coin: CoinConfig, address: str, amount: Decimal) -> WithdrawRecord:
-    if (existing.coin_id, existing.to_address, existing.amount) != (coin.coin_id, address, amount):
+def _replay(*, existing: WithdrawRecord, key: str, coin: CoinConfig, address: str, amount: Decimal) -> WithdrawRecord:
+    # The key column compares case-insensitively on MySQL: "ABC" finds "abc", which is another key.
+    if (existing.idempotency_key, existing.coin_id, existing.to_address, existing.amount) != (
+        key,
+        coin.coin_id,
+        address,
+        amount,
+    ):
         raise Conflict(
             f"Idempotency key {existing.idempotency_key!r} was used for another withdrawal.", field="idempotency_key"
         )
@@ -254,6 +265,12 @@ def _fee(*, coin: CoinConfig, amount: Decimal) -> Decimal:
             fee = amount * coin.withdraw_fee_rate
         # Rounded up to the coin's precision: a fee finer than the chain can carry is not a fee.
         return round_up(fee, coin.quantum)
+    with exact():
+        too_fine = coin.withdraw_fee % coin.quantum != 0
+    if too_fine:
+        raise WithdrawalRefused(
+            f"The withdrawal fee of {coin.coin_id} is finer than its precision: ops must correct it.", field="coin"
+        )
     return coin.withdraw_fee
 
 
@@ -331,7 +348,11 @@ def _transition(
 ) -> None:
     _log(record=record, auditor_id=auditor_id, action=action, to_status=to_status, remark=remark)
     record.status = to_status
-    record.save()
+    record.save(
+        update_fields=[
+            "status", "audit_user", "audit_time", "audit_remark", "confirmations", "complete_time", "update_time"
+        ]
+    )  # fmt: skip
 
 
 def _log(
@@ -355,7 +376,9 @@ def _event(*, record: WithdrawRecord, now: datetime) -> None:
             coin_id=record.coin_id,
             amount=record.amount,
             fee=record.fee,
+            actual_amount=record.actual_amount,
             to_address=record.to_address,
+            internal=record.to_user_id is not None,
             tx_hash=record.tx_hash,
             status=int(record.status),
             at=now,

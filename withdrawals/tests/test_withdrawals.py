@@ -47,6 +47,18 @@ def apply(user, amount: str, *, key: str = "k1", to: str = OUTSIDE, coin_id: str
     )
 
 
+def hold_withdrawals(user) -> None:
+    """A reorg hold on the user, as the scanner leaves it after reversing a spent deposit."""
+    deposit = RechargeRecord.objects.create(
+        recharge_no="R1", user=user, coin_id="ETH", coin_name="ETH", tx_hash="0x1", from_address="a",
+        to_address="b", amount=1, status=RechargeStatus.REORGED,
+    )  # fmt: skip
+    AccountHold.objects.create(
+        user=user, coin_id="ETH", recharge=deposit, amount=1, frozen_amount=1, shortfall=0, biz_ref="r-1",
+        reason="reorg",
+    )  # fmt: skip
+
+
 def make_auditor(name: str):
     return get_user_model().objects.create_user(name, password=f"pw-{name}-1", is_staff=True)
 
@@ -69,12 +81,14 @@ class TestApply:
             ("auto_approve", WithdrawStatus.APPROVED),
         ]
         event = OutboxMessage.objects.get(tags="WALLET_WITHDRAW").payload["body"]
-        assert (event["withdraw_no"], event["amount"], event["fee"], event["status"]) == (
+        assert (event["withdraw_no"], event["amount"], event["fee"], event["actual_amount"], event["status"]) == (
             record.withdraw_no,
             "2.5",
             "0.003",
+            "2.497",
             int(WithdrawStatus.APPROVED),
         )
+        assert event["internal"] is False
         assert assets_selectors.ledger_mismatches() == []
 
     def test_the_same_request_again_is_the_same_withdrawal_and_another_under_its_key_is_refused(self, user):
@@ -89,6 +103,26 @@ class TestApply:
         assert other.value.field == "idempotency_key"
         assert balance(user) == (Decimal("497.5"), Decimal("2.5"))
         assert Flow.objects.filter(business_type=BusinessType.WITHDRAW_FREEZE).count() == 1
+
+    def test_a_key_differing_only_in_case_never_returns_the_first_withdrawal(self, user):
+        fund(user)
+        first = apply(user, "2.5", key="k1")
+
+        try:
+            other_case = apply(user, "2.5", key="K1").pk
+        except Conflict:  # MySQL: the key column compares case-insensitively, so the key is taken
+            other_case = None
+
+        assert other_case != first.pk
+
+    def test_a_fixed_fee_finer_than_the_coin_is_refused_as_a_misconfiguration(self, user):
+        CoinConfig.objects.filter(coin_id="BTC").update(withdraw_fee=Decimal("0.000000001"))
+        fund(user, "1", coin_id="BTC")
+
+        with pytest.raises(WalletError, match="finer than its precision"):
+            apply(user, "0.01", coin_id="BTC", to="bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080")
+
+        assert WithdrawRecord.objects.count() == 0
 
     def test_a_rate_fee_is_rounded_up_to_the_coins_precision(self, user):
         CoinConfig.objects.filter(coin_id="BTC").update(
@@ -144,14 +178,7 @@ class TestApply:
 
     def test_a_reorg_hold_stops_withdrawals(self, user):
         fund(user)
-        deposit = RechargeRecord.objects.create(
-            recharge_no="R1", user=user, coin_id="ETH", coin_name="ETH", tx_hash="0x1", from_address="a",
-            to_address="b", amount=1, status=RechargeStatus.REORGED,
-        )  # fmt: skip
-        AccountHold.objects.create(
-            user=user, coin_id="ETH", recharge=deposit, amount=1, frozen_amount=1, shortfall=0, biz_ref="r-1",
-            reason="reorg",
-        )  # fmt: skip
+        hold_withdrawals(user)
 
         with pytest.raises(withdrawals_services.WithdrawalsHeld):
             apply(user, "1")
@@ -168,7 +195,7 @@ class TestAudit:
         rejected_one = apply(user, "60", key="b")
         assert (approved_one.status, rejected_one.status) == (WithdrawStatus.PENDING_REVIEW,) * 2
 
-        with pytest.raises(Conflict, match="own"):
+        with pytest.raises(Conflict, match="theirs"):
             withdrawals_services.withdrawal_approve(withdraw_id=approved_one.id, auditor_id=user.id)
         withdrawals_services.withdrawal_approve(withdraw_id=approved_one.id, auditor_id=auditor.id, remark="ok")
         with pytest.raises(WalletError) as no_remark:
@@ -203,6 +230,57 @@ class TestAudit:
             "ops-fay",
             "ops-gus",
         ]
+
+    def test_the_recipient_of_an_internal_transfer_cannot_approve_it(self, user, other_user):
+        fund(user)
+        address = to_checksum_address("0x" + "7c" * 20)
+        WalletAddress.objects.create(
+            coin_id="ETH", coin_name="ETH", chain_id="ETH", address_type=AddressType.USER_DEPOSIT,
+            address=address, user=other_user,
+        )  # fmt: skip
+        record = apply(user, "50", to=address)
+        other_user.is_staff = True
+        other_user.save()
+
+        with pytest.raises(Conflict, match="pays them"):
+            withdrawals_services.withdrawal_approve(withdraw_id=record.id, auditor_id=other_user.id)
+
+        assert balance(other_user) == (Decimal(0), Decimal(0))
+
+    def test_the_approvals_needed_are_fixed_when_applying(self, user):
+        fund(user)
+        first = make_auditor("ops-ida")
+        record = apply(user, "150")  # above the dual-audit threshold of 100 when applied for
+        CoinConfig.objects.filter(coin_id="ETH").update(withdraw_dual_audit_threshold=Decimal(1000))
+
+        withdrawals_services.withdrawal_approve(withdraw_id=record.id, auditor_id=first.id)
+
+        record.refresh_from_db()
+        assert (record.approvals_required, record.status) == (2, WithdrawStatus.PENDING_REVIEW)
+
+    def test_a_dual_audit_threshold_below_the_single_one_is_refused(self, db):
+        from django.db import IntegrityError, transaction
+
+        with pytest.raises(IntegrityError), transaction.atomic():
+            CoinConfig.objects.filter(coin_id="ETH").update(
+                withdraw_audit_threshold=Decimal(500), withdraw_dual_audit_threshold=Decimal(10)
+            )
+
+    def test_a_hold_or_a_switched_off_coin_after_applying_stops_approval(self, user):
+        fund(user)
+        auditor = make_auditor("ops-jo")
+        record = apply(user, "50")
+        CoinConfig.objects.filter(coin_id="ETH").update(withdraw_enabled=Switch.DISABLED)
+        with pytest.raises(Conflict, match="switched off"):
+            withdrawals_services.withdrawal_approve(withdraw_id=record.id, auditor_id=auditor.id)
+        CoinConfig.objects.filter(coin_id="ETH").update(withdraw_enabled=Switch.ENABLED)
+        hold_withdrawals(user)
+
+        with pytest.raises(withdrawals_services.WithdrawalsHeld):
+            withdrawals_services.withdrawal_approve(withdraw_id=record.id, auditor_id=auditor.id)
+
+        record.refresh_from_db()
+        assert record.status == WithdrawStatus.PENDING_REVIEW
 
 
 @pytest.mark.django_db
@@ -344,7 +422,8 @@ class TestRaces:
 
         outcomes = self._race([lambda: apply(user, "2", key="same")] * 4)
 
-        assert {o.pk for o in outcomes if isinstance(o, WithdrawRecord)} == {WithdrawRecord.objects.get().pk}
+        assert [type(o) for o in outcomes] == [WithdrawRecord] * 4  # every racer got the withdrawal
+        assert {o.pk for o in outcomes} == {WithdrawRecord.objects.get().pk}
         assert balance(user) == (Decimal(498), Decimal(2))
 
     def test_racing_applications_never_overdraw(self, user):
