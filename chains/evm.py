@@ -317,6 +317,11 @@ class EvmAdapter:
         price = self._int(self.node.call("eth_gasPrice"), "eth_gasPrice")
         return price or self._gas_price_fallback
 
+    def next_nonce(self, address: str) -> int:
+        """The node's count of transactions from address, pending ones included: its next nonce."""
+        sender = to_checksum_address(self.match_key(address))
+        return self._int(self.node.call("eth_getTransactionCount", [sender, "pending"]), "eth_getTransactionCount")
+
     def network_id(self) -> int:
         if self._network_id is None:
             self._network_id = self._int(self.node.call("eth_chainId"), "eth_chainId")

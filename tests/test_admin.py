@@ -18,6 +18,7 @@ READ_ONLY = [
     "recharges.RecentBlock",
     "recharges.ScanCursor",
     "withdrawals.WithdrawAuditLog",
+    "chains.NonceCursor",
 ]
 
 

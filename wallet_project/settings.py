@@ -212,6 +212,13 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Withdrawals paid on chain: the hot wallet pool (wallet_type) that pays them, how many are
+# signed per run, and when an unmined one is alerted as stuck.
+WITHDRAW_HOT_WALLET_TYPE = env_str("WITHDRAW_HOT_WALLET_TYPE", "withdraw")
+# Chains whose withdrawals beat pays on chain (built for ETH and its tokens so far).
+WITHDRAW_ONCHAIN_CHAINS = [c for c in env_str("WITHDRAW_ONCHAIN_CHAINS", "ETH").split(",") if c]
+WITHDRAW_PAY_BATCH = env_int("WITHDRAW_PAY_BATCH", 20)
+WITHDRAW_STUCK_SECONDS = env_int("WITHDRAW_STUCK_SECONDS", 1800)
 # Daily withdrawal limits reset at midnight of this zone.
 WALLET_BUSINESS_TIME_ZONE = env_str("WALLET_BUSINESS_TIME_ZONE", "Asia/Shanghai")
 

@@ -31,9 +31,11 @@ class AuditForm(forms.Form):
 
 @admin.register(WithdrawRecord)
 class WithdrawRecordAdmin(admin.ModelAdmin):
-    list_display = ("withdraw_no", "user", "coin", "amount", "fee", "status", "to_address", "audit_user", "create_time")
+    list_display = (
+        "withdraw_no", "user", "coin", "amount", "fee", "status", "to_address", "audit_user", "tx_hash", "create_time"
+    )  # fmt: skip
     list_filter = ("coin", "status")
-    search_fields = ("withdraw_no", "tx_hash", "to_address", "=user__id")
+    search_fields = ("withdraw_no", "tx_hash", "to_address", "from_address", "=user__id")
     list_select_related = ("user",)
     readonly_fields = [f.name for f in WithdrawRecord._meta.fields]
     inlines = [WithdrawAuditLogInline]

@@ -37,6 +37,12 @@ class WithdrawRecord(models.Model):
     block_time = models.DateTimeField(null=True, blank=True)
     memo = models.CharField(max_length=255, null=True, blank=True)
     idempotency_key = models.CharField(max_length=64)
+    # On-chain payment: the hot address paying, the EVM nonce, and the signed transaction, stored
+    # before it is broadcast so that every retry sends this same transaction, never a second one.
+    from_address = models.CharField(max_length=255, null=True, blank=True)
+    nonce = models.BigIntegerField(null=True, blank=True)
+    signed_tx = models.TextField(null=True, blank=True)
+    broadcast_time = models.DateTimeField(null=True, blank=True)
     # Fixed when applied for (1 or 2, from the coin's thresholds then): a later change of the
     # thresholds does not lower what this withdrawal needs.
     approvals_required = models.PositiveSmallIntegerField(default=1)

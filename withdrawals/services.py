@@ -7,14 +7,17 @@ writes an audit log row and a WALLET_WITHDRAW event in the same transaction. The
 on apply, paid out of the frozen balance on completion and unfrozen on rejection.
 
 A withdrawal to another user's deposit address is settled in the ledger once approved, without a
-fee and without touching the chain. Withdrawals to outside addresses stay approved until the
-chain processor (signing, broadcast, confirmation) takes them: that part is not built yet.
+fee and without touching the chain. Approved withdrawals to outside addresses are paid on chain
+by withdrawals_pay and settled by withdrawals_confirm (EVM: ETH and ERC20 tokens so far; BTC and
+TRON withdrawals stay approved until their payout is built).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -26,12 +29,19 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from addresses import selectors as addresses_selectors
+from addresses import services as addresses_services
+from addresses import signer
 from addresses.validation import address_validate
 from assets import events as assets_events
 from assets import services as assets_services
 from assets.models import BusinessType
+from chains import registry as chains_registry
+from chains import services as chains_services
+from chains.base import ChainAdapter, ChainError, SignedTx, TxRejected
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig, FeeType, Switch
+from monitoring import services as monitoring_services
+from monitoring.models import Severity
 from recharges import selectors as recharges_selectors
 from wallet_project.db import retry_on_deadlock
 from wallet_project.errors import Conflict, WalletError
@@ -350,7 +360,8 @@ def _transition(
     record.status = to_status
     record.save(
         update_fields=[
-            "status", "audit_user", "audit_time", "audit_remark", "confirmations", "complete_time", "update_time"
+            "status", "audit_user", "audit_time", "audit_remark", "confirmations", "complete_time", "update_time",
+            "from_address", "nonce", "signed_tx", "tx_hash", "block_number",
         ]
     )  # fmt: skip
 
@@ -384,3 +395,236 @@ def _event(*, record: WithdrawRecord, now: datetime) -> None:
             at=now,
         )
     )
+
+
+# --- on-chain payment ----------------------------------------------------------------------------
+
+# Chains whose approved withdrawals withdrawals_pay can send; the others wait, approved.
+ONCHAIN_CHAINS = ("ETH",)
+NODE_ERRORS: tuple[type[Exception], ...] = (ChainError, OSError, ValueError)
+
+# Fault injection: tests set this to a callable that raises when the named step is reached, to
+# prove that a crash between signing and broadcasting pays once. Always None in a running service.
+fault_hook: Callable[[str], None] | None = None
+
+
+def _step(name: str) -> None:
+    if fault_hook is not None:
+        fault_hook(name)
+
+
+@dataclass(frozen=True)
+class PayoutResult:
+    chain_id: str
+    signed: int = 0
+    broadcast: int = 0
+    completed: int = 0
+    failed: int = 0
+    waiting: int = 0
+    error: str | None = None
+
+
+def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: ChainAdapter | None = None) -> PayoutResult:
+    """
+    Sign and broadcast the chain's approved withdrawals to outside addresses, oldest first.
+
+    Each is signed in a transaction that locks it, picks a hot address of WITHDRAW_HOT_WALLET_TYPE,
+    allocates that address's nonce and stores the signed transaction with status PROCESSING; the
+    broadcast comes after the commit. A crash in between leaves a stored transaction that
+    withdrawals_confirm broadcasts again: the same transaction, never a second payment.
+    """
+    moment = now or timezone.now()
+    if chain_id not in ONCHAIN_CHAINS:
+        return PayoutResult(chain_id=chain_id, error=f"on-chain withdrawals of {chain_id} are not built yet")
+    adapter = adapter or chains_registry.adapter_for(chain_id)
+    ids = list(
+        WithdrawRecord.objects.filter(status=WithdrawStatus.APPROVED, to_user__isnull=True, coin__chain_id=chain_id)
+        .order_by("id")
+        .values_list("id", flat=True)[: settings.WITHDRAW_PAY_BATCH]
+    )
+    signed = broadcast = 0
+    for withdraw_id in ids:
+        try:
+            record = _sign(withdraw_id=withdraw_id, adapter=adapter, now=moment)
+        except (*NODE_ERRORS, WalletError) as exc:
+            # Nothing was stored: the withdrawal stays approved and is tried again next time.
+            text = f"signing withdrawal {withdraw_id} failed: {type(exc).__name__}: {str(exc)[:200]}"
+            _alert(severity=Severity.WARNING, kind="WITHDRAW_SIGN_FAILED", subject=f"chain {chain_id}", text=text)
+            return PayoutResult(chain_id=chain_id, signed=signed, broadcast=broadcast, error=text)
+        if record is None:
+            continue  # taken or decided meanwhile
+        signed += 1
+        _step("pay.signed")
+        broadcast += _broadcast(record=record, adapter=adapter, now=moment)
+    return PayoutResult(chain_id=chain_id, signed=signed, broadcast=broadcast)
+
+
+@transaction.atomic(durable=True)
+def _sign(*, withdraw_id: int, adapter: ChainAdapter, now: datetime) -> WithdrawRecord | None:
+    record = _locked(withdraw_id)
+    if record.status != WithdrawStatus.APPROVED or record.to_user_id is not None:
+        return None
+    coin = CoinConfig.objects.get(coin_id=record.coin_id)
+    # Any enabled hot address of the pool: its recorded balance is not kept per token, and the
+    # node refuses a payment the address cannot cover (it is broadcast again until it can).
+    hot = addresses_services.hot_wallet_select(
+        chain_id=coin.chain_id, wallet_type=settings.WITHDRAW_HOT_WALLET_TYPE, amount=Decimal(0)
+    )
+    nonce = chains_services.nonce_allocate(
+        chain_id=coin.chain_id, address=hot.address, node_next=adapter.next_nonce(hot.address)
+    )
+    unsigned = adapter.build_transfer(
+        from_address=hot.address,
+        to_address=record.to_address,
+        amount_base_units=coins_selectors.amount_to_base_units(coin=coin, amount=record.actual_amount),
+        contract=coin.contract_address or None,
+        nonce=nonce,
+    )
+    signed = signer.signer_for(coin.chain_id)(unsigned)
+    record.from_address, record.nonce, record.signed_tx, record.tx_hash = hot.address, nonce, signed.raw, signed.tx_hash
+    _transition(
+        record=record,
+        auditor_id=None,
+        action="sign",
+        to_status=WithdrawStatus.PROCESSING,
+        remark=f"from {hot.address}, nonce {nonce}",
+    )
+    _event(record=record, now=now)
+    return record
+
+
+def _broadcast(*, record: WithdrawRecord, adapter: ChainAdapter, now: datetime) -> int:
+    """Send the stored transaction (again); 1 if the node has it now, 0 after alerting why not."""
+    try:
+        adapter.broadcast_irreversible(SignedTx(tx_hash=record.tx_hash or "", raw=record.signed_tx or ""))
+    except TxRejected as exc:
+        # Kept as it is: a payment the hot address cannot cover yet is sent again next time.
+        _alert(
+            severity=Severity.CRITICAL,
+            kind="WITHDRAW_BROADCAST_REJECTED",
+            subject=f"withdrawal {record.withdraw_no}",
+            text=f"the node refused withdrawal {record.withdraw_no} from {record.from_address}: {str(exc)[:200]}",
+        )
+        return 0
+    except NODE_ERRORS as exc:
+        _alert(
+            severity=Severity.WARNING,
+            kind="NODE_DOWN",
+            subject=f"chain {record.coin.chain_id}",
+            text=f"broadcast of withdrawal {record.withdraw_no} failed: {type(exc).__name__}",
+        )
+        return 0
+    WithdrawRecord.objects.filter(id=record.id, broadcast_time__isnull=True).update(broadcast_time=now)
+    return 1
+
+
+def withdrawals_confirm(
+    *, chain_id: str, now: datetime | None = None, adapter: ChainAdapter | None = None
+) -> PayoutResult:
+    """
+    Follow the chain's withdrawals in PROCESSING: complete the mined ones, fail the reverted ones.
+
+    At the coin's confirmations, on a block the node still has: a success pays the frozen amount
+    out (WITHDRAW_SETTLE), a revert unfreezes it (WITHDRAW_UNFREEZE; the hot address paid the
+    gas). A transaction the node does not know is broadcast again, and alerted as stuck after
+    WITHDRAW_STUCK_SECONDS.
+    """
+    moment = now or timezone.now()
+    if chain_id not in ONCHAIN_CHAINS:
+        return PayoutResult(chain_id=chain_id)
+    adapter = adapter or chains_registry.adapter_for(chain_id)
+    completed = failed = waiting = 0
+    try:
+        tip = adapter.tip_height()
+        records = list(
+            WithdrawRecord.objects.filter(status=WithdrawStatus.PROCESSING, coin__chain_id=chain_id)
+            .select_related("coin")
+            .order_by("id")[: settings.WITHDRAW_PAY_BATCH * 5]
+        )
+        for record in records:
+            status = adapter.tx_status(record.tx_hash or "")
+            if not status.found:
+                _broadcast(record=record, adapter=adapter, now=moment)
+                started = record.broadcast_time or record.update_time
+                if (moment - started).total_seconds() > settings.WITHDRAW_STUCK_SECONDS:
+                    _alert(
+                        severity=Severity.CRITICAL,
+                        kind="WITHDRAW_STUCK",
+                        subject=f"withdrawal {record.withdraw_no}",
+                        text=f"withdrawal {record.withdraw_no} is not mined after {settings.WITHDRAW_STUCK_SECONDS} s",
+                    )
+                waiting += 1
+                continue
+            if status.block_number is None:
+                waiting += 1
+                continue
+            confirmations = tip - status.block_number + 1
+            if confirmations < record.required_confirmations or adapter.block_hash(status.block_number) != (
+                status.block_hash
+            ):
+                waiting += 1
+                continue
+            settle = _complete if status.success else _fail
+            settle(withdraw_id=record.id, block_number=status.block_number, confirmations=confirmations, now=moment)
+            completed += bool(status.success)
+            failed += not status.success
+    except NODE_ERRORS as exc:
+        text = f"confirming withdrawals failed: {type(exc).__name__}: {str(exc)[:200]}"
+        _alert(severity=Severity.WARNING, kind="NODE_DOWN", subject=f"chain {chain_id}", text=text)
+        return PayoutResult(chain_id=chain_id, completed=completed, failed=failed, waiting=waiting, error=text)
+    return PayoutResult(chain_id=chain_id, completed=completed, failed=failed, waiting=waiting)
+
+
+@transaction.atomic(durable=True)
+def _complete(*, withdraw_id: int, block_number: int, confirmations: int, now: datetime) -> None:
+    record = _locked(withdraw_id)
+    if record.status != WithdrawStatus.PROCESSING:
+        return
+    coin = CoinConfig.objects.get(coin_id=record.coin_id)
+    assets_services.balance_settle_frozen(
+        user_id=record.user_id,
+        coin=coin,
+        amount=record.amount,
+        business_type=BusinessType.WITHDRAW_SETTLE,
+        biz_ref=record.withdraw_no,
+        ref_tx_hash=record.tx_hash or "",
+        memo=f"withdrawal {record.withdraw_no}",
+    )
+    record.block_number, record.confirmations, record.complete_time = block_number, confirmations, now
+    _transition(record=record, auditor_id=None, action="confirm", to_status=WithdrawStatus.COMPLETED, remark="")
+    _event(record=record, now=now)
+
+
+@transaction.atomic(durable=True)
+def _fail(*, withdraw_id: int, block_number: int, confirmations: int, now: datetime) -> None:
+    record = _locked(withdraw_id)
+    if record.status != WithdrawStatus.PROCESSING:
+        return
+    coin = CoinConfig.objects.get(coin_id=record.coin_id)
+    assets_services.balance_unfreeze(
+        user_id=record.user_id,
+        coin=coin,
+        amount=record.amount,
+        business_type=BusinessType.WITHDRAW_UNFREEZE,
+        biz_ref=record.withdraw_no,
+        ref_tx_hash=record.tx_hash or "",
+        memo=f"withdrawal {record.withdraw_no} reverted on chain",
+    )
+    record.block_number, record.confirmations = block_number, confirmations
+    _transition(
+        record=record, auditor_id=None, action="fail", to_status=WithdrawStatus.FAILED, remark="reverted on chain"
+    )
+    _event(record=record, now=now)
+    monitoring_services.alert_raise(
+        severity=Severity.WARNING,
+        kind="WITHDRAW_FAILED",
+        subject=f"withdrawal {record.withdraw_no}",
+        message=f"withdrawal {record.withdraw_no} reverted on chain; its amount is unfrozen",
+        now=now,
+    )
+
+
+def _alert(*, severity: Severity, kind: str, subject: str, text: str) -> None:
+    logger.warning("%s %s: %s", kind, subject, text)
+    with transaction.atomic(durable=True):
+        monitoring_services.alert_raise(severity=severity, kind=kind, subject=subject, message=text)

@@ -21,6 +21,13 @@ def schedules() -> list[tuple[str, str, int, dict[str, object]]]:
             (f"deposits-confirm-{chain_id}", "recharges.tasks.deposits_confirm", every, {"chain_id": chain_id})
         )
     # Other apps' periodic tasks, so that one command sets up the whole beat.
+    for chain_id in settings.WITHDRAW_ONCHAIN_CHAINS:
+        entries.append(
+            (f"withdrawals-pay-{chain_id}", "withdrawals.tasks.withdrawals_pay", every, {"chain_id": chain_id})
+        )
+        entries.append(
+            (f"withdrawals-confirm-{chain_id}", "withdrawals.tasks.withdrawals_confirm", every, {"chain_id": chain_id})
+        )
     pool_every = getattr(settings, "ADDRESS_POOL_TOP_UP_SECONDS", 300)
     entries.append(("address-pool-top-up", "addresses.tasks.address_pool_top_up", pool_every, {}))
     entries.append(("events-lag-check", "assets.tasks.events_lag_check", 60, {}))

@@ -1,0 +1,27 @@
+"""Beat entry points of on-chain withdrawals: pay the approved ones, then follow them to completion."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+from withdrawals import services as withdrawals_services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True)
+def withdrawals_pay(*, chain_id: str, **kwargs: object) -> int:
+    """Sign and broadcast one chain's approved withdrawals."""
+    result = withdrawals_services.withdrawals_pay(chain_id=chain_id, now=timezone.now())
+    logger.info("withdrawals_pay %s: %s signed, %s broadcast", chain_id, result.signed, result.broadcast)
+    return result.signed
+
+
+@shared_task(ignore_result=True)
+def withdrawals_confirm(*, chain_id: str, **kwargs: object) -> int:
+    """Complete or fail one chain's withdrawals in processing."""
+    result = withdrawals_services.withdrawals_confirm(chain_id=chain_id, now=timezone.now())
+    return result.completed

@@ -1,0 +1,179 @@
+"""Withdrawals paid on chain: signed and stored before broadcast, settled at their confirmations.
+
+Against a real EVM dev node (ganache); every key here is a TEST-ONLY throwaway key.
+"""
+
+# ruff: noqa: F811 - pytest fixtures imported from chains.testing are named as test parameters
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from eth_account import Account
+
+from addresses import services as addresses_services
+from addresses import signer
+from addresses.models import AddressType
+from addresses.tests.conftest import TEST_KEK_V1, kek_env
+from assets import selectors as assets_selectors
+from assets import services as assets_services
+from assets.models import Balance, BusinessType, Flow
+from chains.models import NonceCursor
+from chains.testing import evm_adapter, evm_node  # noqa: F401
+from coins.models import CoinConfig
+from monitoring.models import Alert
+from withdrawals import services as withdrawals_services
+from withdrawals.models import WithdrawRecord, WithdrawStatus
+
+ONE_ETH = 10**18
+
+
+@pytest.fixture(autouse=True)
+def _no_fault():
+    withdrawals_services.fault_hook = None
+    yield
+    withdrawals_services.fault_hook = None
+
+
+@pytest.fixture
+def hot(db, monkeypatch, settings, tmp_path, evm_node):
+    """A funded hot address of the withdraw pool: 10 ETH and 1,000 test USDT."""
+    monkeypatch.setenv("WALLET_KEK", kek_env((1, TEST_KEK_V1)))
+    settings.WALLET_KEK_FILE = ""
+    settings.WALLET_DEV_KEK_FILE = tmp_path / "DEV-ONLY-kek.txt"
+    CoinConfig.objects.filter(chain_id="ETH").update(required_confirmations=2)
+    CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=evm_node.contracts["USDT"])
+    signer.hd_wallet_create(
+        chain_id="ETH", purpose=AddressType.HOT, mnemonic=signer.mnemonic_generate(), label="test-only"
+    )
+    (row,) = addresses_services.hot_addresses_create(chain_id="ETH", wallet_type="withdraw", count=1)
+    evm_node.send_tx({"to": row.address, "value": 10 * ONE_ETH})
+    usdt = evm_node.contract(evm_node.contracts["USDT"])
+    evm_node.transact(usdt.functions.transfer(row.address, 1000 * 10**6))
+    return row
+
+
+def approved(
+    user, amount: str, *, coin_id: str = "ETH", key: str = "k1", fund: str = "100"
+) -> tuple[WithdrawRecord, str]:
+    """An approved withdrawal to a fresh outside address (below the audit threshold)."""
+    coin = CoinConfig.objects.get(coin_id=coin_id)
+    assets_services.balance_credit(
+        user_id=user.id, coin=coin, amount=Decimal(fund), business_type=BusinessType.RECHARGE, biz_ref=f"fund-{key}"
+    )
+    to = Account.create().address  # TEST-ONLY
+    record = withdrawals_services.withdrawal_apply(
+        user_id=user.id, coin_id=coin_id, to_address=to, amount=amount, idempotency_key=key
+    )
+    assert record.status == WithdrawStatus.APPROVED
+    return record, to
+
+
+def test_pays_an_eth_withdrawal_once_and_settles_it_at_its_confirmations(hot, user, evm_node, evm_adapter):
+    record, to = approved(user, "1.5")
+
+    paid = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    again = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)  # nothing left to sign
+    early = withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+    evm_node.mine(1)
+    done = withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+
+    record.refresh_from_db()
+    assert (paid.signed, paid.broadcast, again.signed) == (1, 1, 0)
+    assert (early.waiting, done.completed) == (1, 1)  # mined in one block, completed at two
+    assert record.status == WithdrawStatus.COMPLETED
+    assert (record.from_address, record.nonce) == (hot.address, 0)
+    assert evm_adapter.balance(to) == int(Decimal("1.497") * ONE_ETH)  # amount - fee of 0.003
+    balance = Balance.objects.get(user=user, coin_id="ETH")
+    assert (balance.available, balance.frozen) == (Decimal("98.5"), Decimal(0))
+    assert Flow.objects.filter(business_type=BusinessType.WITHDRAW_SETTLE).count() == 1
+    assert list(record.audit_logs.order_by("id").values_list("action", flat=True)) == [
+        "apply",
+        "auto_approve",
+        "sign",
+        "confirm",
+    ]
+    assert assets_selectors.ledger_mismatches() == []
+
+
+def test_a_crash_between_signing_and_broadcast_sends_the_stored_transaction_not_a_second(
+    hot,
+    user,
+    evm_node,
+    evm_adapter,
+):
+    record, to = approved(user, "2")
+
+    def crash(step: str) -> None:
+        if step == "pay.signed":
+            raise RuntimeError("killed after the signed transaction was stored")
+
+    withdrawals_services.fault_hook = crash
+    with pytest.raises(RuntimeError):
+        withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    withdrawals_services.fault_hook = None
+    record.refresh_from_db()
+    stored = (record.tx_hash, record.signed_tx)
+    assert record.status == WithdrawStatus.PROCESSING and evm_adapter.tx_status(record.tx_hash).found is False
+
+    withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)  # signs nothing new
+    withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)  # broadcasts the stored one
+    evm_node.mine(2)
+    withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+
+    record.refresh_from_db()
+    assert (record.tx_hash, record.signed_tx) == stored
+    assert record.status == WithdrawStatus.COMPLETED
+    assert evm_adapter.balance(to) == int(Decimal("1.997") * ONE_ETH)
+    assert NonceCursor.objects.get(address=hot.address).next_nonce == 1
+
+
+def test_consecutive_withdrawals_get_consecutive_nonces_and_a_token_payout_works(
+    hot,
+    user,
+    evm_node,
+    evm_adapter,
+):
+    eth_record, _ = approved(user, "1", key="a")
+    usdt_record, to = approved(user, "25", coin_id="USDT-ERC20", key="b")
+
+    withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    evm_node.mine(2)
+    withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+
+    eth_record.refresh_from_db()
+    usdt_record.refresh_from_db()
+    assert (eth_record.nonce, usdt_record.nonce) == (0, 1)
+    assert (eth_record.status, usdt_record.status) == (WithdrawStatus.COMPLETED,) * 2
+    assert evm_adapter.balance(to, contract=evm_node.contracts["USDT"]) == 20 * 10**6  # 25 - fee of 5
+
+
+def test_a_reverted_token_payout_fails_and_unfreezes(hot, user, evm_node, evm_adapter):
+    first, _ = approved(user, "600", coin_id="USDT-ERC20", key="a", fund="600")
+    second, _ = approved(user, "600", coin_id="USDT-ERC20", key="b", fund="600")
+
+    # The hot address holds 1,000 USDT: the second payout's token transfer reverts on chain.
+    withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    evm_node.mine(2)
+    result = withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (result.completed, result.failed) == (1, 1)
+    assert (first.status, second.status) == (WithdrawStatus.COMPLETED, WithdrawStatus.FAILED)
+    balance = Balance.objects.get(user=user, coin_id="USDT-ERC20")
+    assert (balance.available, balance.frozen) == (Decimal(600), Decimal(0))
+    assert Alert.objects.get(kind="WITHDRAW_FAILED").subject == f"withdrawal {second.withdraw_no}"
+    assert assets_selectors.ledger_mismatches() == []
+
+
+def test_without_a_hot_wallet_nothing_is_signed_and_ops_are_alerted(db, user, evm_adapter):
+    record, _ = approved(user, "1")
+
+    result = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+
+    record.refresh_from_db()
+    assert result.signed == 0 and "NoHotWallet" in result.error
+    assert record.status == WithdrawStatus.APPROVED and record.signed_tx is None
+    assert Alert.objects.get(kind="WITHDRAW_SIGN_FAILED").subject == "chain ETH"
