@@ -369,6 +369,27 @@ class EvmAdapter:
             tx.update({"to": token, "value": 0, "gas": gas, "data": data})
         return UnsignedTx(chain_id=self.chain_id, from_address=sender, payload=tx)
 
+    def shortfall(self, unsigned: UnsignedTx) -> str | None:
+        """
+        Why the sender cannot pay this transfer now (ether for value + gas, or the token amount), or None.
+
+        Checked before signing so that a transfer the node would refuse, or that would revert, never
+        takes a nonce.
+        """
+        tx = unsigned.payload
+        assert isinstance(tx, dict)
+        ether = self.balance(unsigned.from_address)
+        needed = int(tx["value"]) + int(tx["gas"]) * int(tx["gasPrice"])
+        if ether < needed:
+            return f"{unsigned.from_address} holds {ether} wei, the transfer needs {needed} (value and gas)"
+        data = str(tx.get("data", "0x"))
+        if data.startswith(SELECTOR_TRANSFER):
+            amount = int(data[-64:], 16)
+            tokens = self.balance(unsigned.from_address, contract=str(tx["to"]))
+            if tokens < amount:
+                return f"{unsigned.from_address} holds {tokens} of token {tx['to']}, the transfer needs {amount}"
+        return None
+
     def broadcast_irreversible(self, signed: SignedTx) -> str:
         """eth_sendRawTransaction; a transaction the node already has is not sent again, its hash is returned.
 

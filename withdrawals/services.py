@@ -443,9 +443,20 @@ def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: Chai
         .values_list("id", flat=True)[: settings.WITHDRAW_PAY_BATCH]
     )
     signed = broadcast = 0
+    # Transactions signed but not taken by the node yet go first: they hold their address's nonce.
+    for record in (
+        WithdrawRecord.objects.filter(
+            status=WithdrawStatus.PROCESSING, coin__chain_id=chain_id, broadcast_time__isnull=True
+        )
+        .select_related("coin")
+        .order_by("id")
+    ):
+        broadcast += _broadcast(record=record, adapter=adapter, now=moment)
     for withdraw_id in ids:
         try:
-            record = _sign(withdraw_id=withdraw_id, adapter=adapter, now=moment)
+            # Read before any lock is taken: a slow node then delays no auditor and no other signer.
+            gas_price = adapter.fee_estimate()
+            record = _sign(withdraw_id=withdraw_id, adapter=adapter, gas_price=gas_price, now=moment)
         except (*NODE_ERRORS, WalletError) as exc:
             # Nothing was stored: the withdrawal stays approved and is tried again next time.
             text = f"signing withdrawal {withdraw_id} failed: {type(exc).__name__}: {str(exc)[:200]}"
@@ -460,7 +471,7 @@ def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: Chai
 
 
 @transaction.atomic(durable=True)
-def _sign(*, withdraw_id: int, adapter: ChainAdapter, now: datetime) -> WithdrawRecord | None:
+def _sign(*, withdraw_id: int, adapter: ChainAdapter, gas_price: int, now: datetime) -> WithdrawRecord | None:
     record = _locked(withdraw_id)
     if record.status != WithdrawStatus.APPROVED or record.to_user_id is not None:
         return None
@@ -470,6 +481,12 @@ def _sign(*, withdraw_id: int, adapter: ChainAdapter, now: datetime) -> Withdraw
     hot = addresses_services.hot_wallet_select(
         chain_id=coin.chain_id, wallet_type=settings.WITHDRAW_HOT_WALLET_TYPE, amount=Decimal(0)
     )
+    if WithdrawRecord.objects.filter(
+        status=WithdrawStatus.PROCESSING, from_address=hot.address, broadcast_time__isnull=True
+    ).exists():
+        # A transaction of this address the node has not taken holds its nonce: later ones would
+        # queue behind it unmined. It is sent again first (withdrawals_pay, withdrawals_confirm).
+        raise WithdrawalRefused(f"hot address {hot.address} has a signed transaction the node has not taken yet")
     nonce = chains_services.nonce_allocate(
         chain_id=coin.chain_id, address=hot.address, node_next=adapter.next_nonce(hot.address)
     )
@@ -479,7 +496,12 @@ def _sign(*, withdraw_id: int, adapter: ChainAdapter, now: datetime) -> Withdraw
         amount_base_units=coins_selectors.amount_to_base_units(coin=coin, amount=record.actual_amount),
         contract=coin.contract_address or None,
         nonce=nonce,
+        gas_price=gas_price,
     )
+    short = adapter.shortfall(unsigned)
+    if short is not None:
+        # Rolled back with the nonce: nothing is signed that the node would refuse or that would revert.
+        raise WithdrawalRefused(f"hot address cannot pay withdrawal {record.withdraw_no}: {short}")
     signed = signer.signer_for(coin.chain_id)(unsigned)
     record.from_address, record.nonce, record.signed_tx, record.tx_hash = hot.address, nonce, signed.raw, signed.tx_hash
     _transition(
@@ -536,15 +558,17 @@ def withdrawals_confirm(
     completed = failed = waiting = 0
     try:
         tip = adapter.tip_height()
-        records = list(
+        records = (
             WithdrawRecord.objects.filter(status=WithdrawStatus.PROCESSING, coin__chain_id=chain_id)
             .select_related("coin")
-            .order_by("id")[: settings.WITHDRAW_PAY_BATCH * 5]
+            .order_by("id")
         )
-        for record in records:
+        for record in records.iterator(chunk_size=200):
             status = adapter.tx_status(record.tx_hash or "")
-            if not status.found:
-                _broadcast(record=record, adapter=adapter, now=moment)
+            if not status.found or status.block_number is None:
+                if not status.found:
+                    _broadcast(record=record, adapter=adapter, now=moment)
+                # Unmined, whether the node holds it (fee too low, queued behind a gap) or not.
                 started = record.broadcast_time or record.update_time
                 if (moment - started).total_seconds() > settings.WITHDRAW_STUCK_SECONDS:
                     _alert(
@@ -553,9 +577,6 @@ def withdrawals_confirm(
                         subject=f"withdrawal {record.withdraw_no}",
                         text=f"withdrawal {record.withdraw_no} is not mined after {settings.WITHDRAW_STUCK_SECONDS} s",
                     )
-                waiting += 1
-                continue
-            if status.block_number is None:
                 waiting += 1
                 continue
             confirmations = tip - status.block_number + 1

@@ -117,12 +117,12 @@ def test_a_crash_between_signing_and_broadcast_sends_the_stored_transaction_not_
     stored = (record.tx_hash, record.signed_tx)
     assert record.status == WithdrawStatus.PROCESSING and evm_adapter.tx_status(record.tx_hash).found is False
 
-    withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)  # signs nothing new
-    withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)  # broadcasts the stored one
+    rerun = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
     evm_node.mine(2)
     withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
     record.refresh_from_db()
+    assert (rerun.signed, rerun.broadcast) == (0, 1)  # the stored transaction, sent; nothing signed again
     assert (record.tx_hash, record.signed_tx) == stored
     assert record.status == WithdrawStatus.COMPLETED
     assert evm_adapter.balance(to) == int(Decimal("1.997") * ONE_ETH)
@@ -150,22 +150,44 @@ def test_consecutive_withdrawals_get_consecutive_nonces_and_a_token_payout_works
 
 
 def test_a_reverted_token_payout_fails_and_unfreezes(hot, user, evm_node, evm_adapter):
-    first, _ = approved(user, "600", coin_id="USDT-ERC20", key="a", fund="600")
-    second, _ = approved(user, "600", coin_id="USDT-ERC20", key="b", fund="600")
+    # A token whose transfers revert (paused, or the recipient blacklisted, as USDT can do).
+    token = evm_node.token_deploy(contract="BlockableToken")
+    contract = evm_node.contract(token, "BlockableToken")
+    evm_node.transact(contract.functions.mint(hot.address, 10**12))
+    evm_node.transact(contract.functions.setTransfersBlocked(True))
+    CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=token)
+    record, _ = approved(user, "25", coin_id="USDT-ERC20")
 
-    # The hot address holds 1,000 USDT: the second payout's token transfer reverts on chain.
     withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
     evm_node.mine(2)
     result = withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
-    first.refresh_from_db()
-    second.refresh_from_db()
-    assert (result.completed, result.failed) == (1, 1)
-    assert (first.status, second.status) == (WithdrawStatus.COMPLETED, WithdrawStatus.FAILED)
+    record.refresh_from_db()
+    assert (result.failed, record.status) == (1, WithdrawStatus.FAILED)
     balance = Balance.objects.get(user=user, coin_id="USDT-ERC20")
-    assert (balance.available, balance.frozen) == (Decimal(600), Decimal(0))
-    assert Alert.objects.get(kind="WITHDRAW_FAILED").subject == f"withdrawal {second.withdraw_no}"
+    assert (balance.available, balance.frozen) == (Decimal(100), Decimal(0))
+    assert Alert.objects.get(kind="WITHDRAW_FAILED").subject == f"withdrawal {record.withdraw_no}"
     assert assets_selectors.ledger_mismatches() == []
+
+
+def test_a_payout_the_hot_address_cannot_cover_is_not_signed_until_it_can(hot, user, evm_node, evm_adapter):
+    record, to = approved(user, "1500", coin_id="USDT-ERC20", fund="1500")  # the hot address holds 1,000
+
+    short = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    record.refresh_from_db()
+    assert (short.signed, record.status, record.signed_tx) == (0, WithdrawStatus.APPROVED, None)
+    assert "holds 1000000000 of token" in Alert.objects.get(kind="WITHDRAW_SIGN_FAILED").message
+    assert not NonceCursor.objects.filter(address=hot.address, next_nonce__gt=0).exists()  # no nonce taken
+
+    usdt = evm_node.contract(evm_node.contracts["USDT"])
+    evm_node.transact(usdt.functions.transfer(hot.address, 1000 * 10**6))  # ops top the hot wallet up
+    paid = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    evm_node.mine(2)
+    withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+
+    record.refresh_from_db()
+    assert (paid.signed, record.status, record.nonce) == (1, WithdrawStatus.COMPLETED, 0)
+    assert evm_adapter.balance(to, contract=evm_node.contracts["USDT"]) == 1495 * 10**6
 
 
 def test_without_a_hot_wallet_nothing_is_signed_and_ops_are_alerted(db, user, evm_adapter):
