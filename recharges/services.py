@@ -728,18 +728,7 @@ def _credit_reverse(*, record: RechargeRecord, now: datetime) -> None:
             f"credited deposit {record.recharge_no} of user {record.user_id} ({record.amount} {coin.coin_id}) was "
             f"orphaned by a reorg; balance short by {record.amount - held}: {held} frozen, withdrawals held"
         )
-    assets_services.outbox_enqueue(
-        event=assets_events.wallet_recharge(
-            recharge_no=record.recharge_no,
-            user_id=record.user_id,
-            coin_id=coin.coin_id,
-            amount=record.amount,
-            tx_hash=record.tx_hash,
-            status=int(RechargeStatus.REORGED),
-            confirmations=0,
-            at=now,
-        )
-    )
+    assets_services.outbox_enqueue(event=_recharge_event(record=record, confirmations=0, now=now))
     logger.critical("%s", message)
     monitoring_services.alert_raise(
         severity=Severity.CRITICAL, kind="DEEP_REORG", subject=subject, message=message, now=now
@@ -974,16 +963,7 @@ def deposits_settle(*, verified: dict[int, tuple[str, int]], tip: int, now: date
     _step("settle.credited")
     assets_services.outbox_enqueue_many(
         events_to_send=[
-            assets_events.wallet_recharge(
-                recharge_no=record.recharge_no,
-                user_id=record.user_id,
-                coin_id=record.coin.coin_id,
-                amount=record.amount,
-                tx_hash=record.tx_hash,
-                status=int(RechargeStatus.CONFIRMED),
-                confirmations=record.confirmations,
-                at=now,
-            )
+            _recharge_event(record=record, confirmations=record.confirmations, now=now)
             for group in credited.values()
             for record in group
         ]
@@ -1002,6 +982,20 @@ def deposits_settle(*, verified: dict[int, tuple[str, int]], tip: int, now: date
         )
     _step("settle.written")
     return {record.id: RechargeStatus(record.status) for record in records}
+
+
+def _recharge_event(*, record: RechargeRecord, confirmations: int, now: datetime) -> assets_events.Event:
+    """The WALLET_RECHARGE message of a deposit's new status."""
+    return assets_events.wallet_recharge(
+        recharge_no=record.recharge_no,
+        user_id=record.user_id,
+        coin_id=record.coin_id,
+        amount=record.amount,
+        tx_hash=record.tx_hash,
+        status=int(record.status),
+        confirmations=confirmations,
+        at=now,
+    )
 
 
 # --- ops ------------------------------------------------------------------------------------------
@@ -1134,17 +1128,6 @@ def _release_commit(
     record.status = RechargeStatus.CONFIRMED
     record.confirm_time = now
     record.save(update_fields=["status", "confirm_time", "update_time"])
-    assets_services.outbox_enqueue(
-        event=assets_events.wallet_recharge(
-            recharge_no=record.recharge_no,
-            user_id=record.user_id,
-            coin_id=record.coin_id,
-            amount=record.amount,
-            tx_hash=record.tx_hash,
-            status=int(RechargeStatus.CONFIRMED),
-            confirmations=record.confirmations,
-            at=now,
-        )
-    )
+    assets_services.outbox_enqueue(event=_recharge_event(record=record, confirmations=record.confirmations, now=now))
     logger.info("deposit %s (%s) released and credited by %s", record.recharge_no, held, operator)
     return record
