@@ -28,9 +28,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from addresses import hd, signer
 from addresses import selectors as addresses_selectors
 from addresses import services as addresses_services
-from addresses import signer
 from addresses.validation import address_validate
 from assets import events as assets_events
 from assets import services as assets_services
@@ -476,6 +476,9 @@ def _sign(*, withdraw_id: int, adapter: ChainAdapter, gas_price: int, now: datet
     if record.status != WithdrawStatus.APPROVED or record.to_user_id is not None:
         return None
     coin = CoinConfig.objects.get(coin_id=record.coin_id)
+    if coin.coin_id != hd.NATIVE_COIN[coin.chain_id] and not coin.contract_address:
+        # A token without its contract would be paid as ether.
+        raise WithdrawalRefused(f"{coin.coin_id} has no contract address configured: ops must set it.")
     # Any enabled hot address of the pool: its recorded balance is not kept per token, and the
     # node refuses a payment the address cannot cover (it is broadcast again until it can).
     hot = addresses_services.hot_wallet_select(

@@ -199,3 +199,15 @@ def test_without_a_hot_wallet_nothing_is_signed_and_ops_are_alerted(db, user, ev
     assert result.signed == 0 and "NoHotWallet" in result.error
     assert record.status == WithdrawStatus.APPROVED and record.signed_tx is None
     assert Alert.objects.get(kind="WITHDRAW_SIGN_FAILED").subject == "chain ETH"
+
+
+def test_a_token_without_its_contract_is_never_paid_as_ether(hot, user, evm_adapter):
+    record, to = approved(user, "25", coin_id="USDT-ERC20")
+    CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=None)
+
+    result = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+
+    record.refresh_from_db()
+    assert (result.signed, record.status) == (0, WithdrawStatus.APPROVED)
+    assert "no contract address" in result.error
+    assert evm_adapter.balance(to) == 0
