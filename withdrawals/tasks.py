@@ -16,7 +16,13 @@ logger = logging.getLogger(__name__)
 def withdrawals_pay(*, chain_id: str, **kwargs: object) -> int:
     """Sign and broadcast one chain's approved withdrawals."""
     result = withdrawals_services.withdrawals_pay(chain_id=chain_id, now=timezone.now())
-    logger.info("withdrawals_pay %s: %s signed, %s broadcast", chain_id, result.signed, result.broadcast)
+    logger.info(
+        "withdrawals_pay %s: %s signed, %s broadcast%s",
+        chain_id,
+        result.signed,
+        result.broadcast,
+        f"; stopped: {result.error}" if result.error else "",
+    )
     return result.signed
 
 
