@@ -44,7 +44,7 @@ from monitoring import services as monitoring_services
 from monitoring.models import Severity
 from recharges import matching, watchlist
 from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
-from wallet_project.db import retry_on_deadlock
+from wallet_project.db import retry_on_deadlock, rows_insert
 from wallet_project.errors import Conflict, WalletError
 from wallet_project.ids import business_no
 
@@ -459,9 +459,11 @@ def _blocks_commit(
     _step("scan.cursor_set")
     # Rows above the cursor are left-overs of a branch a reorg dropped: replace them.
     RecentBlock.objects.filter(chain_id=chain_id, height__gte=first).delete()
-    RecentBlock.objects.bulk_create(
-        RecentBlock(chain_id=chain_id, height=block.number, hash=block.hash, parent_hash=block.parent_hash)
-        for block, _ in scanned
+    rows_insert(
+        [
+            RecentBlock(chain_id=chain_id, height=block.number, hash=block.hash, parent_hash=block.parent_hash)
+            for block, _ in scanned
+        ]
     )
     RecentBlock.objects.filter(chain_id=chain_id, height__lte=last - settings.SCAN_RECENT_BLOCKS).delete()
     # A live deposit at one of these heights from another block hash sits in a block that is gone.
@@ -566,7 +568,8 @@ def _records_upsert(*, scanned: list[tuple[Block, list[matching.Candidate]]], no
             else:
                 # Settled in a block we still believe in, yet seen in another: never credit twice.
                 logger.warning("deposit %s seen in two blocks; left as is", record.recharge_no)
-    RechargeRecord.objects.bulk_create(new, ignore_conflicts=True, batch_size=UPSERT_CHUNK)
+    for start in range(0, len(new), UPSERT_CHUNK):
+        rows_insert(new[start : start + UPSERT_CHUNK], ignore_conflicts=True)
     _records_check_stored(new)
     return len(new)
 
@@ -575,7 +578,7 @@ def _records_check_stored(new: list[RechargeRecord]) -> None:
     """
     Raise unless every deposit just inserted exists now (its own row, or one another scanner wrote).
 
-    bulk_create(ignore_conflicts=True) is INSERT IGNORE on MariaDB, which turns every error of a
+    rows_insert(ignore_conflicts=True) is INSERT IGNORE on MariaDB, which turns every error of a
     row (a foreign key, strict mode), not only the duplicate key, into a warning: such a deposit
     would be dropped while the cursor moves past its block. Raising rolls the whole batch back.
     :raises DepositNotStored: a deposit row was rejected.

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from django.db import OperationalError, ProgrammingError, connections, models
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 T = TypeVar("T")
@@ -57,34 +58,41 @@ def row_insert(obj: models.Model, *, using: str = "default") -> models.Model:
     return obj
 
 
-def rows_insert(objs: list[models.Model], *, using: str = "default") -> list[models.Model]:
+def rows_insert(
+    objs: list[models.Model], *, ignore_conflicts: bool = False, using: str = "default"
+) -> list[models.Model]:
     """
     INSERT new instances of one model with one prepared multi-row statement; set their keys.
 
     The same rows Model.save(force_insert=True) or bulk_create would write, without the query
-    compiler, which costs more than the database on the ledger's hot paths. No signals are sent
-    (the project uses none); auto_now fields are filled as save() would.
+    compiler, which costs more than the database on the ledger's and the scanner's hot paths. No
+    signals are sent (the project uses none); auto_now fields are filled as save() would. With
+    ignore_conflicts, as bulk_create(ignore_conflicts=True): rows that break a unique key are
+    skipped (INSERT IGNORE, which on MySQL also turns other row errors into warnings: check what
+    was stored) and no keys are set.
     """
     if objs:
-        statements_run([insert_statement(objs, using=using)], using=using)
+        statement = insert_statement(objs, ignore_conflicts=ignore_conflicts, using=using)
+        statements_run([statement], using=using)
     return objs
 
 
-def insert_statement(objs: Sequence[models.Model], *, using: str = "default") -> Statement:
+def insert_statement(
+    objs: Sequence[models.Model], *, ignore_conflicts: bool = False, using: str = "default"
+) -> Statement:
     """The INSERT of rows_insert, to run later with other statements through statements_run."""
     connection = connections[using]
     meta = objs[0]._meta
-    key = (meta.label, connection.vendor, len(objs))
+    key = (meta.label, connection.vendor, len(objs), ignore_conflicts)
     cached = _INSERT_SQL.get(key)
     if cached is None:
         fields = [f for f in meta.concrete_fields if not f.primary_key]
         stamped = [f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
         columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
         row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        sql = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES " + ", ".join(  # noqa: S608
-            [row] * len(objs)
-        )
-        if connection.features.can_return_rows_from_bulk_insert:
+        verb = connection.ops.insert_statement(on_conflict=OnConflict.IGNORE if ignore_conflicts else None)
+        sql = f"{verb} {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES " + ", ".join([row] * len(objs))
+        if connection.features.can_return_rows_from_bulk_insert and not ignore_conflicts:
             sql += f" RETURNING {connection.ops.quote_name(meta.pk.column)}"
         cached = (sql, fields, stamped)
         if len(_INSERT_SQL) < 512:
@@ -97,10 +105,11 @@ def insert_statement(objs: Sequence[models.Model], *, using: str = "default") ->
             if getattr(obj, field.attname) is None:
                 setattr(obj, field.attname, now)
         params.extend(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields)
-    return Statement(sql=sql, params=params, objs=objs)
+    # Skipped rows return nothing: the keys of the inserted ones cannot be matched to objs.
+    return Statement(sql=sql, params=params, objs=() if ignore_conflicts else objs)
 
 
-_INSERT_SQL: dict[tuple[str, str, int], tuple[str, list[models.Field], list[models.Field]]] = {}
+_INSERT_SQL: dict[tuple[str, str, int, bool], tuple[str, list[models.Field], list[models.Field]]] = {}
 
 
 def statements_run(statements: Sequence[Statement], *, using: str = "default") -> list[list[tuple]]:
