@@ -44,7 +44,7 @@ from monitoring import services as monitoring_services
 from monitoring.models import Severity
 from recharges import matching, watchlist
 from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
-from wallet_project.db import retry_on_deadlock, rows_insert
+from wallet_project.db import retry_on_deadlock, rows_insert, rows_insert_ignoring_conflicts
 from wallet_project.errors import Conflict, WalletError
 from wallet_project.ids import business_no
 
@@ -568,9 +568,11 @@ def _records_upsert(*, scanned: list[tuple[Block, list[matching.Candidate]]], no
             else:
                 # Settled in a block we still believe in, yet seen in another: never credit twice.
                 logger.warning("deposit %s seen in two blocks; left as is", record.recharge_no)
+    inserted = 0
     for start in range(0, len(new), UPSERT_CHUNK):
-        rows_insert(new[start : start + UPSERT_CHUNK], ignore_conflicts=True)
-    _records_check_stored(new)
+        inserted += rows_insert_ignoring_conflicts(new[start : start + UPSERT_CHUNK])
+    if inserted != len(new):  # some were skipped: another scanner's rows, or rejected ones
+        _records_check_stored(new)
     return len(new)
 
 
@@ -578,7 +580,7 @@ def _records_check_stored(new: list[RechargeRecord]) -> None:
     """
     Raise unless every deposit just inserted exists now (its own row, or one another scanner wrote).
 
-    rows_insert(ignore_conflicts=True) is INSERT IGNORE on MariaDB, which turns every error of a
+    rows_insert_ignoring_conflicts is INSERT IGNORE on MariaDB, which turns every error of a
     row (a foreign key, strict mode), not only the duplicate key, into a warning: such a deposit
     would be dropped while the cursor moves past its block. Raising rolls the whole batch back.
     :raises DepositNotStored: a deposit row was rejected.

@@ -13,7 +13,7 @@ from assets import events
 from assets import services as assets_services
 from assets.models import Balance, BusinessType, Flow, OutboxMessage
 from coins.models import CoinConfig
-from wallet_project.db import Statement, insert_statement, rows_insert, statements_run
+from wallet_project.db import Statement, insert_statement, rows_insert, rows_insert_ignoring_conflicts, statements_run
 
 
 def outbox_row(message_id: str) -> OutboxMessage:
@@ -67,8 +67,9 @@ class TestStatementsRun:
     def test_rows_insert_can_skip_rows_that_break_a_unique_key(self):
         rows_insert([outbox_row("taken")])
 
-        rows_insert([outbox_row("new-1"), outbox_row("taken"), outbox_row("new-2")], ignore_conflicts=True)
+        inserted = rows_insert_ignoring_conflicts([outbox_row("new-1"), outbox_row("taken"), outbox_row("new-2")])
 
+        assert inserted == 2
         assert sorted(OutboxMessage.objects.values_list("message_id", flat=True)) == ["new-1", "new-2", "taken"]
 
     def test_refuses_a_statement_that_holds_two(self):

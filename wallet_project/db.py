@@ -58,29 +58,39 @@ def row_insert(obj: models.Model, *, using: str = "default") -> models.Model:
     return obj
 
 
-def rows_insert(
-    objs: list[models.Model], *, ignore_conflicts: bool = False, using: str = "default"
-) -> list[models.Model]:
+def rows_insert(objs: list[models.Model], *, using: str = "default") -> list[models.Model]:
     """
     INSERT new instances of one model with one prepared multi-row statement; set their keys.
 
     The same rows Model.save(force_insert=True) or bulk_create would write, without the query
     compiler, which costs more than the database on the ledger's and the scanner's hot paths. No
-    signals are sent (the project uses none); auto_now fields are filled as save() would. With
-    ignore_conflicts, as bulk_create(ignore_conflicts=True): rows that break a unique key are
-    skipped (INSERT IGNORE, which on MySQL also turns other row errors into warnings: check what
-    was stored) and no keys are set.
+    signals are sent (the project uses none); auto_now fields are filled as save() would.
     """
     if objs:
-        statement = insert_statement(objs, ignore_conflicts=ignore_conflicts, using=using)
-        statements_run([statement], using=using)
+        statements_run([insert_statement(objs, using=using)], using=using)
     return objs
+
+
+def rows_insert_ignoring_conflicts(objs: list[models.Model], *, using: str = "default") -> int:
+    """
+    INSERT the rows that break no unique key, as bulk_create(ignore_conflicts=True); return how many.
+
+    INSERT IGNORE on MySQL also turns any other row error (a foreign key, strict mode) into a
+    warning: a count below len(objs) says some rows were skipped, for whatever reason. No keys
+    are set.
+    """
+    if not objs:
+        return 0
+    statement = insert_statement(objs, ignore_conflicts=True, using=using)
+    with connections[using].cursor() as cursor:
+        cursor.execute(statement.sql, statement.params)
+        return cursor.rowcount
 
 
 def insert_statement(
     objs: Sequence[models.Model], *, ignore_conflicts: bool = False, using: str = "default"
 ) -> Statement:
-    """The INSERT of rows_insert, to run later with other statements through statements_run."""
+    """The INSERT of rows_insert (or of rows_insert_ignoring_conflicts), to run through statements_run."""
     connection = connections[using]
     meta = objs[0]._meta
     key = (meta.label, connection.vendor, len(objs), ignore_conflicts)
