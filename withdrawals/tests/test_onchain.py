@@ -38,6 +38,10 @@ def _no_fault():
 
 @pytest.fixture
 def hot(db, monkeypatch, settings, tmp_path, evm_node):
+    return _hot_address(monkeypatch, settings, tmp_path, evm_node)
+
+
+def _hot_address(monkeypatch, settings, tmp_path, evm_node):
     """A funded hot address of the withdraw pool: 10 ETH and 1,000 test USDT."""
     monkeypatch.setenv("WALLET_KEK", kek_env((1, TEST_KEK_V1)))
     settings.WALLET_KEK_FILE = ""
@@ -211,3 +215,44 @@ def test_a_token_without_its_contract_is_never_paid_as_ether(hot, user, evm_adap
     assert (result.signed, record.status) == (0, WithdrawStatus.APPROVED)
     assert "no contract address" in result.error
     assert evm_adapter.balance(to) == 0
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db(transaction=True)
+def test_two_payers_at_once_sign_each_withdrawal_once_with_distinct_nonces(
+    monkeypatch, settings, tmp_path, evm_node, evm_adapter
+):
+    import threading
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    hot_row = _hot_address(monkeypatch, settings, tmp_path, evm_node)
+    owner = get_user_model().objects.create_user("payer-race")
+    paid = [approved(owner, "1", key=f"r{n}") for n in range(4)]
+    start = threading.Barrier(2)
+    results = []
+
+    def pay() -> None:
+        start.wait(timeout=10)
+        try:
+            results.append(withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=pay) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    evm_node.mine(2)
+    withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+
+    records = list(WithdrawRecord.objects.order_by("id"))
+    assert sum(r.signed for r in results) == 4  # every withdrawal signed once between the two payers
+    assert sorted(r.nonce for r in records) == [0, 1, 2, 3]
+    assert {r.status for r in records} == {WithdrawStatus.COMPLETED}
+    for _record, to in paid:
+        assert evm_adapter.balance(to) == int(Decimal("0.997") * ONE_ETH)
+    assert NonceCursor.objects.get(address=hot_row.address).next_nonce == 4
+    assert assets_selectors.ledger_mismatches() == []
