@@ -60,6 +60,7 @@ class TronAdapter:
         read_timeout: float = 15.0,
         fee_fallback_sun: int = 1000,
         fee_limit_sun: int = 30_000_000,
+        fee_reserve_sun: int = 2_000_000,
     ) -> None:
         self.chain_id = "TRON"
         self.node = HttpNode(url, name="TRON node", connect_timeout=connect_timeout, read_timeout=read_timeout)
@@ -67,6 +68,7 @@ class TronAdapter:
         self._tron = Tron(HTTPProvider(self.node.url, timeout=read_timeout))
         self._fee_fallback = fee_fallback_sun
         self._fee_limit = fee_limit_sun
+        self._fee_reserve = fee_reserve_sun
 
     def _post(self, path: str, payload: dict[str, Any]) -> Any:
         answer = self.node.post(path, payload, what=path)
@@ -255,9 +257,11 @@ class TronAdapter:
         amount_base_units: int,
         contract: str | None = None,
         fee_limit_sun: int | None = None,
+        expiration_ms: int | None = None,
     ) -> UnsignedTx:
         """A tronpy Transaction (TRX TransferContract or TRC20 transfer call), built offline on the
-        node's current block; the signer calls `payload.sign(PrivateKey)` within its 60 s expiry."""
+        node's current block; the signer calls `payload.sign(PrivateKey)` within its expiry (60 s
+        unless expiration_ms says otherwise). Past it, no node accepts or includes it."""
         if amount_base_units <= 0:
             raise ValueError("amount must be positive")
         sender = self.match_key(from_address)
@@ -271,8 +275,41 @@ class TronAdapter:
             token = Contract(addr=self.match_key(contract), abi=TRC20_ABI, client=self._tron)
             builder = token.functions.transfer.with_owner(sender)(recipient, amount_base_units)
             builder = builder.fee_limit(fee_limit_sun if fee_limit_sun is not None else self._fee_limit)
+        if expiration_ms is not None:
+            builder = builder.expiration(expiration_ms)
         tx = builder.build(offline=True, ref_block_id=ref_block_id)
         return UnsignedTx(chain_id=self.chain_id, from_address=sender, payload=tx)
+
+    def shortfall(self, unsigned: UnsignedTx) -> str | None:
+        """
+        Why the owner cannot pay this transfer now (TRX for the amount and fees, or the token amount), or None.
+
+        Fees are covered by reserve_sun (bandwidth, a new account) or, for a token call, its fee_limit.
+        """
+        raw = unsigned.payload._raw_data  # type: ignore[attr-defined]
+        contract = raw["contract"][0]
+        value = contract["parameter"]["value"]
+        trx = self.balance(unsigned.from_address)
+        if contract["type"] == "TransferContract":
+            needed = int(value["amount"]) + self._fee_reserve
+            if trx < needed:
+                return f"{unsigned.from_address} holds {trx} sun, the transfer needs {needed} (amount and fees)"
+            return None
+        if trx < int(raw.get("fee_limit", 0)):
+            return f"{unsigned.from_address} holds {trx} sun, below the call's fee limit {raw.get('fee_limit')}"
+        amount = int(str(value["data"])[-64:], 16)
+        tokens = self.balance(unsigned.from_address, contract=to_base58check_address(value["contract_address"]))
+        if tokens < amount:
+            return f"{unsigned.from_address} holds {tokens} of the token, the transfer needs {amount}"
+        return None
+
+    def latest_block_time_ms(self) -> int:
+        """The timestamp of the node's newest block: a transaction expired before it can never be included."""
+        block = self._post("wallet/getnowblock", {})
+        try:
+            return int(block["block_header"]["raw_data"]["timestamp"])
+        except (KeyError, TypeError, ValueError):
+            raise ChainError("TRON node: getnowblock answered a malformed block") from None
 
     def broadcast_irreversible(self, signed: SignedTx) -> str:
         """POST /wallet/broadcasttransaction with the signed transaction JSON (SignedTx.raw).

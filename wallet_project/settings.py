@@ -215,9 +215,11 @@ USE_TZ = True
 # Withdrawals paid on chain: the hot wallet pool (wallet_type) that pays them, how many are
 # signed per run, and when an unmined one is alerted as stuck.
 WITHDRAW_HOT_WALLET_TYPE = env_str("WITHDRAW_HOT_WALLET_TYPE", "withdraw")
-# Chains whose withdrawals beat pays on chain (built for ETH and its tokens so far).
-WITHDRAW_ONCHAIN_CHAINS = [c for c in env_str("WITHDRAW_ONCHAIN_CHAINS", "ETH").split(",") if c]
+# Chains whose withdrawals beat pays on chain (built for ETH and TRON with their tokens).
+WITHDRAW_ONCHAIN_CHAINS = [c for c in env_str("WITHDRAW_ONCHAIN_CHAINS", "ETH,TRON").split(",") if c]
 WITHDRAW_PAY_BATCH = env_int("WITHDRAW_PAY_BATCH", 20)
+# How long a signed TRON withdrawal stays valid; past it, an unmined one is signed again.
+WITHDRAW_TRON_EXPIRATION_SECONDS = env_int("WITHDRAW_TRON_EXPIRATION_SECONDS", 60)
 WITHDRAW_STUCK_SECONDS = env_int("WITHDRAW_STUCK_SECONDS", 1800)
 # Daily withdrawal limits reset at midnight of this zone.
 WALLET_BUSINESS_TIME_ZONE = env_str("WALLET_BUSINESS_TIME_ZONE", "Asia/Shanghai")

@@ -15,6 +15,7 @@ TRON withdrawals stay approved until their payout is built).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -361,7 +362,7 @@ def _transition(
     record.save(
         update_fields=[
             "status", "audit_user", "audit_time", "audit_remark", "confirmations", "complete_time", "update_time",
-            "from_address", "nonce", "signed_tx", "tx_hash", "block_number",
+            "from_address", "nonce", "signed_tx", "tx_hash", "block_number", "broadcast_time",
         ]
     )  # fmt: skip
 
@@ -399,8 +400,12 @@ def _event(*, record: WithdrawRecord, now: datetime) -> None:
 
 # --- on-chain payment ----------------------------------------------------------------------------
 
-# Chains whose approved withdrawals withdrawals_pay can send; the others wait, approved.
-ONCHAIN_CHAINS = ("ETH",)
+# Chains whose approved withdrawals withdrawals_pay can send; the others (BTC) wait, approved.
+ONCHAIN_CHAINS = ("ETH", "TRON")
+# EVM senders number their transactions: a stored one the node has not taken holds its nonce.
+NONCE_CHAINS = ("ETH",)
+# A node's clock may run a little ahead of the producers'; no block this much past expiry includes it.
+TRON_EXPIRY_MARGIN_MS = 6_000
 NODE_ERRORS: tuple[type[Exception], ...] = (ChainError, OSError, ValueError)
 
 # Fault injection: tests set this to a callable that raises when the named step is reached, to
@@ -455,7 +460,7 @@ def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: Chai
     for withdraw_id in ids:
         try:
             # Read before any lock is taken: a slow node then delays no auditor and no other signer.
-            gas_price = adapter.fee_estimate()
+            gas_price = adapter.fee_estimate() if chain_id in NONCE_CHAINS else None
             record = _sign(withdraw_id=withdraw_id, adapter=adapter, gas_price=gas_price, now=moment)
         except (*NODE_ERRORS, WalletError) as exc:
             # Nothing was stored: the withdrawal stays approved and is tried again next time.
@@ -471,51 +476,67 @@ def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: Chai
 
 
 @transaction.atomic(durable=True)
-def _sign(*, withdraw_id: int, adapter: ChainAdapter, gas_price: int, now: datetime) -> WithdrawRecord | None:
+def _sign(*, withdraw_id: int, adapter: ChainAdapter, gas_price: int | None, now: datetime) -> WithdrawRecord | None:
     record = _locked(withdraw_id)
     if record.status != WithdrawStatus.APPROVED or record.to_user_id is not None:
         return None
+    _sign_transfer(record=record, adapter=adapter, gas_price=gas_price, action="sign")
+    _event(record=record, now=now)
+    return record
+
+
+def _sign_transfer(*, record: WithdrawRecord, adapter: ChainAdapter, gas_price: int | None, action: str) -> None:
+    """Pick the hot address, build, check, sign and store the transfer of a locked withdrawal (PROCESSING)."""
     coin = CoinConfig.objects.get(coin_id=record.coin_id)
     if coin.coin_id != hd.NATIVE_COIN[coin.chain_id] and not coin.contract_address:
-        # A token without its contract would be paid as ether.
+        # A token without its contract would be paid in the chain's own coin.
         raise WithdrawalRefused(f"{coin.coin_id} has no contract address configured: ops must set it.")
-    # Any enabled hot address of the pool: its recorded balance is not kept per token, and the
-    # node refuses a payment the address cannot cover (it is broadcast again until it can).
+    # Any enabled hot address of the pool: its recorded balance is not kept per token; what it
+    # holds on chain is checked below (shortfall) before anything is signed.
     hot = addresses_services.hot_wallet_select(
         chain_id=coin.chain_id, wallet_type=settings.WITHDRAW_HOT_WALLET_TYPE, amount=Decimal(0)
     )
-    if WithdrawRecord.objects.filter(
-        status=WithdrawStatus.PROCESSING, from_address=hot.address, broadcast_time__isnull=True
-    ).exists():
-        # A transaction of this address the node has not taken holds its nonce: later ones would
-        # queue behind it unmined. It is sent again first (withdrawals_pay, withdrawals_confirm).
-        raise WithdrawalRefused(f"hot address {hot.address} has a signed transaction the node has not taken yet")
-    nonce = chains_services.nonce_allocate(
-        chain_id=coin.chain_id, address=hot.address, node_next=adapter.next_nonce(hot.address)
-    )
-    unsigned = adapter.build_transfer(
-        from_address=hot.address,
-        to_address=record.to_address,
-        amount_base_units=coins_selectors.amount_to_base_units(coin=coin, amount=record.actual_amount),
-        contract=coin.contract_address or None,
-        nonce=nonce,
-        gas_price=gas_price,
-    )
+    amount = coins_selectors.amount_to_base_units(coin=coin, amount=record.actual_amount)
+    contract = coin.contract_address or None
+    nonce = None
+    if coin.chain_id in NONCE_CHAINS:
+        if WithdrawRecord.objects.filter(
+            status=WithdrawStatus.PROCESSING, from_address=hot.address, broadcast_time__isnull=True
+        ).exists():
+            # A transaction of this address the node has not taken holds its nonce: later ones would
+            # queue behind it unmined. It is sent again first (withdrawals_pay, withdrawals_confirm).
+            raise WithdrawalRefused(f"hot address {hot.address} has a signed transaction the node has not taken yet")
+        nonce = chains_services.nonce_allocate(
+            chain_id=coin.chain_id, address=hot.address, node_next=adapter.next_nonce(hot.address)
+        )
+        unsigned = adapter.build_transfer(
+            from_address=hot.address,
+            to_address=record.to_address,
+            amount_base_units=amount,
+            contract=contract,
+            nonce=nonce,
+            gas_price=gas_price,
+        )
+    else:  # TRON: no nonce; the transaction expires instead (see withdrawals_confirm)
+        unsigned = adapter.build_transfer(
+            from_address=hot.address,
+            to_address=record.to_address,
+            amount_base_units=amount,
+            contract=contract,
+            expiration_ms=settings.WITHDRAW_TRON_EXPIRATION_SECONDS * 1000,
+        )
     short = adapter.shortfall(unsigned)
     if short is not None:
         # Rolled back with the nonce: nothing is signed that the node would refuse or that would revert.
         raise WithdrawalRefused(f"hot address cannot pay withdrawal {record.withdraw_no}: {short}")
     signed = signer.signer_for(coin.chain_id)(unsigned)
+    previous = record.tx_hash
     record.from_address, record.nonce, record.signed_tx, record.tx_hash = hot.address, nonce, signed.raw, signed.tx_hash
-    _transition(
-        record=record,
-        auditor_id=None,
-        action="sign",
-        to_status=WithdrawStatus.PROCESSING,
-        remark=f"from {hot.address}, nonce {nonce}",
-    )
-    _event(record=record, now=now)
-    return record
+    record.broadcast_time = None
+    remark = f"from {hot.address}" + (f", nonce {nonce}" if nonce is not None else "")
+    if previous:
+        remark += f", replacing expired {previous}"
+    _transition(record=record, auditor_id=None, action=action, to_status=WithdrawStatus.PROCESSING, remark=remark)
 
 
 def _broadcast(*, record: WithdrawRecord, adapter: ChainAdapter, now: datetime) -> int:
@@ -568,6 +589,13 @@ def withdrawals_confirm(
         )
         for record in records.iterator(chunk_size=200):
             status = adapter.tx_status(record.tx_hash or "")
+            if not status.found and chain_id not in NONCE_CHAINS and _expired_unmined(record=record, adapter=adapter):
+                # It can never be included now: a new transaction pays this withdrawal instead.
+                resigned = _resign(withdraw_id=record.id, tx_hash=record.tx_hash or "", adapter=adapter, now=moment)
+                if resigned is not None:
+                    _broadcast(record=resigned, adapter=adapter, now=moment)
+                waiting += 1
+                continue
             if not status.found or status.block_number is None:
                 if not status.found:
                     _broadcast(record=record, adapter=adapter, now=moment)
@@ -597,6 +625,27 @@ def withdrawals_confirm(
         _alert(severity=Severity.WARNING, kind="NODE_DOWN", subject=f"chain {chain_id}", text=text)
         return PayoutResult(chain_id=chain_id, completed=completed, failed=failed, waiting=waiting, error=text)
     return PayoutResult(chain_id=chain_id, completed=completed, failed=failed, waiting=waiting)
+
+
+def _expired_unmined(*, record: WithdrawRecord, adapter: ChainAdapter) -> bool:
+    """Whether the node's newest block is past the stored TRON transaction's expiry (with a margin)."""
+    try:
+        expiration = int(json.loads(record.signed_tx or "{}")["raw_data"]["expiration"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return adapter.latest_block_time_ms() > expiration + TRON_EXPIRY_MARGIN_MS
+
+
+@transaction.atomic(durable=True)
+def _resign(*, withdraw_id: int, tx_hash: str, adapter: ChainAdapter, now: datetime) -> WithdrawRecord | None:
+    """Replace an expired, never-mined TRON transaction of a locked withdrawal with a new one."""
+    record = _locked(withdraw_id)
+    if record.status != WithdrawStatus.PROCESSING or record.tx_hash != tx_hash:
+        return None  # settled, or replaced by another worker meanwhile
+    if adapter.tx_status(tx_hash).found:
+        return None  # the node has it after all: it is followed as usual
+    _sign_transfer(record=record, adapter=adapter, gas_price=None, action="resign")
+    return record
 
 
 @transaction.atomic(durable=True)
