@@ -369,23 +369,24 @@ class EvmAdapter:
             tx.update({"to": token, "value": 0, "gas": gas, "data": data})
         return UnsignedTx(chain_id=self.chain_id, from_address=sender, payload=tx)
 
-    def shortfall(self, unsigned: UnsignedTx) -> str | None:
+    def shortfall(self, unsigned: UnsignedTx, *, reserved_native: int = 0, reserved_token: int = 0) -> str | None:
         """
         Why the sender cannot pay this transfer now (ether for value + gas, or the token amount), or None.
 
         Checked before signing so that a transfer the node would refuse, or that would revert, never
-        takes a nonce.
+        takes a nonce. reserved_native / reserved_token: what the sender's unmined transfers already
+        promise (the node's balance does not show them yet).
         """
         tx = unsigned.payload
         assert isinstance(tx, dict)
-        ether = self.balance(unsigned.from_address)
+        ether = self.balance(unsigned.from_address) - reserved_native
         needed = int(tx["value"]) + int(tx["gas"]) * int(tx["gasPrice"])
         if ether < needed:
             return f"{unsigned.from_address} holds {ether} wei, the transfer needs {needed} (value and gas)"
         data = str(tx.get("data", "0x"))
         if data.startswith(SELECTOR_TRANSFER):
             amount = int(data[-64:], 16)
-            tokens = self.balance(unsigned.from_address, contract=str(tx["to"]))
+            tokens = self.balance(unsigned.from_address, contract=str(tx["to"])) - reserved_token
             if tokens < amount:
                 return f"{unsigned.from_address} holds {tokens} of token {tx['to']}, the transfer needs {amount}"
         return None

@@ -280,36 +280,71 @@ class TronAdapter:
         tx = builder.build(offline=True, ref_block_id=ref_block_id)
         return UnsignedTx(chain_id=self.chain_id, from_address=sender, payload=tx)
 
-    def shortfall(self, unsigned: UnsignedTx) -> str | None:
+    def shortfall(self, unsigned: UnsignedTx, *, reserved_native: int = 0, reserved_token: int = 0) -> str | None:
         """
         Why the owner cannot pay this transfer now (TRX for the amount and fees, or the token amount), or None.
 
         Fees are covered by reserve_sun (bandwidth, a new account) or, for a token call, its fee_limit.
+        reserved_native / reserved_token: what the owner's unmined transfers already promise.
         """
         raw = unsigned.payload._raw_data  # type: ignore[attr-defined]
         contract = raw["contract"][0]
         value = contract["parameter"]["value"]
-        trx = self.balance(unsigned.from_address)
+        trx = self.balance(unsigned.from_address) - reserved_native
         if contract["type"] == "TransferContract":
             needed = int(value["amount"]) + self._fee_reserve
             if trx < needed:
-                return f"{unsigned.from_address} holds {trx} sun, the transfer needs {needed} (amount and fees)"
+                return f"{unsigned.from_address} holds {trx} sun free, the transfer needs {needed} (amount and fees)"
             return None
         if trx < int(raw.get("fee_limit", 0)):
-            return f"{unsigned.from_address} holds {trx} sun, below the call's fee limit {raw.get('fee_limit')}"
+            return f"{unsigned.from_address} holds {trx} sun free, below the call's fee limit {raw.get('fee_limit')}"
         amount = int(str(value["data"])[-64:], 16)
-        tokens = self.balance(unsigned.from_address, contract=to_base58check_address(value["contract_address"]))
+        contract_address = to_base58check_address(value["contract_address"])
+        tokens = self.balance(unsigned.from_address, contract=contract_address) - reserved_token
         if tokens < amount:
-            return f"{unsigned.from_address} holds {tokens} of the token, the transfer needs {amount}"
+            return f"{unsigned.from_address} holds {tokens} of the token free, the transfer needs {amount}"
         return None
 
-    def latest_block_time_ms(self) -> int:
-        """The timestamp of the node's newest block: a transaction expired before it can never be included."""
-        block = self._post("wallet/getnowblock", {})
+    def never_included(self, signed: SignedTx, *, margin_ms: int) -> bool:
+        """
+        Whether a signed transaction is in no block and can never be, decided on solidified blocks only.
+
+        True once the solid head is past the transaction's expiry (plus margin_ms) and none of the
+        solid blocks from its reference block (chosen when it was built) up to the first one past
+        that expiry holds it: producers include a transaction only before it expires. Each block is
+        read by number, so a node (or a load-balanced backend) that lacks one raises instead of
+        answering "not found". False while undecided.
+        """
+        raw = json.loads(signed.raw)["raw_data"]
+        deadline = int(raw["expiration"]) + margin_ms
+        head = self._solid_block(None)
+        head_number, head_time = head["number"], head["timestamp"]
+        if head_time <= deadline:
+            return False
+        # The reference block's number from its low 16 bits and the head's (it lies below the head).
+        ref_number = head_number - ((head_number - int(raw["ref_block_bytes"], 16)) % 65536)
+        for number in range(ref_number, head_number + 1):
+            block = self._solid_block(number)
+            if signed.tx_hash in block["txids"]:
+                return False
+            if block["timestamp"] > deadline:
+                return True
+        return False
+
+    def _solid_block(self, number: int | None) -> dict[str, Any]:
+        if number is None:
+            block = self._post("walletsolidity/getnowblock", {})
+        else:
+            block = self._post("walletsolidity/getblockbynum", {"num": number})
         try:
-            return int(block["block_header"]["raw_data"]["timestamp"])
+            raw = block["block_header"]["raw_data"]
+            found = int(raw.get("number", 0))
+            if number is not None and found != number:
+                raise ValueError("another block")
+            txids = {t["txID"] for t in block.get("transactions", [])}
+            return {"number": found, "timestamp": int(raw["timestamp"]), "txids": txids}
         except (KeyError, TypeError, ValueError):
-            raise ChainError("TRON node: getnowblock answered a malformed block") from None
+            raise ChainError(f"TRON node: no solid block {number if number is not None else 'head'}") from None
 
     def broadcast_irreversible(self, signed: SignedTx) -> str:
         """POST /wallet/broadcasttransaction with the signed transaction JSON (SignedTx.raw).

@@ -129,7 +129,10 @@ class FakeTron:
             for _ in range(count):
                 txs, infos = [], []
                 pending, self.pending = self.pending, []
+                now_ms = int(time.time() * 1000)
                 for tx in pending:
+                    if tx["raw_data"]["expiration"] <= now_ms:
+                        continue  # expired while pending: no producer includes it
                     try:
                         info = self._execute(tx)
                     except Refused:

@@ -15,7 +15,6 @@ TRON withdrawals stay approved until their payout is built).
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -525,7 +524,8 @@ def _sign_transfer(*, record: WithdrawRecord, adapter: ChainAdapter, gas_price: 
             contract=contract,
             expiration_ms=settings.WITHDRAW_TRON_EXPIRATION_SECONDS * 1000,
         )
-    short = adapter.shortfall(unsigned)
+    reserved_native, reserved_token = _unmined_payouts(record=record, coin=coin, from_address=hot.address)
+    short = adapter.shortfall(unsigned, reserved_native=reserved_native, reserved_token=reserved_token)
     if short is not None:
         # Rolled back with the nonce: nothing is signed that the node would refuse or that would revert.
         raise WithdrawalRefused(f"hot address cannot pay withdrawal {record.withdraw_no}: {short}")
@@ -589,9 +589,18 @@ def withdrawals_confirm(
         )
         for record in records.iterator(chunk_size=200):
             status = adapter.tx_status(record.tx_hash or "")
-            if not status.found and chain_id not in NONCE_CHAINS and _expired_unmined(record=record, adapter=adapter):
+            if not status.found and chain_id not in NONCE_CHAINS and _never_included(record=record, adapter=adapter):
                 # It can never be included now: a new transaction pays this withdrawal instead.
-                resigned = _resign(withdraw_id=record.id, tx_hash=record.tx_hash or "", adapter=adapter, now=moment)
+                try:
+                    resigned = _resign(withdraw_id=record.id, tx_hash=record.tx_hash or "", adapter=adapter, now=moment)
+                except WalletError as exc:  # e.g. the hot wallet cannot pay now: the next run tries again
+                    _alert(
+                        severity=Severity.WARNING,
+                        kind="WITHDRAW_SIGN_FAILED",
+                        subject=f"withdrawal {record.withdraw_no}",
+                        text=f"signing withdrawal {record.withdraw_no} again failed: {str(exc)[:200]}",
+                    )
+                    resigned = None
                 if resigned is not None:
                     _broadcast(record=resigned, adapter=adapter, now=moment)
                 waiting += 1
@@ -627,13 +636,33 @@ def withdrawals_confirm(
     return PayoutResult(chain_id=chain_id, completed=completed, failed=failed, waiting=waiting)
 
 
-def _expired_unmined(*, record: WithdrawRecord, adapter: ChainAdapter) -> bool:
-    """Whether the node's newest block is past the stored TRON transaction's expiry (with a margin)."""
+def _unmined_payouts(*, record: WithdrawRecord, coin: CoinConfig, from_address: str) -> tuple[int, int]:
+    """What the address's other signed, unsettled payouts promise: (native base units, this token's)."""
+    native_id = hd.NATIVE_COIN[coin.chain_id]
+    rows = (
+        WithdrawRecord.objects.filter(status=WithdrawStatus.PROCESSING, from_address=from_address)
+        .exclude(id=record.id)
+        .filter(coin_id__in={native_id, coin.coin_id})
+        .values_list("coin_id", "actual_amount")
+    )
+    coins = {c.coin_id: c for c in CoinConfig.objects.filter(coin_id__in={native_id, coin.coin_id})}
+    native = token = 0
+    for coin_id, amount in rows:
+        units = coins_selectors.amount_to_base_units(coin=coins[coin_id], amount=amount)
+        if coin_id == native_id:
+            native += units
+        else:
+            token += units
+    return native, token
+
+
+def _never_included(*, record: WithdrawRecord, adapter: ChainAdapter) -> bool:
+    """Whether the stored TRON transaction is in no solid block and, past its expiry, never will be."""
+    signed = SignedTx(tx_hash=record.tx_hash or "", raw=record.signed_tx or "")
     try:
-        expiration = int(json.loads(record.signed_tx or "{}")["raw_data"]["expiration"])
+        return adapter.never_included(signed, margin_ms=TRON_EXPIRY_MARGIN_MS)
     except (KeyError, TypeError, ValueError):
         return False
-    return adapter.latest_block_time_ms() > expiration + TRON_EXPIRY_MARGIN_MS
 
 
 @transaction.atomic(durable=True)
@@ -642,8 +671,8 @@ def _resign(*, withdraw_id: int, tx_hash: str, adapter: ChainAdapter, now: datet
     record = _locked(withdraw_id)
     if record.status != WithdrawStatus.PROCESSING or record.tx_hash != tx_hash:
         return None  # settled, or replaced by another worker meanwhile
-    if adapter.tx_status(tx_hash).found:
-        return None  # the node has it after all: it is followed as usual
+    if not _never_included(record=record, adapter=adapter):
+        return None  # undecided after all: it is followed as usual
     _sign_transfer(record=record, adapter=adapter, gas_price=None, action="resign")
     return record
 

@@ -94,20 +94,14 @@ def test_an_expired_unmined_transaction_is_signed_again_and_pays_once(
     monkeypatch.setattr(withdrawals_services, "TRON_EXPIRY_MARGIN_MS", 500)
     record, to = approved(user, "30", coin_id="TRX")
 
-    def crash(step: str) -> None:
-        if step == "pay.signed":
-            raise RuntimeError("killed after the signed transaction was stored")
-
-    withdrawals_services.fault_hook = crash
-    try:
-        with pytest.raises(RuntimeError):
-            withdrawals_services.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)
-    finally:
-        withdrawals_services.fault_hook = None
+    sent = withdrawals_services.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)  # taken by the node...
     record.refresh_from_db()
     first_tx, first_raw = record.tx_hash, record.signed_tx
-    time.sleep(3.0)  # the stored transaction expires unbroadcast
-    tron_node.mine(1)  # a block past its expiry
+    early = withdrawals_services.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
+    record.refresh_from_db()
+    assert (sent.broadcast, early.waiting, record.tx_hash) == (1, 1, first_tx)  # not expired: kept
+    time.sleep(3.0)  # ...but no block is produced before it expires
+    tron_node.mine(1)  # the producer drops it; this block is past its expiry
 
     withdrawals_services.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)  # signs a new one, sends it
     record.refresh_from_db()
@@ -127,6 +121,19 @@ def test_an_expired_unmined_transaction_is_signed_again_and_pays_once(
         "resign",
         "confirm",
     ]
+
+
+def test_payouts_not_mined_yet_count_against_the_hot_address(hot, user, tron_node, tron_adapter):
+    first, _ = approved(user, "600", coin_id="USDT-TRC20", key="a", fund="600")
+    second, _ = approved(user, "600", coin_id="USDT-TRC20", key="b", fund="600")
+
+    # The hot address holds 1,000 USDT: each payout fits alone, not both before the first is mined.
+    result = withdrawals_services.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (result.signed, first.status, second.status) == (1, WithdrawStatus.PROCESSING, WithdrawStatus.APPROVED)
+    assert "free" in result.error
 
 
 def test_a_payout_the_hot_address_cannot_cover_is_not_signed(hot, user, tron_adapter):
