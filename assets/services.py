@@ -493,6 +493,16 @@ def _balances_write_statements(*, balances: list[Balance]) -> list[Statement]:
     """The UPDATEs writing available, frozen and update_time of locked rows, 500 per UPDATE ... CASE."""
     # QuerySet.bulk_update builds the same statement through the expression API at several
     # milliseconds per row; plain parameters keep a 500-line batch, and a single posting, cheap.
+    if len(balances) == 1:  # a single posting: the plain statement, cheaper to build and to run
+        (balance,) = balances
+        sql = f"UPDATE {Balance._meta.db_table} SET available = %s, frozen = %s, update_time = %s WHERE id = %s"  # noqa: S608
+        params = [
+            _AVAILABLE.get_db_prep_save(balance.available, connection),
+            _FROZEN.get_db_prep_save(balance.frozen, connection),
+            _UPDATE_TIME.get_db_prep_save(balance.update_time, connection),
+            balance.id,
+        ]
+        return [Statement(sql=sql, params=params)]
     statements = []
     for start in range(0, len(balances), 500):
         chunk = balances[start : start + 500]
