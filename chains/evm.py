@@ -348,7 +348,7 @@ class EvmAdapter:
         sender = to_checksum_address(self.match_key(from_address))
         recipient = to_checksum_address(self.match_key(to_address))
         if nonce is None:
-            nonce = self._int(self.node.call("eth_getTransactionCount", [sender, "pending"]), "eth_getTransactionCount")
+            nonce = self.next_nonce(sender)
         tx: dict[str, Any] = {
             "chainId": self.network_id(),
             "nonce": nonce,

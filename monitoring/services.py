@@ -60,6 +60,17 @@ def alert_raise(*, severity: Severity, kind: str, subject: str, message: str, no
     return alert
 
 
+def alert_raise_alone(
+    *, severity: Severity, kind: str, subject: str, message: str, now: datetime | None = None
+) -> Alert:
+    """
+    alert_raise in a transaction of its own, for a failure whose own work was rolled back or never
+    written (a node down, a refused signing): the alert must survive whatever the caller undoes.
+    """
+    with transaction.atomic(durable=True):
+        return alert_raise(severity=severity, kind=kind, subject=subject, message=message, now=now)
+
+
 @transaction.atomic(durable=True)
 def alert_acknowledge(*, alert_id: int, user: AbstractBaseUser, now: datetime | None = None) -> Alert:
     """

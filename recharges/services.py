@@ -137,16 +137,10 @@ def _node_failure(*, chain_id: str, action: str, exc: BaseException, now: dateti
     """Log and alert a node failure in a transaction of its own; nothing else is written."""
     text = f"{action} failed: {type(exc).__name__}: {str(exc)[:300]}"
     logger.warning("deposit scanner of %s: node error, retrying next tick: %s", chain_id, text)
-    with transaction.atomic(durable=True):
-        monitoring_services.alert_raise(
-            severity=Severity.WARNING, kind="NODE_DOWN", subject=f"chain {chain_id}", message=text, now=now
-        )
+    monitoring_services.alert_raise_alone(
+        severity=Severity.WARNING, kind="NODE_DOWN", subject=f"chain {chain_id}", message=text, now=now
+    )
     return text
-
-
-def _alert_now(*, severity: Severity, kind: str, subject: str, message: str, now: datetime) -> None:
-    with transaction.atomic(durable=True):
-        monitoring_services.alert_raise(severity=severity, kind=kind, subject=subject, message=message, now=now)
 
 
 # --- cursor and chain data ---------------------------------------------------------------------
@@ -167,7 +161,7 @@ def _coin_rules(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> match
         try:
             tokens[adapter.match_key(coin.contract_address)] = coin.coin_id
         except (ChainError, ValueError, TypeError):
-            _alert_now(
+            monitoring_services.alert_raise_alone(
                 severity=Severity.CRITICAL,
                 kind="COIN_MISCONFIGURED",
                 subject=f"coin {coin.coin_id}",
@@ -388,7 +382,7 @@ def _scan_batch(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> ScanR
         except DepositNotStored as exc:
             # Rolled back, cursor unmoved: the scanner of this chain stops here until ops fix the
             # cause, and every tick counts one more occurrence of the alert.
-            _alert_now(
+            monitoring_services.alert_raise_alone(
                 severity=Severity.CRITICAL,
                 kind="DEPOSIT_NOT_STORED",
                 subject=f"chain {chain_id}",
@@ -628,7 +622,7 @@ def _reorg_resolve(*, adapter: ChainAdapter, cursor: ScanCursor, tip: int, now: 
             "scanning stopped, ops must resolve"
         )
         logger.critical("%s", text)
-        _alert_now(
+        monitoring_services.alert_raise_alone(
             severity=Severity.CRITICAL, kind="REORG_TOO_DEEP", subject=f"chain {chain_id}", message=text, now=now
         )
         return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip, error=text)
@@ -849,7 +843,7 @@ def _settle_failure(*, record_id: int, exc: BaseException, now: datetime) -> Non
         f"{str(exc)[:300]}; it stays pending and is retried every tick until ops fix the cause"
     )
     logger.error("%s", text)
-    _alert_now(
+    monitoring_services.alert_raise_alone(
         severity=Severity.CRITICAL,
         kind="RECHARGE_SETTLE_FAILED",
         subject=f"deposit {recharge_no}",

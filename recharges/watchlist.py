@@ -73,7 +73,12 @@ def watchlist_reset() -> None:
 def watchlist_rescan_request(*, chain_id: str, from_height: int) -> None:
     """Ask for blocks from from_height on to be read again (merged with any pending request)."""
     with _lock:
-        _rescans[chain_id] = min(from_height, _rescans.get(chain_id, from_height))
+        _rescan_merge(chain_id, from_height)
+
+
+def _rescan_merge(chain_id: str, from_height: int) -> None:
+    # Under _lock: a pending rescan only ever widens.
+    _rescans[chain_id] = min(from_height, _rescans.get(chain_id, from_height))
 
 
 def watchlist_rescan_take(*, chain_id: str) -> int | None:
@@ -138,5 +143,5 @@ def watchlist_get(*, chain_id: str, adapter: ChainAdapter, height: int | None = 
                     len(late),
                     previous.low_height,
                 )
-                _rescans[chain_id] = min(previous.low_height, _rescans.get(chain_id, previous.low_height))
+                _rescan_merge(chain_id, previous.low_height)
         return watch.keys, watch.version

@@ -508,22 +508,16 @@ def _sign_transfer(*, record: WithdrawRecord, adapter: ChainAdapter, gas_price: 
         nonce = chains_services.nonce_allocate(
             chain_id=coin.chain_id, address=hot.address, node_next=adapter.next_nonce(hot.address)
         )
-        unsigned = adapter.build_transfer(
-            from_address=hot.address,
-            to_address=record.to_address,
-            amount_base_units=amount,
-            contract=contract,
-            nonce=nonce,
-            gas_price=gas_price,
-        )
+        chain_terms: dict[str, object] = {"nonce": nonce, "gas_price": gas_price}
     else:  # TRON: no nonce; the transaction expires instead (see withdrawals_confirm)
-        unsigned = adapter.build_transfer(
-            from_address=hot.address,
-            to_address=record.to_address,
-            amount_base_units=amount,
-            contract=contract,
-            expiration_ms=settings.WITHDRAW_TRON_EXPIRATION_SECONDS * 1000,
-        )
+        chain_terms = {"expiration_ms": settings.WITHDRAW_TRON_EXPIRATION_SECONDS * 1000}
+    unsigned = adapter.build_transfer(
+        from_address=hot.address,
+        to_address=record.to_address,
+        amount_base_units=amount,
+        contract=contract,
+        **chain_terms,
+    )
     reserved_native, reserved_token = _unmined_payouts(record=record, coin=coin, from_address=hot.address)
     short = adapter.shortfall(unsigned, reserved_native=reserved_native, reserved_token=reserved_token)
     if short is not None:
@@ -728,5 +722,4 @@ def _fail(*, withdraw_id: int, block_number: int, confirmations: int, now: datet
 
 def _alert(*, severity: Severity, kind: str, subject: str, text: str) -> None:
     logger.warning("%s %s: %s", kind, subject, text)
-    with transaction.atomic(durable=True):
-        monitoring_services.alert_raise(severity=severity, kind=kind, subject=subject, message=text)
+    monitoring_services.alert_raise_alone(severity=severity, kind=kind, subject=subject, message=text)
