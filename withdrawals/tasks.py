@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
-from withdrawals import services as withdrawals_services
+from withdrawals import payout as withdrawals_payout
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 @shared_task(ignore_result=True)
 def withdrawals_pay(*, chain_id: str, **kwargs: object) -> int:
     """Sign and broadcast one chain's approved withdrawals."""
-    result = withdrawals_services.withdrawals_pay(chain_id=chain_id, now=timezone.now())
+    result = withdrawals_payout.withdrawals_pay(chain_id=chain_id, now=timezone.now())
     logger.info(
         "withdrawals_pay %s: %s signed, %s broadcast%s",
         chain_id,
@@ -29,5 +29,5 @@ def withdrawals_pay(*, chain_id: str, **kwargs: object) -> int:
 @shared_task(ignore_result=True)
 def withdrawals_confirm(*, chain_id: str, **kwargs: object) -> int:
     """Complete or fail one chain's withdrawals in processing."""
-    result = withdrawals_services.withdrawals_confirm(chain_id=chain_id, now=timezone.now())
+    result = withdrawals_payout.withdrawals_confirm(chain_id=chain_id, now=timezone.now())
     return result.completed

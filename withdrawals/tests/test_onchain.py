@@ -23,6 +23,7 @@ from chains.models import NonceCursor
 from chains.testing import evm_adapter, evm_node  # noqa: F401
 from coins.models import CoinConfig
 from monitoring.models import Alert
+from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
 from withdrawals.models import WithdrawRecord, WithdrawStatus
 
@@ -31,9 +32,9 @@ ONE_ETH = 10**18
 
 @pytest.fixture(autouse=True)
 def _no_fault():
-    withdrawals_services.fault_hook = None
+    withdrawals_payout.fault_hook = None
     yield
-    withdrawals_services.fault_hook = None
+    withdrawals_payout.fault_hook = None
 
 
 @pytest.fixture
@@ -77,11 +78,11 @@ def approved(
 def test_pays_an_eth_withdrawal_once_and_settles_it_at_its_confirmations(hot, user, evm_node, evm_adapter):
     record, to = approved(user, "1.5")
 
-    paid = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
-    again = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)  # nothing left to sign
-    early = withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+    paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    again = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)  # nothing left to sign
+    early = withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
     evm_node.mine(1)
-    done = withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+    done = withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
     record.refresh_from_db()
     assert (paid.signed, paid.broadcast, again.signed) == (1, 1, 0)
@@ -113,17 +114,17 @@ def test_a_crash_between_signing_and_broadcast_sends_the_stored_transaction_not_
         if step == "pay.signed":
             raise RuntimeError("killed after the signed transaction was stored")
 
-    withdrawals_services.fault_hook = crash
+    withdrawals_payout.fault_hook = crash
     with pytest.raises(RuntimeError):
-        withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
-    withdrawals_services.fault_hook = None
+        withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    withdrawals_payout.fault_hook = None
     record.refresh_from_db()
     stored = (record.tx_hash, record.signed_tx)
     assert record.status == WithdrawStatus.PROCESSING and evm_adapter.tx_status(record.tx_hash).found is False
 
-    rerun = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    rerun = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
     evm_node.mine(2)
-    withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
     record.refresh_from_db()
     assert (rerun.signed, rerun.broadcast) == (0, 1)  # the stored transaction, sent; nothing signed again
@@ -142,9 +143,9 @@ def test_consecutive_withdrawals_get_consecutive_nonces_and_a_token_payout_works
     eth_record, _ = approved(user, "1", key="a")
     usdt_record, to = approved(user, "25", coin_id="USDT-ERC20", key="b")
 
-    withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
     evm_node.mine(2)
-    withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
     eth_record.refresh_from_db()
     usdt_record.refresh_from_db()
@@ -162,9 +163,9 @@ def test_a_reverted_token_payout_fails_and_unfreezes(hot, user, evm_node, evm_ad
     CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=token)
     record, _ = approved(user, "25", coin_id="USDT-ERC20")
 
-    withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
     evm_node.mine(2)
-    result = withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+    result = withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
     record.refresh_from_db()
     assert (result.failed, record.status) == (1, WithdrawStatus.FAILED)
@@ -177,7 +178,7 @@ def test_a_reverted_token_payout_fails_and_unfreezes(hot, user, evm_node, evm_ad
 def test_a_payout_the_hot_address_cannot_cover_is_not_signed_until_it_can(hot, user, evm_node, evm_adapter):
     record, to = approved(user, "1500", coin_id="USDT-ERC20", fund="1500")  # the hot address holds 1,000
 
-    short = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    short = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
     record.refresh_from_db()
     assert (short.signed, record.status, record.signed_tx) == (0, WithdrawStatus.APPROVED, None)
     assert "holds 1000000000 of token" in Alert.objects.get(kind="WITHDRAW_SIGN_FAILED").message
@@ -185,9 +186,9 @@ def test_a_payout_the_hot_address_cannot_cover_is_not_signed_until_it_can(hot, u
 
     usdt = evm_node.contract(evm_node.contracts["USDT"])
     evm_node.transact(usdt.functions.transfer(hot.address, 1000 * 10**6))  # ops top the hot wallet up
-    paid = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
     evm_node.mine(2)
-    withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
     record.refresh_from_db()
     assert (paid.signed, record.status, record.nonce) == (1, WithdrawStatus.COMPLETED, 0)
@@ -197,7 +198,7 @@ def test_a_payout_the_hot_address_cannot_cover_is_not_signed_until_it_can(hot, u
 def test_without_a_hot_wallet_nothing_is_signed_and_ops_are_alerted(db, user, evm_adapter):
     record, _ = approved(user, "1")
 
-    result = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    result = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
 
     record.refresh_from_db()
     assert result.signed == 0 and "NoHotWallet" in result.error
@@ -209,7 +210,7 @@ def test_a_token_without_its_contract_is_never_paid_as_ether(hot, user, evm_adap
     record, to = approved(user, "25", coin_id="USDT-ERC20")
     CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=None)
 
-    result = withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    result = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
 
     record.refresh_from_db()
     assert (result.signed, record.status) == (0, WithdrawStatus.APPROVED)
@@ -236,7 +237,7 @@ def test_two_payers_at_once_sign_each_withdrawal_once_with_distinct_nonces(
     def pay() -> None:
         start.wait(timeout=10)
         try:
-            results.append(withdrawals_services.withdrawals_pay(chain_id="ETH", adapter=evm_adapter))
+            results.append(withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter))
         finally:
             connection.close()
 
@@ -246,7 +247,7 @@ def test_two_payers_at_once_sign_each_withdrawal_once_with_distinct_nonces(
     for thread in threads:
         thread.join(timeout=60)
     evm_node.mine(2)
-    withdrawals_services.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
     records = list(WithdrawRecord.objects.order_by("id"))
     assert sum(r.signed for r in results) == 4  # every withdrawal signed once between the two payers

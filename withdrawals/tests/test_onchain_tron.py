@@ -24,6 +24,7 @@ from assets.models import Balance, BusinessType
 from chains.base import SignedTx, TxRejected
 from chains.testing import tron_adapter, tron_node  # noqa: F401
 from coins.models import CoinConfig
+from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
 from withdrawals.models import WithdrawRecord, WithdrawStatus
 
@@ -69,11 +70,11 @@ def test_pays_trx_and_usdt_trc20_withdrawals_and_settles_them(hot, user, tron_no
     trx_record, trx_to = approved(user, "50", coin_id="TRX", key="a")
     usdt_record, usdt_to = approved(user, "100", coin_id="USDT-TRC20", key="b")
 
-    paid = withdrawals_services.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)
+    paid = withdrawals_payout.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)
     tron_node.mine(1)
-    early = withdrawals_services.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
+    early = withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
     tron_node.mine(1)
-    done = withdrawals_services.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
+    done = withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
 
     trx_record.refresh_from_db()
     usdt_record.refresh_from_db()
@@ -91,25 +92,25 @@ def test_an_expired_unmined_transaction_is_signed_again_and_pays_once(
     hot, user, tron_node, tron_adapter, settings, monkeypatch
 ):
     settings.WITHDRAW_TRON_EXPIRATION_SECONDS = 2
-    monkeypatch.setattr(withdrawals_services, "TRON_EXPIRY_MARGIN_MS", 500)
+    monkeypatch.setattr(withdrawals_payout, "TRON_EXPIRY_MARGIN_MS", 500)
     record, to = approved(user, "30", coin_id="TRX")
 
-    sent = withdrawals_services.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)  # taken by the node...
+    sent = withdrawals_payout.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)  # taken by the node...
     record.refresh_from_db()
     first_tx, first_raw = record.tx_hash, record.signed_tx
-    early = withdrawals_services.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
+    early = withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
     record.refresh_from_db()
     assert (sent.broadcast, early.waiting, record.tx_hash) == (1, 1, first_tx)  # not expired: kept
     time.sleep(3.0)  # ...but no block is produced before it expires
     tron_node.mine(1)  # the producer drops it; this block is past its expiry
 
-    withdrawals_services.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)  # signs a new one, sends it
+    withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)  # signs a new one, sends it
     record.refresh_from_db()
     assert record.tx_hash != first_tx and record.status == WithdrawStatus.PROCESSING
     with pytest.raises(TxRejected, match="expired"):  # the first can never be included now
         tron_adapter.broadcast_irreversible(SignedTx(tx_hash=first_tx, raw=first_raw))
     tron_node.mine(2)
-    withdrawals_services.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
+    withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
 
     record.refresh_from_db()
     assert record.status == WithdrawStatus.COMPLETED
@@ -128,7 +129,7 @@ def test_payouts_not_mined_yet_count_against_the_hot_address(hot, user, tron_nod
     second, _ = approved(user, "600", coin_id="USDT-TRC20", key="b", fund="600")
 
     # The hot address holds 1,000 USDT: each payout fits alone, not both before the first is mined.
-    result = withdrawals_services.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)
+    result = withdrawals_payout.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)
 
     first.refresh_from_db()
     second.refresh_from_db()
@@ -140,7 +141,7 @@ def test_a_payout_the_hot_address_cannot_cover_is_not_signed(hot, user, tron_ada
     hot_row, _ = hot
     record, _ = approved(user, "1200", coin_id="TRX", fund="1500")  # the hot address holds 1,000 TRX
 
-    result = withdrawals_services.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)
+    result = withdrawals_payout.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)
 
     record.refresh_from_db()
     assert (result.signed, record.status, record.signed_tx) == (0, WithdrawStatus.APPROVED, None)

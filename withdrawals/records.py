@@ -1,0 +1,78 @@
+"""
+The withdrawal row's own steps, shared by the apply/audit services and the payout: lock it, move
+it through the state machine with an audit log row, and describe it in a WALLET_WITHDRAW event.
+
+Each joins the caller's transaction; the caller holds the row lock (withdrawal_lock) first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+
+from assets import events as assets_events
+from assets import services as assets_services
+from wallet_project.errors import WalletError
+from withdrawals.models import WithdrawAuditLog, WithdrawRecord, WithdrawStatus
+
+
+def withdrawal_lock(withdraw_id: int) -> WithdrawRecord:
+    """Lock a withdrawal row for the rest of the caller's transaction.
+
+    :raises WalletError: no such withdrawal (code not_found).
+    """
+    try:
+        return WithdrawRecord.objects.select_for_update().get(id=withdraw_id)
+    except WithdrawRecord.DoesNotExist:
+        raise WalletError(f"No withdrawal {withdraw_id}.", code="not_found") from None
+
+
+def withdrawal_audited(*, record: WithdrawRecord, auditor_id: int, remark: str, now: datetime) -> None:
+    record.audit_user = get_user_model().objects.get(id=auditor_id).get_username()[:32]
+    record.audit_time = now
+    record.audit_remark = remark[:500] or None
+
+
+def withdrawal_transition(
+    *, record: WithdrawRecord, auditor_id: int | None, action: str, to_status: WithdrawStatus, remark: str
+) -> None:
+    withdrawal_log(record=record, auditor_id=auditor_id, action=action, to_status=to_status, remark=remark)
+    record.status = to_status
+    record.save(
+        update_fields=[
+            "status", "audit_user", "audit_time", "audit_remark", "confirmations", "complete_time", "update_time",
+            "from_address", "nonce", "signed_tx", "tx_hash", "block_number", "broadcast_time",
+        ]
+    )  # fmt: skip
+
+
+def withdrawal_log(
+    *, record: WithdrawRecord, auditor_id: int | None, action: str, to_status: WithdrawStatus, remark: str
+) -> None:
+    WithdrawAuditLog.objects.create(
+        withdraw=record,
+        auditor_id=auditor_id,
+        action=action,
+        from_status=record.status,
+        to_status=to_status,
+        remark=remark[:500],
+    )
+
+
+def withdrawal_event(*, record: WithdrawRecord, now: datetime) -> None:
+    assets_services.outbox_enqueue(
+        event=assets_events.wallet_withdraw(
+            withdraw_no=record.withdraw_no,
+            user_id=record.user_id,
+            coin_id=record.coin_id,
+            amount=record.amount,
+            fee=record.fee,
+            actual_amount=record.actual_amount,
+            to_address=record.to_address,
+            internal=record.to_user_id is not None,
+            tx_hash=record.tx_hash,
+            status=int(record.status),
+            at=now,
+        )
+    )
