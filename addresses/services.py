@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from addresses import hd
@@ -377,14 +377,9 @@ def hot_wallet_select(
     """
     if strategy not in HotWalletStrategy.ALL:
         raise UnknownStrategy(f"Unknown hot wallet strategy {strategy!r}.", field="strategy")
-    candidates = WalletAddress.objects.filter(
-        chain_id=chain_id,
-        wallet_type=wallet_type,
-        address_type=AddressType.HOT,
-        status=AddressStatus.NORMAL,
-        key_secret__isnull=False,
-        balance__gte=amount,
-    )
+    pool = WalletAddress.objects.filter(chain_id=chain_id, wallet_type=wallet_type, address_type=AddressType.HOT)
+    usable = pool.filter(status=AddressStatus.NORMAL, key_secret__isnull=False)
+    candidates = usable.filter(balance__gte=amount)
     if strategy == HotWalletStrategy.BALANCE:
         chosen = candidates.order_by("-balance", "id").first()
     else:
@@ -398,5 +393,26 @@ def hot_wallet_select(
             cursor.last_address_id = chosen.id
             cursor.save(update_fields=["last_address_id", "update_time"])
     if chosen is None:
-        raise NoHotWallet(f"No {chain_id} hot wallet of pool {wallet_type!r} can pay {amount}.")
+        raise NoHotWallet(
+            _no_hot_wallet_text(pool=pool, usable=usable, chain_id=chain_id, wallet_type=wallet_type, amount=amount)
+        )
     return chosen
+
+
+def _no_hot_wallet_text(
+    *, pool: QuerySet[WalletAddress], usable: QuerySet[WalletAddress], chain_id: str, wallet_type: str, amount: Decimal
+) -> str:
+    if usable.exists():
+        return f"No enabled {chain_id} hot address of pool {wallet_type!r} records a balance of {amount} or more."
+    create = (
+        f"`python manage.py create_hot_address --chain {chain_id} --wallet-type {wallet_type}` (the chain's hot"
+        f" seed first, if it has none: `python manage.py create_hd_wallet --chain {chain_id} --purpose hot"
+        " --backup-file PATH`)"
+    )
+    unusable = pool.count()
+    if unusable:
+        return (
+            f"No usable hot address for chain {chain_id} and pool {wallet_type!r} ({unusable} disabled or without a"
+            f" key): enable one, or create one with {create}."
+        )
+    return f"No hot address exists for chain {chain_id} and pool {wallet_type!r}: create one with {create}."

@@ -70,6 +70,25 @@ class UnsignedTx:
 
 
 @dataclass(frozen=True)
+class Shortfall:
+    """What a sender lacks to pay a transfer now (an adapter's `shortfall`), in base units."""
+
+    address: str
+    contract: str | None  # None: the chain's own coin (amount, gas or fees); else the token short
+    free: int  # the balance less what the sender's unmined transfers already promise; may be negative
+    needed: int
+    what: str  # what `needed` covers, e.g. "value and gas"
+
+    @property
+    def missing(self) -> int:
+        return self.needed - self.free
+
+    def __str__(self) -> str:
+        unit = f"of token {self.contract}" if self.contract else "of the chain's coin"
+        return f"{self.address} holds {self.free} {unit} free, the transfer needs {self.needed} ({self.what})"
+
+
+@dataclass(frozen=True)
 class SignedTx:
     tx_hash: str
     raw: str  # hex or JSON, exactly what broadcast sends

@@ -366,8 +366,9 @@ class TronDevNode:
     def mine(self, blocks: int = 1) -> Any:
         return self.post(f"/fake/mine?blocks={blocks}")
 
-    def reorg(self, depth: int) -> Any:
-        return self.post(f"/fake/reorg?depth={depth}")
+    def reorg(self, depth: int, *, stale_index: bool = False) -> Any:
+        """Replace the last `depth` blocks; stale_index: the transaction index keeps their transactions."""
+        return self.post(f"/fake/reorg?depth={depth}" + ("&stale_index=true" if stale_index else ""))
 
     def fund(self, address: str, amount_sun: int) -> Any:
         return self.post("/fake/fund", {"address": address, "amount": amount_sun})

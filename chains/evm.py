@@ -35,7 +35,7 @@ from typing import Any
 
 from eth_utils import is_address, keccak, to_checksum_address
 
-from chains.base import Block, ChainError, SignedTx, Transfer, TxRejected, TxStatus, UnsignedTx
+from chains.base import Block, ChainError, Shortfall, SignedTx, Transfer, TxRejected, TxStatus, UnsignedTx
 from chains.rpc import HttpNode, RpcError
 
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -369,26 +369,30 @@ class EvmAdapter:
             tx.update({"to": token, "value": 0, "gas": gas, "data": data})
         return UnsignedTx(chain_id=self.chain_id, from_address=sender, payload=tx)
 
-    def shortfall(self, unsigned: UnsignedTx, *, reserved_native: int = 0, reserved_token: int = 0) -> str | None:
+    def shortfall(self, unsigned: UnsignedTx, *, reserved_native: int = 0, reserved_token: int = 0) -> Shortfall | None:
         """
-        Why the sender cannot pay this transfer now (ether for value + gas, or the token amount), or None.
+        What the sender lacks to pay this transfer now (ether for value + gas, or the token amount), or None.
 
         Checked before signing so that a transfer the node would refuse, or that would revert, never
-        takes a nonce. reserved_native / reserved_token: what the sender's unmined transfers already
-        promise (the node's balance does not show them yet).
+        takes a nonce. reserved_native / reserved_token: what the sender's transfers not in a block
+        yet already promise (the node's balance, at its latest block, does not show them).
         """
         tx = unsigned.payload
         assert isinstance(tx, dict)
         ether = self.balance(unsigned.from_address) - reserved_native
         needed = int(tx["value"]) + int(tx["gas"]) * int(tx["gasPrice"])
         if ether < needed:
-            return f"{unsigned.from_address} holds {ether} wei, the transfer needs {needed} (value and gas)"
+            return Shortfall(
+                address=unsigned.from_address, contract=None, free=ether, needed=needed, what="value and gas"
+            )
         data = str(tx.get("data", "0x"))
         if data.startswith(SELECTOR_TRANSFER):
             amount = int(data[-64:], 16)
             tokens = self.balance(unsigned.from_address, contract=str(tx["to"])) - reserved_token
             if tokens < amount:
-                return f"{unsigned.from_address} holds {tokens} of token {tx['to']}, the transfer needs {amount}"
+                return Shortfall(
+                    address=unsigned.from_address, contract=str(tx["to"]), free=tokens, needed=amount, what="amount"
+                )
         return None
 
     def broadcast_irreversible(self, signed: SignedTx) -> str:

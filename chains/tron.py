@@ -24,7 +24,7 @@ from tronpy.contract import Contract
 from tronpy.keys import is_address, to_base58check_address, to_hex_address
 from tronpy.providers import HTTPProvider
 
-from chains.base import Block, ChainError, SignedTx, Transfer, TxRejected, TxStatus, UnsignedTx
+from chains.base import Block, ChainError, Shortfall, SignedTx, Transfer, TxRejected, TxStatus, UnsignedTx
 from chains.rpc import HttpNode
 
 TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -280,29 +280,31 @@ class TronAdapter:
         tx = builder.build(offline=True, ref_block_id=ref_block_id)
         return UnsignedTx(chain_id=self.chain_id, from_address=sender, payload=tx)
 
-    def shortfall(self, unsigned: UnsignedTx, *, reserved_native: int = 0, reserved_token: int = 0) -> str | None:
+    def shortfall(self, unsigned: UnsignedTx, *, reserved_native: int = 0, reserved_token: int = 0) -> Shortfall | None:
         """
-        Why the owner cannot pay this transfer now (TRX for the amount and fees, or the token amount), or None.
+        What the owner lacks to pay this transfer now (TRX for the amount and fees, or the token amount), or None.
 
         Fees are covered by reserve_sun (bandwidth, a new account) or, for a token call, its fee_limit.
-        reserved_native / reserved_token: what the owner's unmined transfers already promise.
+        reserved_native / reserved_token: what the owner's transfers not in a block yet already promise.
         """
         raw = unsigned.payload._raw_data  # type: ignore[attr-defined]
         contract = raw["contract"][0]
         value = contract["parameter"]["value"]
-        trx = self.balance(unsigned.from_address) - reserved_native
+        owner = unsigned.from_address
+        trx = self.balance(owner) - reserved_native
         if contract["type"] == "TransferContract":
             needed = int(value["amount"]) + self._fee_reserve
             if trx < needed:
-                return f"{unsigned.from_address} holds {trx} sun free, the transfer needs {needed} (amount and fees)"
+                return Shortfall(address=owner, contract=None, free=trx, needed=needed, what="amount and fees")
             return None
-        if trx < int(raw.get("fee_limit", 0)):
-            return f"{unsigned.from_address} holds {trx} sun free, below the call's fee limit {raw.get('fee_limit')}"
+        fee_limit = int(raw.get("fee_limit", 0))
+        if trx < fee_limit:
+            return Shortfall(address=owner, contract=None, free=trx, needed=fee_limit, what="the call's fee limit")
         amount = int(str(value["data"])[-64:], 16)
         contract_address = to_base58check_address(value["contract_address"])
-        tokens = self.balance(unsigned.from_address, contract=contract_address) - reserved_token
+        tokens = self.balance(owner, contract=contract_address) - reserved_token
         if tokens < amount:
-            return f"{unsigned.from_address} holds {tokens} of the token free, the transfer needs {amount}"
+            return Shortfall(address=owner, contract=contract_address, free=tokens, needed=amount, what="amount")
         return None
 
     def never_included(self, signed: SignedTx, *, margin_ms: int) -> bool:
@@ -370,6 +372,14 @@ class TronAdapter:
         raise TxRejected(f"TRON node refused the transaction: {code} {message[:200]}")
 
     def tx_status(self, tx_hash: str) -> TxStatus:
+        """
+        Whether and where a transaction was mined: block_hash is the id of the block that holds it.
+
+        The transaction index (gettransactioninfobyid) gives only a height; the block the node has
+        at that height must hold the transaction. When it does not (its block was replaced while
+        the index still names it, or a load-balanced API answered from backends that disagree),
+        the transaction is reported as in no block: the caller follows it as unmined.
+        """
         tx = self._post("wallet/gettransactionbyid", {"value": tx_hash})
         if not tx:
             return TxStatus(tx_hash=tx_hash, found=False)
@@ -378,11 +388,18 @@ class TronAdapter:
             return TxStatus(tx_hash=tx_hash, found=True)
         ret = (tx.get("ret") or [{}])[0].get("contractRet")
         receipt_result = info.get("receipt", {}).get("result", "SUCCESS")
-        number = int(info["blockNumber"])
+        try:
+            number = int(info["blockNumber"])
+            block = self._block_raw(number)
+            held = {str(t["txID"]).lower() for t in block.get("transactions") or []}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ChainError(f"TRON node: malformed transaction info or block of {tx_hash}") from None
+        if tx_hash.lower() not in held:
+            return TxStatus(tx_hash=tx_hash, found=True)
         return TxStatus(
             tx_hash=tx_hash,
             found=True,
             success=ret == "SUCCESS" and receipt_result == "SUCCESS",
             block_number=number,
-            block_hash=self.block_hash(number),
+            block_hash=block["blockID"],
         )

@@ -14,7 +14,10 @@ It earns trust by doing the real work where deposits depend on it:
   unit up to the transaction's fee_limit; running out gives OUT_OF_ENERGY, a revert REVERT.
 - Blocks are produced on demand (POST /fake/mine?blocks=N) or every `block_interval` seconds, and
   POST /fake/reorg?depth=N replaces the last N blocks with new empty ones (balances and the EVM
-  state are rolled back to the fork point; the orphaned transactions are dropped).
+  state are rolled back to the fork point; the orphaned transactions are dropped). With
+  `stale_index=true` the transaction index keeps the orphaned transactions: gettransactionbyid
+  and gettransactioninfobyid still answer with their old block, as a node whose index lags its
+  blocks, or a load-balanced API whose backends disagree, does.
 
 Test-only endpoints: /fake/mine, /fake/reorg, /fake/fund {address, amount}, /fake/deploy
 {contract, args, owner?, supply?}.
@@ -87,6 +90,8 @@ class FakeTron:
         self.blocks: list[dict[str, Any]] = []
         self.infos: dict[int, list[dict[str, Any]]] = {}
         self.tx_block: dict[str, int] = {}
+        # Orphaned transactions a stale index still reports: txID -> (transaction, its old info).
+        self.stale_index: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self.pending: list[dict[str, Any]] = []
         self.snapshots: dict[int, tuple[Any, ...]] = {}
         self.salt = 0
@@ -142,7 +147,7 @@ class FakeTron:
                 made.append(self._produce_block(txs, infos)["block_header"]["raw_data"]["number"])
             return made
 
-    def reorg(self, depth: int) -> list[int]:
+    def reorg(self, depth: int, stale_index: bool = False) -> list[int]:
         with self.lock:
             tip = len(self.blocks) - 1
             if not 1 <= depth <= tip:
@@ -151,7 +156,11 @@ class FakeTron:
             balances, net_used, contracts, evm_snapshot = self.snapshots[fork]
             self.evm.revert(evm_snapshot)  # also discards every later EVM snapshot
             for number in range(fork + 1, tip + 1):
-                for tx in self.blocks[number]["transactions"]:
+                orphaned = self.blocks[number]["transactions"]
+                if stale_index:  # a block's infos are in the order of its transactions
+                    infos = self.infos[number]
+                    self.stale_index.update((tx["txID"], (tx, info)) for tx, info in zip(orphaned, infos, strict=True))
+                for tx in orphaned:
                     self.tx_block.pop(tx["txID"], None)
                 self.infos.pop(number, None)
                 self.snapshots.pop(number, None)
@@ -464,10 +473,12 @@ class _Handler(BaseHTTPRequestHandler):
             if path in ("/wallet/gettransactioninfobyid", "/walletsolidity/gettransactioninfobyid"):
                 number = state.tx_block.get(body["value"])
                 if number is None:
-                    return {}
+                    return state.stale_index.get(body["value"], ({}, {}))[1]
                 return next(i for i in state.infos[number] if i["id"] == body["value"])
             if path in ("/wallet/gettransactionbyid", "/walletsolidity/gettransactionbyid"):
                 number = state.tx_block.get(body["value"])
+                if number is None and body["value"] in state.stale_index:
+                    return show(state.stale_index[body["value"]][0])
                 pool = state.blocks[number]["transactions"] if number is not None else state.pending
                 return next((show(t) for t in pool if t["txID"] == body["value"]), {})
             if path == "/wallet/getnodeinfo":
@@ -510,7 +521,8 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/fake/mine":
                 return {"blocks": state.mine(int(body.get("blocks", 1)))}
             if path == "/fake/reorg":
-                return {"blocks": state.reorg(int(body["depth"]))}
+                stale = str(body.get("stale_index", "")).lower() == "true"
+                return {"blocks": state.reorg(int(body["depth"]), stale_index=stale)}
             if path == "/fake/fund":
                 return {"balance": state.fund(body["address"], int(body["amount"]))}
             if path == "/fake/deploy":

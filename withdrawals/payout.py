@@ -7,12 +7,16 @@ transaction with status PROCESSING; the broadcast comes after the commit, and ev
 that same stored transaction. `withdrawals_confirm` follows the PROCESSING ones to completion
 (WITHDRAW_SETTLE) or failure (WITHDRAW_UNFREEZE) at the coin's confirmations on a canonical block.
 Apply and audit live in services.py; the withdrawal row's shared steps in records.py.
+
+A withdrawal that cannot be signed now (its user held by a reorg, its coin switched off, the hot
+address short of it) waits approved, with one alert where a person must act, and the run goes on
+to the next one; a node that is down, or a chain without a usable hot address, stops the run.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,11 +31,12 @@ from assets import services as assets_services
 from assets.models import BusinessType
 from chains import registry as chains_registry
 from chains import services as chains_services
-from chains.base import ChainAdapter, ChainError, SignedTx, TxRejected
+from chains.base import ChainAdapter, ChainError, Shortfall, SignedTx, TxRejected
 from coins import selectors as coins_selectors
-from coins.models import CoinConfig
+from coins.models import CoinConfig, Switch
 from monitoring import services as monitoring_services
 from monitoring.models import Severity
+from recharges import selectors as recharges_selectors
 from wallet_project.errors import WalletError
 from withdrawals import records
 from withdrawals.models import WithdrawRecord, WithdrawStatus
@@ -47,6 +52,14 @@ NONCE_CHAINS = ("ETH",)
 # A node's clock may run a little ahead of the producers'; no block this much past expiry includes it.
 TRON_EXPIRY_MARGIN_MS = 6_000
 NODE_ERRORS: tuple[type[Exception], ...] = (ChainError, OSError, ValueError)
+# At signing these stop the chain's run: the node is down, or the chain has no hot address that can
+# sign; the next withdrawal would fail the same way. Any other refusal concerns one withdrawal.
+CHAIN_STOPS: tuple[type[Exception], ...] = (
+    ChainError,
+    OSError,
+    addresses_services.NoHotWallet,
+    signer.SignerError,
+)
 
 # Fault injection: tests set this to a callable that raises when the named step is reached, to
 # prove that a crash between signing and broadcasting pays once. Always None in a running service.
@@ -58,6 +71,21 @@ def _step(name: str) -> None:
         fault_hook(name)
 
 
+class PayoutWaits(WalletError):
+    """
+    This withdrawal cannot be signed now: it stays as it is and the run goes on to the next one.
+
+    alert_kind names the alert raised for it (one per withdrawal: alerts deduplicate by kind and
+    subject), or is None where no person needs to act (a coin switched off by ops).
+    """
+
+    code = "payout_waits"
+
+    def __init__(self, message: str, *, alert_kind: str | None) -> None:
+        super().__init__(message)
+        self.alert_kind = alert_kind
+
+
 @dataclass(frozen=True)
 class PayoutResult:
     chain_id: str
@@ -66,7 +94,8 @@ class PayoutResult:
     completed: int = 0
     failed: int = 0
     waiting: int = 0
-    error: str | None = None
+    error: str | None = None  # why the run stopped early (node down, no hot address); None if it went through
+    waits: tuple[str, ...] = ()  # why each withdrawal left unsigned by withdrawals_pay waits
 
 
 def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: ChainAdapter | None = None) -> PayoutResult:
@@ -82,11 +111,6 @@ def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: Chai
     if chain_id not in ONCHAIN_CHAINS:
         return PayoutResult(chain_id=chain_id, error=f"on-chain withdrawals of {chain_id} are not built yet")
     adapter = adapter or chains_registry.adapter_for(chain_id)
-    ids = list(
-        WithdrawRecord.objects.filter(status=WithdrawStatus.APPROVED, to_user__isnull=True, coin__chain_id=chain_id)
-        .order_by("id")
-        .values_list("id", flat=True)[: settings.WITHDRAW_PAY_BATCH]
-    )
     signed = broadcast = 0
     # Transactions signed but not taken by the node yet go first: they hold their address's nonce.
     for record in (
@@ -97,22 +121,74 @@ def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: Chai
         .order_by("id")
     ):
         broadcast += _broadcast(record=record, adapter=adapter, now=moment)
-    for withdraw_id in ids:
+    waits: list[str] = []
+    gas_price: int | None = None
+    # Nothing stored for one that fails below: it stays approved and is tried again next run, after
+    # the others (a nonce it allocated rolled back with it, so a later withdrawal may take it).
+    for withdraw_id, withdraw_no in _approved(chain_id=chain_id):
+        if signed >= settings.WITHDRAW_PAY_BATCH:
+            break
         try:
-            # Read before any lock is taken: a slow node then delays no auditor and no other signer.
-            gas_price = adapter.fee_estimate() if chain_id in NONCE_CHAINS else None
+            if gas_price is None and chain_id in NONCE_CHAINS:
+                # Read once, before any lock: a slow node then delays no auditor and no other signer.
+                gas_price = adapter.fee_estimate()
             record = _sign(withdraw_id=withdraw_id, adapter=adapter, gas_price=gas_price, now=moment)
-        except (*NODE_ERRORS, WalletError) as exc:
-            # Nothing was stored: the withdrawal stays approved and is tried again next time.
-            text = f"signing withdrawal {withdraw_id} failed: {type(exc).__name__}: {str(exc)[:200]}"
-            _alert(severity=Severity.WARNING, kind="WITHDRAW_SIGN_FAILED", subject=f"chain {chain_id}", text=text)
-            return PayoutResult(chain_id=chain_id, signed=signed, broadcast=broadcast, error=text)
+        except PayoutWaits as exc:
+            waits.append(exc.message)
+            _waiting(exc=exc, withdraw_no=withdraw_no)
+            continue
+        except CHAIN_STOPS as exc:
+            text = f"signing withdrawal {withdraw_no} failed: {type(exc).__name__}: {str(exc)[:400]}"
+            kind = "WITHDRAW_SIGN_FAILED" if isinstance(exc, WalletError) else "NODE_DOWN"
+            _alert(severity=Severity.WARNING, kind=kind, subject=f"chain {chain_id}", text=text)
+            return PayoutResult(
+                chain_id=chain_id,
+                signed=signed,
+                broadcast=broadcast,
+                waiting=len(waits),
+                error=text,
+                waits=tuple(waits),
+            )
+        except (WalletError, ValueError) as exc:
+            # Something about this withdrawal (its coin's set-up, its address): the next one may be fine.
+            text = f"signing withdrawal {withdraw_no} failed: {type(exc).__name__}: {str(exc)[:400]}"
+            waits.append(text)
+            subject = f"withdrawal {withdraw_no}"
+            _alert(severity=Severity.WARNING, kind="WITHDRAW_SIGN_FAILED", subject=subject, text=text)
+            continue
         if record is None:
             continue  # taken or decided meanwhile
         signed += 1
         _step("pay.signed")
         broadcast += _broadcast(record=record, adapter=adapter, now=moment)
-    return PayoutResult(chain_id=chain_id, signed=signed, broadcast=broadcast)
+    return PayoutResult(chain_id=chain_id, signed=signed, broadcast=broadcast, waiting=len(waits), waits=tuple(waits))
+
+
+def _approved(*, chain_id: str) -> Iterator[tuple[int, str]]:
+    """(id, withdraw_no) of the chain's approved withdrawals to outside addresses, oldest first, by pages.
+
+    Every one is reached however many older ones wait: those can never hold back the rest.
+    """
+    last_id = 0
+    while True:
+        page = list(
+            WithdrawRecord.objects.filter(
+                status=WithdrawStatus.APPROVED, to_user__isnull=True, coin__chain_id=chain_id, id__gt=last_id
+            )
+            .order_by("id")
+            .values_list("id", "withdraw_no")[: settings.WITHDRAW_PAY_BATCH]
+        )
+        yield from page
+        if len(page) < settings.WITHDRAW_PAY_BATCH:
+            return
+        last_id = page[-1][0]
+
+
+def _waiting(*, exc: PayoutWaits, withdraw_no: str) -> None:
+    if exc.alert_kind is None:
+        logger.info("%s", exc.message)
+    else:
+        _alert(severity=Severity.WARNING, kind=exc.alert_kind, subject=f"withdrawal {withdraw_no}", text=exc.message)
 
 
 @transaction.atomic(durable=True)
@@ -120,9 +196,32 @@ def _sign(*, withdraw_id: int, adapter: ChainAdapter, gas_price: int | None, now
     record = records.withdrawal_lock(withdraw_id)
     if record.status != WithdrawStatus.APPROVED or record.to_user_id is not None:
         return None
+    _payable_check(record=record)
     _sign_transfer(record=record, adapter=adapter, gas_price=gas_price, action="sign")
     records.withdrawal_event(record=record, now=now)
     return record
+
+
+def _payable_check(*, record: WithdrawRecord) -> None:
+    """
+    Refuse to sign a locked withdrawal while its coin is switched off or its user's withdrawals are held.
+
+    Apply and approval checked the same, but a reorg hold or a switch may have come since.
+    :raises PayoutWaits: it waits, approved (or with its expired TRON transaction) until then.
+    """
+    coin = CoinConfig.objects.get(coin_id=record.coin_id)
+    if coin.withdraw_enabled != Switch.ENABLED or not coin.is_enabled:
+        raise PayoutWaits(
+            f"withdrawal {record.withdraw_no} waits unsigned: withdrawals of {coin.coin_id} are switched off",
+            alert_kind=None,
+        )
+    if recharges_selectors.withdrawals_held(user_id=record.user_id):
+        raise PayoutWaits(
+            f"withdrawal {record.withdraw_no} of user {record.user_id} waits unsigned: the user's withdrawals are "
+            "held (reorg hold: a credited deposit was orphaned and could not be taken back); it is paid once ops "
+            "settle the shortfall and lift the hold",
+            alert_kind="WITHDRAW_HELD",
+        )
 
 
 def _sign_transfer(*, record: WithdrawRecord, adapter: ChainAdapter, gas_price: int | None, action: str) -> None:
@@ -144,8 +243,13 @@ def _sign_transfer(*, record: WithdrawRecord, adapter: ChainAdapter, gas_price: 
             status=WithdrawStatus.PROCESSING, from_address=hot.address, broadcast_time__isnull=True
         ).exists():
             # A transaction of this address the node has not taken holds its nonce: later ones would
-            # queue behind it unmined. It is sent again first (withdrawals_pay, withdrawals_confirm).
-            raise WithdrawalRefused(f"hot address {hot.address} has a signed transaction the node has not taken yet")
+            # queue behind it unmined. It is sent again first (withdrawals_pay, withdrawals_confirm),
+            # and alerted there if the node refuses it.
+            raise PayoutWaits(
+                f"withdrawal {record.withdraw_no} waits unsigned: hot address {hot.address} has a signed "
+                "transaction the node has not taken yet",
+                alert_kind=None,
+            )
         nonce = chains_services.nonce_allocate(
             chain_id=coin.chain_id, address=hot.address, node_next=adapter.next_nonce(hot.address)
         )
@@ -163,11 +267,12 @@ def _sign_transfer(*, record: WithdrawRecord, adapter: ChainAdapter, gas_price: 
     short = adapter.shortfall(unsigned, reserved_native=reserved_native, reserved_token=reserved_token)
     if short is not None:
         # Rolled back with the nonce: nothing is signed that the node would refuse or that would revert.
-        raise WithdrawalRefused(f"hot address cannot pay withdrawal {record.withdraw_no}: {short}")
+        text = _shortfall_text(record=record, coin=coin, short=short)
+        raise PayoutWaits(text, alert_kind="WITHDRAW_HOT_WALLET_SHORT")
     signed = signer.signer_for(coin.chain_id)(unsigned)
     previous = record.tx_hash
     record.from_address, record.nonce, record.signed_tx, record.tx_hash = hot.address, nonce, signed.raw, signed.tx_hash
-    record.broadcast_time = None
+    record.broadcast_time = record.block_number = None  # a new transaction, in no block yet
     remark = f"from {hot.address}" + (f", nonce {nonce}" if nonce is not None else "")
     if previous:
         remark += f", replacing expired {previous}"
@@ -226,11 +331,15 @@ def withdrawals_confirm(
         )
         for record in records.iterator(chunk_size=200):
             status = adapter.tx_status(record.tx_hash or "")
+            _mined_at(record=record, block_number=status.block_number if status.found else None)
             if not status.found and chain_id not in NONCE_CHAINS and _never_included(record=record, adapter=adapter):
                 # It can never be included now: a new transaction pays this withdrawal instead.
                 try:
                     resigned = _resign(withdraw_id=record.id, tx_hash=record.tx_hash or "", adapter=adapter, now=moment)
-                except WalletError as exc:  # e.g. the hot wallet cannot pay now: the next run tries again
+                except PayoutWaits as exc:  # held, switched off or the hot wallet short: the next run tries again
+                    _waiting(exc=exc, withdraw_no=record.withdraw_no)
+                    resigned = None
+                except WalletError as exc:  # e.g. no hot address: the next run tries again
                     _alert(
                         severity=Severity.WARNING,
                         kind="WITHDRAW_SIGN_FAILED",
@@ -273,11 +382,32 @@ def withdrawals_confirm(
     return PayoutResult(chain_id=chain_id, completed=completed, failed=failed, waiting=waiting)
 
 
+def _mined_at(*, record: WithdrawRecord, block_number: int | None) -> None:
+    """
+    Keep the block the node shows a payout in (None: in no block), read by _unmined_payouts.
+
+    One conditional statement, without the row lock: it changes nothing once the withdrawal was
+    settled or signed again meanwhile. A reorg that takes the payout out of its block clears it.
+    """
+    if record.block_number != block_number:
+        WithdrawRecord.objects.filter(id=record.id, status=WithdrawStatus.PROCESSING, tx_hash=record.tx_hash).update(
+            block_number=block_number
+        )
+
+
 def _unmined_payouts(*, record: WithdrawRecord, coin: CoinConfig, from_address: str) -> tuple[int, int]:
-    """What the address's other signed, unsettled payouts promise: (native base units, this token's)."""
+    """
+    What the address's other payouts not in a block yet promise: (native base units, this token's).
+
+    The node's balance (at its latest block) already excludes a payout in a block, so only those
+    without a block as last seen by withdrawals_confirm count: signed but not sent, or sent and not
+    mined. Without one RPC per payout at every signing, a payout mined since the last confirm run
+    still counts (the reserve errs high, never low, until that run).
+    """
     native_id = hd.NATIVE_COIN[coin.chain_id]
     rows = (
         WithdrawRecord.objects.filter(status=WithdrawStatus.PROCESSING, from_address=from_address)
+        .filter(block_number__isnull=True)
         .exclude(id=record.id)
         .filter(coin_id__in={native_id, coin.coin_id})
         .values_list("coin_id", "actual_amount")
@@ -291,6 +421,21 @@ def _unmined_payouts(*, record: WithdrawRecord, coin: CoinConfig, from_address: 
         else:
             token += units
     return native, token
+
+
+def _shortfall_text(*, record: WithdrawRecord, coin: CoinConfig, short: Shortfall) -> str:
+    """Which hot address lacks how much of which coin (the chain's own for gas and fees) to pay the withdrawal."""
+    lacking = coin if short.contract is not None else CoinConfig.objects.get(coin_id=hd.NATIVE_COIN[coin.chain_id])
+
+    def amount(base_units: int) -> str:
+        value = coins_selectors.amount_from_base_units(coin=lacking, base_units=base_units)
+        return f"{value.normalize():f} {lacking.coin_id}"
+
+    return (
+        f"withdrawal {record.withdraw_no} ({record.actual_amount.normalize():f} {coin.coin_id}) waits unsigned: "
+        f"hot address {short.address} holds {amount(short.free)} free of its payouts not in a block yet, the "
+        f"transfer needs {amount(short.needed)} ({short.what}): {amount(short.missing)} short; top it up"
+    )
 
 
 def _never_included(*, record: WithdrawRecord, adapter: ChainAdapter) -> bool:
@@ -308,6 +453,7 @@ def _resign(*, withdraw_id: int, tx_hash: str, adapter: ChainAdapter, now: datet
     record = records.withdrawal_lock(withdraw_id)
     if record.status != WithdrawStatus.PROCESSING or record.tx_hash != tx_hash:
         return None  # settled, or replaced by another worker meanwhile
+    _payable_check(record=record)
     if not _never_included(record=record, adapter=adapter):
         return None  # undecided after all: it is followed as usual
     _sign_transfer(record=record, adapter=adapter, gas_price=None, action="resign")

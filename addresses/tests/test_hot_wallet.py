@@ -57,6 +57,20 @@ class TestHotWalletSelect:
         with pytest.raises(services.NoHotWallet):
             _select("withdraw", "50", "balance")
 
+    def test_an_empty_pool_says_no_hot_address_exists_and_how_to_create_one(self, hot_seeds):
+        _pool("collect", ["5"])
+
+        with pytest.raises(services.NoHotWallet) as empty:
+            _select("withdraw", "0", "round_robin")
+        (only,) = _pool("withdraw", ["1"])
+        WalletAddress.objects.filter(id=only.id).update(status=AddressStatus.DISABLED)
+        with pytest.raises(services.NoHotWallet) as disabled:
+            _select("withdraw", "0", "round_robin")
+
+        assert "No hot address exists for chain ETH and pool 'withdraw'" in empty.value.message
+        assert "manage.py create_hot_address --chain ETH --wallet-type withdraw" in empty.value.message
+        assert "1 disabled or without a key" in disabled.value.message
+
     def test_refuses_an_unknown_strategy(self, hot_seeds):
         _pool("withdraw", ["1"])
 

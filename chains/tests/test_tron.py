@@ -218,6 +218,22 @@ class TestReorg:
         assert tron_adapter.balance(to) == 0
         assert tron_adapter.balance(sender) == 30_000_000
 
+    def test_a_transaction_the_block_at_its_indexed_height_does_not_hold_is_not_reported_mined(
+        self, tron_node, tron_adapter
+    ):
+        key, sender = new_account(tron_node, 30_000_000)
+        _, to = new_account(tron_node)
+        txid = send(tron_adapter, tron_node, key, sender, to, 7_000_000)
+        height = tron_adapter.tip_height()
+        assert tron_adapter.tx_status(txid).block_number == height
+
+        # The block is replaced, but the node's transaction index still names the old one.
+        tron_node.reorg(1, stale_index=True)
+        status = tron_adapter.tx_status(txid)
+
+        assert tron_node.post("/wallet/gettransactioninfobyid", {"value": txid})["blockNumber"] == height
+        assert (status.found, status.block_number, status.block_hash) == (True, None, None)
+
 
 class TestNodeDown:
     def test_raises_chain_error_quickly(self):

@@ -180,8 +180,8 @@ def test_a_payout_the_hot_address_cannot_cover_is_not_signed_until_it_can(hot, u
 
     short = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
     record.refresh_from_db()
-    assert (short.signed, record.status, record.signed_tx) == (0, WithdrawStatus.APPROVED, None)
-    assert "holds 1000000000 of token" in Alert.objects.get(kind="WITHDRAW_SIGN_FAILED").message
+    assert (short.signed, short.waiting, record.status, record.signed_tx) == (0, 1, WithdrawStatus.APPROVED, None)
+    assert "holds 1000 USDT-ERC20 free" in Alert.objects.get(kind="WITHDRAW_HOT_WALLET_SHORT").message
     assert not NonceCursor.objects.filter(address=hot.address, next_nonce__gt=0).exists()  # no nonce taken
 
     usdt = evm_node.contract(evm_node.contracts["USDT"])
@@ -195,7 +195,7 @@ def test_a_payout_the_hot_address_cannot_cover_is_not_signed_until_it_can(hot, u
     assert evm_adapter.balance(to, contract=evm_node.contracts["USDT"]) == 1495 * 10**6
 
 
-def test_without_a_hot_wallet_nothing_is_signed_and_ops_are_alerted(db, user, evm_adapter):
+def test_without_a_hot_wallet_nothing_is_signed_and_ops_are_told_how_to_create_one(db, user, evm_adapter):
     record, _ = approved(user, "1")
 
     result = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
@@ -203,7 +203,60 @@ def test_without_a_hot_wallet_nothing_is_signed_and_ops_are_alerted(db, user, ev
     record.refresh_from_db()
     assert result.signed == 0 and "NoHotWallet" in result.error
     assert record.status == WithdrawStatus.APPROVED and record.signed_tx is None
-    assert Alert.objects.get(kind="WITHDRAW_SIGN_FAILED").subject == "chain ETH"
+    alert = Alert.objects.get(kind="WITHDRAW_SIGN_FAILED")
+    assert alert.subject == "chain ETH"
+    assert "No hot address exists for chain ETH and pool 'withdraw'" in alert.message
+    assert "manage.py create_hot_address --chain ETH --wallet-type withdraw" in alert.message
+    assert "can pay" not in alert.message
+
+
+def test_a_mined_payout_short_of_its_confirmations_is_not_counted_again_against_the_hot_address(
+    hot, user, evm_node, evm_adapter
+):
+    CoinConfig.objects.filter(coin_id="ETH").update(required_confirmations=3)
+    first, _ = approved(user, "6", key="a")  # the hot address holds 10 ETH
+    withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)  # mined at once: 1 confirmation of 3
+    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)  # sees it mined
+    second, to = approved(user, "3", key="b")  # the node shows about 4 ETH left: enough
+
+    result = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (result.signed, result.error, second.status) == (1, None, WithdrawStatus.PROCESSING)
+    assert first.status == WithdrawStatus.PROCESSING and first.block_number is not None
+    evm_node.mine(3)
+    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+    second.refresh_from_db()
+    assert second.status == WithdrawStatus.COMPLETED
+    assert evm_adapter.balance(to) == int(Decimal("2.997") * ONE_ETH)
+
+
+def test_a_payout_a_reorg_unmined_counts_against_the_hot_address_again(hot, user, evm_node, evm_adapter):
+    first, _ = approved(user, "6", key="a")  # the hot address holds 10 ETH
+    before = evm_node.snapshot()
+    withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)  # mined at once
+    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)  # seen mined
+    first.refresh_from_db()
+    assert first.block_number is not None
+
+    evm_node.revert(before)  # its block is orphaned, and the transaction with it
+    evm_node.w3.provider.make_request("miner_stop", [])
+    try:
+        withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)  # sent again, unmined
+        second, _ = approved(user, "5", key="b")  # 10 ETH on chain, 6 of them promised to the first
+        result = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    finally:
+        evm_node.w3.provider.make_request("miner_start", [])
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.block_number) == (WithdrawStatus.PROCESSING, None)
+    assert (result.signed, second.status, second.signed_tx) == (0, WithdrawStatus.APPROVED, None)
+    evm_node.mine(2)
+    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+    first.refresh_from_db()
+    assert first.status == WithdrawStatus.COMPLETED
 
 
 def test_a_token_without_its_contract_is_never_paid_as_ether(hot, user, evm_adapter):
@@ -213,8 +266,8 @@ def test_a_token_without_its_contract_is_never_paid_as_ether(hot, user, evm_adap
     result = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
 
     record.refresh_from_db()
-    assert (result.signed, record.status) == (0, WithdrawStatus.APPROVED)
-    assert "no contract address" in result.error
+    assert (result.signed, result.waiting, record.status) == (0, 1, WithdrawStatus.APPROVED)
+    assert "no contract address" in result.waits[0]
     assert evm_adapter.balance(to) == 0
 
 
@@ -246,11 +299,14 @@ def test_two_payers_at_once_sign_each_withdrawal_once_with_distinct_nonces(
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    # One payer skips a withdrawal while the other's signed transaction is on its way to the node
+    # (it holds the nonce before): the next run signs what both skipped.
+    results.append(withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter))
     evm_node.mine(2)
     withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
     records = list(WithdrawRecord.objects.order_by("id"))
-    assert sum(r.signed for r in results) == 4  # every withdrawal signed once between the two payers
+    assert sum(r.signed for r in results) == 4  # every withdrawal signed once between the payers
     assert sorted(r.nonce for r in records) == [0, 1, 2, 3]
     assert {r.status for r in records} == {WithdrawStatus.COMPLETED}
     for _record, to in paid:

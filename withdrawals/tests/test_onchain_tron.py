@@ -12,6 +12,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 from tronpy.keys import PrivateKey
 
 from addresses import services as addresses_services
@@ -24,9 +25,13 @@ from assets.models import Balance, BusinessType
 from chains.base import SignedTx, TxRejected
 from chains.testing import tron_adapter, tron_node  # noqa: F401
 from coins.models import CoinConfig
+from monitoring.models import Alert
+from recharges import services as recharges_services
+from recharges.models import AccountHold
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
 from withdrawals.models import WithdrawRecord, WithdrawStatus
+from withdrawals.tests.test_withdrawals import hold_withdrawals
 
 pytestmark = pytest.mark.slow
 TRX = 10**6
@@ -124,6 +129,34 @@ def test_an_expired_unmined_transaction_is_signed_again_and_pays_once(
     ]
 
 
+def test_an_expired_payout_of_a_held_user_is_not_signed_again_until_the_hold_is_lifted(
+    hot, user, tron_node, tron_adapter, settings, monkeypatch
+):
+    settings.WITHDRAW_TRON_EXPIRATION_SECONDS = 2
+    monkeypatch.setattr(withdrawals_payout, "TRON_EXPIRY_MARGIN_MS", 500)
+    record, to = approved(user, "30", coin_id="TRX")
+    withdrawals_payout.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)
+    record.refresh_from_db()
+    first_tx = record.tx_hash
+    time.sleep(3.0)
+    tron_node.mine(1)  # past its expiry: it can never be included now
+    hold_withdrawals(user)  # a reorg hold comes before it is signed again
+
+    held = withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
+    record.refresh_from_db()
+    assert (held.waiting, record.status, record.tx_hash) == (1, WithdrawStatus.PROCESSING, first_tx)
+    assert Alert.objects.get(kind="WITHDRAW_HELD").subject == f"withdrawal {record.withdraw_no}"
+
+    recharges_services.account_hold_resolve(hold_id=AccountHold.objects.get().id, now=timezone.now())
+    withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)  # signs a new one, sends it
+    tron_node.mine(2)
+    withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
+
+    record.refresh_from_db()
+    assert record.tx_hash != first_tx and record.status == WithdrawStatus.COMPLETED
+    assert tron_adapter.balance(to) == 29 * TRX  # paid once
+
+
 def test_payouts_not_mined_yet_count_against_the_hot_address(hot, user, tron_node, tron_adapter):
     first, _ = approved(user, "600", coin_id="USDT-TRC20", key="a", fund="600")
     second, _ = approved(user, "600", coin_id="USDT-TRC20", key="b", fund="600")
@@ -134,7 +167,7 @@ def test_payouts_not_mined_yet_count_against_the_hot_address(hot, user, tron_nod
     first.refresh_from_db()
     second.refresh_from_db()
     assert (result.signed, first.status, second.status) == (1, WithdrawStatus.PROCESSING, WithdrawStatus.APPROVED)
-    assert "free" in result.error
+    assert "holds 401 USDT-TRC20 free of its payouts not in a block yet" in result.waits[0]
 
 
 def test_a_payout_the_hot_address_cannot_cover_is_not_signed(hot, user, tron_adapter):
@@ -145,4 +178,24 @@ def test_a_payout_the_hot_address_cannot_cover_is_not_signed(hot, user, tron_ada
 
     record.refresh_from_db()
     assert (result.signed, record.status, record.signed_tx) == (0, WithdrawStatus.APPROVED, None)
-    assert f"{hot_row.address} holds" in result.error
+    assert f"hot address {hot_row.address} holds 1000 TRX free" in result.waits[0]
+
+
+def test_a_payout_whose_block_was_replaced_at_its_height_is_not_completed(hot, user, tron_node, tron_adapter):
+    record, to = approved(user, "40", coin_id="TRX")
+    withdrawals_payout.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)
+    tron_node.mine(1)
+    early = withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)  # 1 confirmation of 2
+
+    # Its block is replaced by one without it, while the node's transaction index still names the
+    # old block at that height (an index that lags, or a load-balanced API whose backends disagree).
+    tron_node.reorg(1, stale_index=True)
+    tron_node.mine(2)
+    late = withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
+
+    record.refresh_from_db()
+    assert (early.waiting, late.completed, late.waiting) == (1, 0, 1)
+    assert (record.status, record.block_number) == (WithdrawStatus.PROCESSING, None)
+    assert tron_adapter.balance(to) == 0
+    balance = Balance.objects.get(user=user, coin_id="TRX")
+    assert (balance.available, balance.frozen) == (Decimal(460), Decimal(40))
