@@ -82,7 +82,7 @@ def addresses_derive_next(
     :raises NoHdWallet: no seed for this chain and purpose.
     """
     secret = _hd_wallet_lock(chain_id=chain_id, purpose=purpose)
-    coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[chain_id])
+    coin = coins_selectors.chain_native_coin(chain_id=chain_id)
     start = secret.next_index
     now = timezone.now() if user is not None else None
     rows = []
@@ -179,7 +179,7 @@ def _pool_batch_store(*, secret_id: int, start: int, count: int, derived: list[t
     # filler took them meanwhile, the unique (key_secret, derivation_index) would refuse anyway.
     if secret.next_index != start:
         raise PoolConflict(f"The {secret.chain_id} deposit seed's next index moved; run the fill again.")
-    coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[secret.chain_id])
+    coin = coins_selectors.chain_native_coin(chain_id=secret.chain_id)
     _pool_rows_insert(secret=secret, coin_id=coin.coin_id, coin_name=coin.coin_name, derived=derived)
     secret.next_index = start + count
     secret.save(update_fields=["next_index"])
@@ -345,7 +345,7 @@ def cold_address_add(*, chain_id: str, address: str, wallet_type: str = "default
     :raises InvalidAddress: malformed or another network's address.
     """
     canonical = address_validate(chain_id, address)
-    coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[chain_id])
+    coin = coins_selectors.chain_native_coin(chain_id=chain_id)
     return WalletAddress.objects.create(
         coin=coin,
         coin_name=coin.coin_name,

@@ -21,8 +21,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from addresses import hd, signer
 from addresses import services as addresses_services
+from addresses import signer
 from assets import services as assets_services
 from assets.models import BusinessType
 from chains import registry as chains_registry
@@ -128,7 +128,8 @@ def _sign(*, withdraw_id: int, adapter: ChainAdapter, gas_price: int | None, now
 def _sign_transfer(*, record: WithdrawRecord, adapter: ChainAdapter, gas_price: int | None, action: str) -> None:
     """Pick the hot address, build, check, sign and store the transfer of a locked withdrawal (PROCESSING)."""
     coin = CoinConfig.objects.get(coin_id=record.coin_id)
-    if coin.coin_id != hd.NATIVE_COIN[coin.chain_id] and not coin.contract_address:
+    native = coins_selectors.coin_is_native(coin=coin)
+    if not native and not coin.contract_address:
         # A token without its contract would be paid in the chain's own coin.
         raise WithdrawalRefused(f"{coin.coin_id} has no contract address configured: ops must set it.")
     # Any enabled hot address of the pool: its recorded balance is not kept per token; what it
@@ -137,7 +138,7 @@ def _sign_transfer(*, record: WithdrawRecord, adapter: ChainAdapter, gas_price: 
         chain_id=coin.chain_id, wallet_type=settings.WITHDRAW_HOT_WALLET_TYPE, amount=Decimal(0)
     )
     amount = coins_selectors.amount_to_base_units(coin=coin, amount=record.actual_amount)
-    contract = coin.contract_address or None
+    contract = None if native else coin.contract_address
     nonce = None
     if coin.chain_id in NONCE_CHAINS:
         if WithdrawRecord.objects.filter(
@@ -275,7 +276,7 @@ def withdrawals_confirm(
 
 def _unmined_payouts(*, record: WithdrawRecord, coin: CoinConfig, from_address: str) -> tuple[int, int]:
     """What the address's other signed, unsettled payouts promise: (native base units, this token's)."""
-    native_id = hd.NATIVE_COIN[coin.chain_id]
+    native_id = coins_selectors.chain_native_coin(chain_id=coin.chain_id).coin_id
     rows = (
         WithdrawRecord.objects.filter(status=WithdrawStatus.PROCESSING, from_address=from_address)
         .exclude(id=record.id)
