@@ -20,11 +20,19 @@ from django.db.models import Q
 from django.utils import timezone
 
 from addresses import hd
-from addresses.models import AddressStatus, AddressType, HotWalletCursor, KeySecret, SecretKind, WalletAddress
+from addresses.models import (
+    AddressStatus,
+    AddressStatusChange,
+    AddressType,
+    HotWalletCursor,
+    KeySecret,
+    SecretKind,
+    WalletAddress,
+)
 from addresses.validation import address_validate
 from coins import selectors as coins_selectors
 from coins.models import Switch
-from wallet_project.errors import NotFound, WalletError
+from wallet_project.errors import Conflict, NotFound, WalletError
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +61,20 @@ class NoHotWallet(WalletError):
 
 class UnknownStrategy(WalletError):
     code = "unknown_strategy"
+
+
+class DepositAddressDisabled(Conflict):
+    """The user's deposit address of this chain was disabled by ops: it is not handed out."""
+
+    code = "deposit_address_disabled"
+
+
+class AddressStatusConflict(Conflict):
+    code = "address_status_conflict"
+
+
+class RemarkRequired(WalletError):
+    code = "remark_required"
 
 
 def _hd_wallet_lock(*, chain_id: str, purpose: AddressType) -> KeySecret:
@@ -306,6 +328,11 @@ def deposit_address_assign(*, user: AbstractBaseUser, coin_id: str) -> WalletAdd
         .first()
     )
     if existing is not None:
+        if existing.status != AddressStatus.NORMAL:
+            # One address per user and chain: a disabled one is not replaced, and never handed out.
+            raise DepositAddressDisabled(
+                f"Your {coin.chain_id} deposit address is disabled: contact support before depositing.", field="coin"
+            )
         return existing
     row = (
         WalletAddress.objects.select_for_update(skip_locked=True)
@@ -326,6 +353,41 @@ def deposit_address_assign(*, user: AbstractBaseUser, coin_id: str) -> WalletAdd
     row.assign_time = timezone.now()
     row.save(update_fields=["user", "assign_time", "update_time"])
     logger.info("deposit address %s of %s assigned to user %s", row.id, coin.chain_id, user.pk)
+    return row
+
+
+# Each status change, and the status it must start from.
+_STATUS_SOURCE = {AddressStatus.DISABLED: AddressStatus.NORMAL, AddressStatus.NORMAL: AddressStatus.DISABLED}
+
+
+@transaction.atomic(durable=True)
+def address_status_set(*, address_id: int, status: AddressStatus, operator_id: int, remark: str) -> WalletAddress:
+    """
+    Disable (or enable again) one address in the name of operator, and record who, when and why.
+
+    The row is locked and only its status is written: an assignment to a user or a balance that
+    another service committed meanwhile is kept. A disabled address is not handed to a user, not
+    picked to pay a withdrawal, and a user whose deposit address is disabled is refused.
+    :raises RemarkRequired: remark is blank.
+    :raises NotFound: no such address.
+    :raises AddressStatusConflict: the address is not in the status this change starts from.
+    """
+    remark = remark.strip()
+    if not remark:
+        raise RemarkRequired("Say why the address's status changes.", field="remark")
+    target = AddressStatus(status)
+    row = WalletAddress.objects.select_for_update().filter(id=address_id).first()
+    if row is None:
+        raise NotFound(f"Unknown address {address_id}.")
+    source = row.status
+    if source != _STATUS_SOURCE[target]:
+        raise AddressStatusConflict(f"Address {row.address} is already {target.label}.")
+    row.status = target
+    row.save(update_fields=["status", "update_time"])
+    AddressStatusChange.objects.create(
+        address=row, from_status=source, to_status=target, operator_id=operator_id, remark=remark
+    )
+    logger.info("address %s set %s by user %s", row.id, target.label, operator_id)
     return row
 
 

@@ -48,8 +48,10 @@ NONCE_CHAINS = ("ETH",)
 TRON_EXPIRY_MARGIN_MS = 6_000
 NODE_ERRORS: tuple[type[Exception], ...] = (ChainError, OSError, ValueError)
 
-# Fault injection: tests set this to a callable that raises when the named step is reached, to
-# prove that a crash between signing and broadcasting pays once. Always None in a running service.
+# Fault injection: tests set this to a callable that raises (or waits) when the named step is
+# reached: "sign.locked" inside the signing transaction with the row locked, "pay.signed" after it
+# committed. It proves that a crash or a concurrent writer there pays once. Always None in a
+# running service.
 fault_hook: Callable[[str], None] | None = None
 
 
@@ -118,6 +120,7 @@ def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: Chai
 @transaction.atomic(durable=True)
 def _sign(*, withdraw_id: int, adapter: ChainAdapter, gas_price: int | None, now: datetime) -> WithdrawRecord | None:
     record = records.withdrawal_lock(withdraw_id)
+    _step("sign.locked")
     if record.status != WithdrawStatus.APPROVED or record.to_user_id is not None:
         return None
     _sign_transfer(record=record, adapter=adapter, gas_price=gas_price, action="sign")
