@@ -95,6 +95,7 @@ class WalletAddress(models.Model):
 
     class Meta:
         db_table = "wallet_address"
+        permissions = [("change_address_status", "Can disable or enable an address")]
         constraints = [
             # One deposit address per user and chain. Pool, hot and cold rows have no user, and
             # NULLs never collide in a unique index (MySQL has no partial unique indexes).
@@ -110,6 +111,25 @@ class WalletAddress(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+
+class AddressStatusChange(models.Model):
+    """Who disabled or enabled an address, when and why: append-only."""
+
+    address = models.ForeignKey(WalletAddress, on_delete=models.PROTECT, related_name="status_changes")
+    from_status = models.SmallIntegerField(choices=AddressStatus.choices)
+    to_status = models.SmallIntegerField(choices=AddressStatus.choices)
+    operator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    remark = models.CharField(max_length=500)
+    create_time = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "wallet_address_status_log"
+        indexes = [models.Index(fields=["address", "id"], name="idx_address_status_log")]
+        constraints = [models.CheckConstraint(condition=~models.Q(remark=""), name="address_status_log_remark")]
+
+    def __str__(self) -> str:
+        return f"{self.address_id}: {self.get_from_status_display()} -> {self.get_to_status_display()}"
 
 
 class HotWalletCursor(models.Model):

@@ -20,11 +20,19 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from addresses import hd
-from addresses.models import AddressStatus, AddressType, HotWalletCursor, KeySecret, SecretKind, WalletAddress
+from addresses.models import (
+    AddressStatus,
+    AddressStatusChange,
+    AddressType,
+    HotWalletCursor,
+    KeySecret,
+    SecretKind,
+    WalletAddress,
+)
 from addresses.validation import address_validate
 from coins import selectors as coins_selectors
 from coins.models import Switch
-from wallet_project.errors import NotFound, WalletError
+from wallet_project.errors import Conflict, NotFound, WalletError
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +63,20 @@ class UnknownStrategy(WalletError):
     code = "unknown_strategy"
 
 
+class DepositAddressDisabled(Conflict):
+    """The user's deposit address of this chain was disabled by ops: it is not handed out."""
+
+    code = "deposit_address_disabled"
+
+
+class AddressStatusConflict(Conflict):
+    code = "address_status_conflict"
+
+
+class RemarkRequired(WalletError):
+    code = "remark_required"
+
+
 def _hd_wallet_lock(*, chain_id: str, purpose: AddressType) -> KeySecret:
     try:
         return KeySecret.objects.select_for_update().get(
@@ -82,7 +104,7 @@ def addresses_derive_next(
     :raises NoHdWallet: no seed for this chain and purpose.
     """
     secret = _hd_wallet_lock(chain_id=chain_id, purpose=purpose)
-    coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[chain_id])
+    coin = coins_selectors.chain_native_coin(chain_id=chain_id)
     start = secret.next_index
     now = timezone.now() if user is not None else None
     rows = []
@@ -179,7 +201,7 @@ def _pool_batch_store(*, secret_id: int, start: int, count: int, derived: list[t
     # filler took them meanwhile, the unique (key_secret, derivation_index) would refuse anyway.
     if secret.next_index != start:
         raise PoolConflict(f"The {secret.chain_id} deposit seed's next index moved; run the fill again.")
-    coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[secret.chain_id])
+    coin = coins_selectors.chain_native_coin(chain_id=secret.chain_id)
     _pool_rows_insert(secret=secret, coin_id=coin.coin_id, coin_name=coin.coin_name, derived=derived)
     secret.next_index = start + count
     secret.save(update_fields=["next_index"])
@@ -306,6 +328,11 @@ def deposit_address_assign(*, user: AbstractBaseUser, coin_id: str) -> WalletAdd
         .first()
     )
     if existing is not None:
+        if existing.status != AddressStatus.NORMAL:
+            # One address per user and chain: a disabled one is not replaced, and never handed out.
+            raise DepositAddressDisabled(
+                f"Your {coin.chain_id} deposit address is disabled: contact support before depositing.", field="coin"
+            )
         return existing
     row = (
         WalletAddress.objects.select_for_update(skip_locked=True)
@@ -329,6 +356,41 @@ def deposit_address_assign(*, user: AbstractBaseUser, coin_id: str) -> WalletAdd
     return row
 
 
+# Each status change, and the status it must start from.
+_STATUS_SOURCE = {AddressStatus.DISABLED: AddressStatus.NORMAL, AddressStatus.NORMAL: AddressStatus.DISABLED}
+
+
+@transaction.atomic(durable=True)
+def address_status_set(*, address_id: int, status: AddressStatus, operator_id: int, remark: str) -> WalletAddress:
+    """
+    Disable (or enable again) one address in the name of operator, and record who, when and why.
+
+    The row is locked and only its status is written: an assignment to a user or a balance that
+    another service committed meanwhile is kept. A disabled address is not handed to a user, not
+    picked to pay a withdrawal, and a user whose deposit address is disabled is refused.
+    :raises RemarkRequired: remark is blank.
+    :raises NotFound: no such address.
+    :raises AddressStatusConflict: the address is not in the status this change starts from.
+    """
+    remark = remark.strip()
+    if not remark:
+        raise RemarkRequired("Say why the address's status changes.", field="remark")
+    target = AddressStatus(status)
+    row = WalletAddress.objects.select_for_update().filter(id=address_id).first()
+    if row is None:
+        raise NotFound(f"Unknown address {address_id}.")
+    source = row.status
+    if source != _STATUS_SOURCE[target]:
+        raise AddressStatusConflict(f"Address {row.address} is already {target.label}.")
+    row.status = target
+    row.save(update_fields=["status", "update_time"])
+    AddressStatusChange.objects.create(
+        address=row, from_status=source, to_status=target, operator_id=operator_id, remark=remark
+    )
+    logger.info("address %s set %s by user %s", row.id, target.label, operator_id)
+    return row
+
+
 @transaction.atomic(durable=True)
 def hot_addresses_create(*, chain_id: str, wallet_type: str, count: int = 1) -> list[WalletAddress]:
     """Derive `count` new hot wallet addresses of business pool wallet_type from the chain's hot seed.
@@ -345,7 +407,7 @@ def cold_address_add(*, chain_id: str, address: str, wallet_type: str = "default
     :raises InvalidAddress: malformed or another network's address.
     """
     canonical = address_validate(chain_id, address)
-    coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[chain_id])
+    coin = coins_selectors.chain_native_coin(chain_id=chain_id)
     return WalletAddress.objects.create(
         coin=coin,
         coin_name=coin.coin_name,

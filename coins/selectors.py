@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from django.db.models import QuerySet
@@ -20,6 +22,12 @@ class InvalidAmount(WalletError):
 
 class CoinDisabled(WalletError):
     code = "coin_disabled"
+
+
+class CoinMisconfigured(WalletError):
+    """A chain's coins do not say unambiguously which coin a transfer is: its deposits are not scanned."""
+
+    code = "coin_misconfigured"
 
 
 def coin_list(*, enabled_only: bool = True) -> QuerySet[CoinConfig]:
@@ -106,3 +114,109 @@ def amount_from_base_units(*, coin: CoinConfig, base_units: int) -> Decimal:
     """Return an on-chain integer amount as a Decimal of the coin."""
     with exact():
         return Decimal(base_units).scaleb(-coin.decimals)
+
+
+# --- which coin a transfer is ------------------------------------------------------------------------
+# One rule for the scanner, the payout and address derivation: a coin is its chain's native coin
+# only if it is configured so (is_native); a coin that is not native is a token with a contract.
+# Nothing is ever inferred from a missing contract address.
+
+
+def coin_is_native(*, coin: CoinConfig) -> bool:
+    """Whether coin is its chain's own coin, moved by plain transfers rather than by a contract."""
+    return coin.is_native
+
+
+def chain_native_coin(*, chain_id: str) -> CoinConfig:
+    """
+    Return the native coin of chain_id (BTC, ETH, TRX): the coin its addresses' rows carry.
+
+    :raises CoinMisconfigured: no coin of the chain is configured as its native coin.
+    """
+    native = CoinConfig.objects.filter(chain_id=chain_id, is_native=True).order_by("id").first()
+    if native is None:
+        raise CoinMisconfigured(f"Chain {chain_id} has no native coin configured.", field="chain_id")
+    return native
+
+
+def coin_config_errors(*, coin: CoinConfig) -> dict[str, str]:
+    """
+    Return what is wrong with coin's native flag and contract, by field (empty when it is right).
+
+    Checked before a coin is saved, so that the admin shows a field error where the database
+    would only refuse the row.
+    """
+    errors: dict[str, str] = {}
+    contract = (coin.contract_address or "").strip()
+    if coin_is_native(coin=coin):
+        if contract:
+            errors["contract_address"] = "A native coin has no contract address: clear it, or untick 'is native'."
+        elif CoinConfig.objects.filter(chain_id=coin.chain_id, is_native=True).exclude(pk=coin.pk).exists():
+            errors["is_native"] = f"Chain {coin.chain_id} already has a native coin."
+    elif not contract:
+        errors["contract_address"] = (
+            "A token needs its contract address; without one its deposits would be taken for the native coin."
+        )
+    return errors
+
+
+@dataclass(frozen=True)
+class ChainCoins:
+    """A chain's coins, unambiguous: its native coin and its tokens by canonical contract key."""
+
+    chain_id: str
+    native: CoinConfig
+    tokens: dict[str, CoinConfig] = field(default_factory=dict)
+    coins: tuple[CoinConfig, ...] = ()
+
+
+def chain_coins(*, chain_id: str, contract_key: Callable[[str], str]) -> ChainCoins:
+    """
+    Return the chain's coins (enabled or not) if they say which coin every transfer is.
+
+    contract_key turns a contract address into the key transfers carry (the chain adapter's
+    match_key); it raises ValueError or TypeError for an invalid address.
+    :raises CoinMisconfigured: see chain_coins_check.
+    """
+    coins = CoinConfig.objects.filter(chain_id=chain_id).order_by("sort_order", "id")
+    return chain_coins_check(chain_id=chain_id, coins=coins, contract_key=contract_key)
+
+
+def chain_coins_check(*, chain_id: str, coins: Iterable[CoinConfig], contract_key: Callable[[str], str]) -> ChainCoins:
+    """
+    Return coins as a ChainCoins, or refuse them if any transfer could be taken for the wrong coin.
+
+    :raises CoinMisconfigured: no native coin or more than one, a native coin with a contract, a
+        token without a valid contract, or two tokens with the same contract. The message lists
+        every problem.
+    """
+    coins = tuple(coins)
+    problems: list[str] = []
+    natives = [coin for coin in coins if coin_is_native(coin=coin)]
+    if not natives:
+        problems.append("no native coin")
+    elif len(natives) > 1:
+        problems.append(f"{len(natives)} native coins ({', '.join(c.coin_id for c in natives)})")
+    tokens: dict[str, CoinConfig] = {}
+    for coin in coins:
+        if coin_is_native(coin=coin):
+            if coin.contract_address:
+                problems.append(f"native coin {coin.coin_id} has a contract address")
+            continue
+        if not coin.contract_address:
+            problems.append(f"token {coin.coin_id} has no contract address")
+            continue
+        try:
+            key = contract_key(coin.contract_address)
+        except (ValueError, TypeError):
+            problems.append(f"the contract address of {coin.coin_id} is not a valid {chain_id} address")
+            continue
+        if key in tokens:
+            problems.append(f"tokens {tokens[key].coin_id} and {coin.coin_id} have the same contract")
+            continue
+        tokens[key] = coin
+    if problems:
+        raise CoinMisconfigured(
+            f"The coins of chain {chain_id} are ambiguous: {'; '.join(problems)}.", field="chain_id"
+        )
+    return ChainCoins(chain_id=chain_id, native=natives[0], tokens=tokens, coins=coins)

@@ -27,9 +27,11 @@ class Alert(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledge_remark = models.CharField(max_length=500, blank=True, default="", help_text="Why it was closed.")
 
     class Meta:
         db_table = "monitoring_alert"
+        permissions = [("acknowledge_alert", "Can acknowledge (close) an alert")]
         indexes = [models.Index(fields=["kind", "subject"], name="idx_alert_kind_subject")]
 
     def __str__(self) -> str:

@@ -72,17 +72,22 @@ def alert_raise_alone(
 
 
 @transaction.atomic(durable=True)
-def alert_acknowledge(*, alert_id: int, user: AbstractBaseUser, now: datetime | None = None) -> Alert:
+def alert_acknowledge(*, alert_id: int, user: AbstractBaseUser, remark: str, now: datetime | None = None) -> Alert:
     """
-    Close an open alert in the name of user; the next occurrence opens a new alert.
+    Close an open alert in the name of user, saying why; the next occurrence opens a new alert.
 
-    :raises WalletError: the alert was acknowledged already.
+    :raises WalletError: the remark is blank (remark_required), or the alert was acknowledged
+        already (already_acknowledged).
     """
+    remark = remark.strip()
+    if not remark:
+        raise WalletError("Say why the alert can be closed.", field="remark", code="remark_required")
     alert = Alert.objects.select_for_update().get(id=alert_id)
     if alert.acknowledged_at is not None:
         raise WalletError("The alert is already acknowledged.", code="already_acknowledged")
     alert.acknowledged_at = now or timezone.now()
     alert.acknowledged_by = user
+    alert.acknowledge_remark = remark
     alert.open_key = None
-    alert.save(update_fields=["acknowledged_at", "acknowledged_by", "open_key"])
+    alert.save(update_fields=["acknowledged_at", "acknowledged_by", "acknowledge_remark", "open_key"])
     return alert

@@ -71,7 +71,10 @@ class RechargeRecordAdmin(ReadOnlyAdmin):
         }
         return TemplateResponse(request, "admin/recharges/release.html", context)
 
-    @admin.action(description="Rescan the blocks of the selected deposits (idempotent)")
+    def has_rescan_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("recharges.rescan_blocks")
+
+    @admin.action(description="Rescan the blocks of the selected deposits (idempotent)", permissions=["rescan"])
     def rescan_blocks(self, request: HttpRequest, queryset: QuerySet[RechargeRecord]) -> None:
         for chain_id, heights in _heights_by_chain(queryset).items():
             _rescan(self, request, chain_id=chain_id, from_height=min(heights), to_height=max(heights))
@@ -90,6 +93,11 @@ def _rescan(
     result = recharges_services.deposits_rescan_range(
         chain_id=chain_id, from_height=from_height, to_height=to_height, now=timezone.now()
     )
+    # Who rescanned what, and when (the admin history of the chain's cursor).
+    cursor = ScanCursor.objects.filter(chain_id=chain_id).first()
+    if cursor is not None:
+        text = f"rescan of blocks {from_height}..{to_height}: {result.deposits} deposit(s) added"
+        model_admin.log_change(request, cursor, text + (f", stopped: {result.error}" if result.error else ""))
     if result.error:
         model_admin.message_user(request, f"{chain_id}: rescan stopped: {result.error}", messages.ERROR)
     else:
@@ -127,7 +135,10 @@ class ScanCursorAdmin(ReadOnlyAdmin):
     list_display = ("chain_id", "height", "tip_height", "tip_time", "version", "update_time")
     actions = ["rescan_range"]
 
-    @admin.action(description="Rescan a block range of the selected chain (idempotent)")
+    def has_rescan_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("recharges.rescan_blocks")
+
+    @admin.action(description="Rescan a block range of the selected chain (idempotent)", permissions=["rescan"])
     def rescan_range(self, request: HttpRequest, queryset: QuerySet[ScanCursor]) -> HttpResponse | None:
         cursor = queryset.order_by("id").first()
         if cursor is None:

@@ -89,6 +89,7 @@ class ScanCursor(models.Model):
 
     class Meta:
         db_table = "recharge_scan_cursor"
+        permissions = [("rescan_blocks", "Can rescan blocks for missed deposits")]
 
     def __str__(self) -> str:
         return f"{self.chain_id}@{self.height}"

@@ -151,25 +151,37 @@ def _chain_coins(*, chain_id: str) -> list[CoinConfig]:
 
 
 def _coin_rules(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> matching.CoinRules:
-    native = None
-    tokens: dict[str, str] = {}
-    coins = _chain_coins(chain_id=chain_id)
-    for coin in coins:
-        if not coin.contract_address:
-            native = coin.coin_id
-            continue
+    """
+    Return which coin each transfer of the chain is, by the one rule of coins.selectors.
+
+    :raises CoinMisconfigured: the chain's coins are ambiguous (no native coin or two, a token
+        without a valid contract...); a critical COIN_MISCONFIGURED alert is raised first.
+    """
+
+    def contract_key(contract: str) -> str:
         try:
-            tokens[adapter.match_key(coin.contract_address)] = coin.coin_id
-        except (ChainError, ValueError, TypeError):
-            monitoring_services.alert_raise_alone(
-                severity=Severity.CRITICAL,
-                kind="COIN_MISCONFIGURED",
-                subject=f"coin {coin.coin_id}",
-                message=f"contract address of {coin.coin_id} is not a valid {chain_id} address",
-                now=now,
-            )
+            return adapter.match_key(contract)
+        except ChainError as exc:
+            raise ValueError(str(exc)) from exc
+
+    try:
+        coins = coins_selectors.chain_coins(chain_id=chain_id, contract_key=contract_key)
+    except coins_selectors.CoinMisconfigured as exc:
+        # Scanning on would record a transfer as the wrong coin (a native deposit credited as a
+        # token): nothing of the chain is recorded until ops fix its coins in the admin.
+        monitoring_services.alert_raise_alone(
+            severity=Severity.CRITICAL,
+            kind="COIN_MISCONFIGURED",
+            subject=f"chain {chain_id}",
+            message=f"{exc.message} Deposits of {chain_id} are not scanned until its coins are fixed in the admin.",
+            now=now,
+        )
+        raise
     return matching.CoinRules(
-        chain_id=chain_id, native_coin_id=native, tokens=tokens, coin_ids=tuple(c.coin_id for c in coins)
+        chain_id=chain_id,
+        native_coin_id=coins.native.coin_id,
+        tokens={key: coin.coin_id for key, coin in coins.tokens.items()},
+        coin_ids=tuple(c.coin_id for c in coins.coins),
     )
 
 
@@ -331,6 +343,10 @@ def _scan_batch(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> ScanR
             return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip)
         return _reorg_resolve(adapter=adapter, cursor=cursor, tip=tip, now=now)
 
+    try:
+        rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
+    except coins_selectors.CoinMisconfigured as exc:
+        return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip, error=exc.message)
     last = min(tip, cursor.height + settings.SCAN_BATCH_BLOCKS)
     watch, version = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter, height=cursor.height)
     blocks, error = _blocks_fetch(adapter=adapter, first=cursor.height + 1, last=last, watch=watch, now=now)
@@ -342,7 +358,6 @@ def _scan_batch(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> ScanR
         blocks, error = _blocks_fetch(
             adapter=adapter, first=blocks[0].number, last=blocks[-1].number, watch=watch, now=now
         )
-    rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
     expected = (cursor.height, cursor.version)
     parent = stored_tip.hash if stored_tip is not None else None
     scanned: list[tuple[Block, list[matching.Candidate]]] = []
@@ -1015,8 +1030,11 @@ def deposits_rescan_range(
         return ScanResult(chain_id=chain_id)
     last = min(to_height, cursor.height)
     deposits = blocks = 0
+    try:
+        rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
+    except coins_selectors.CoinMisconfigured as exc:
+        return ScanResult(chain_id=chain_id, error=exc.message)
     watch, _version = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter)
-    rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
     for height in range(max(from_height, 0), last + 1):
         try:
             block = _block_checked(block=adapter.block(height), height=height)

@@ -1,13 +1,25 @@
-"""Admin building blocks shared by the apps."""
+"""Admin building blocks shared by the apps, and the rules applied to third-party admins."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
+
+from django import forms
 from django.contrib import admin
+from django.db.models import Model
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django_celery_beat import admin as beat_admin
+from django_celery_beat.models import PeriodicTask
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Shown, never edited: money and chain state change only through services (admin actions call them)."""
+    """
+    Shown, never edited: money, addresses, keys, chain state and audit rows change only through
+    services (admin actions call them). Not even a Save of unchanged fields: Django's change form
+    writes back every column it read, unlocked, over whatever a service committed meanwhile.
+    """
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -17,3 +29,77 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown under their parent's page, never added, edited or deleted there."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class RemarkForm(forms.Form):
+    remark = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why: kept with your name and the time.",
+    )
+
+
+def remark_page(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    *,
+    action: str,
+    title: str,
+    explanation: str,
+    rows: Sequence[Model],
+    form: RemarkForm,
+) -> TemplateResponse:
+    """The confirmation page of an action that needs a remark: what it does, to which rows, and why."""
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "explanation": explanation,
+        "action": action,
+        "rows": rows,
+        "form": form,
+        "opts": model_admin.model._meta,
+        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "admin/wallet/remark_action.html", context)
+
+
+# --- django-celery-beat -----------------------------------------------------------------------------
+# Its schedules are configuration and stay editable, but its actions (enable, disable, toggle, run
+# now) declare no permission: anyone allowed to view the list could stop the deposit scanner or
+# start a payout run. Each needs the change permission of periodic tasks here.
+
+
+def _needs(permission: str, action: Callable) -> Callable:
+    @functools.wraps(action)
+    def guarded(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: object) -> object:
+        return action(model_admin, request, queryset)
+
+    guarded.allowed_permissions = (permission,)
+    return guarded
+
+
+class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
+    enable_tasks = _needs("change", beat_admin.PeriodicTaskAdmin.enable_tasks)
+    disable_tasks = _needs("change", beat_admin.PeriodicTaskAdmin.disable_tasks)
+    toggle_tasks = _needs("change", beat_admin.PeriodicTaskAdmin.toggle_tasks)
+    run_tasks = _needs("change", beat_admin.PeriodicTaskAdmin.run_tasks)
+
+
+admin.site.unregister(PeriodicTask)
+admin.site.register(PeriodicTask, PeriodicTaskAdmin)

@@ -4,20 +4,16 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from wallet_project.admin import ReadOnlyAdmin
+from wallet_project.admin import ReadOnlyAdmin, ReadOnlyInline
 from wallet_project.errors import WalletError
 from withdrawals import services as withdrawals_services
 from withdrawals.models import WithdrawAuditLog, WithdrawRecord
 
 
-class WithdrawAuditLogInline(admin.TabularInline):
+class WithdrawAuditLogInline(ReadOnlyInline):
     model = WithdrawAuditLog
-    extra = 0
-    can_delete = False
-    readonly_fields = ("auditor", "action", "from_status", "to_status", "remark", "create_time")
-
-    def has_add_permission(self, request: HttpRequest, obj: WithdrawRecord | None = None) -> bool:
-        return False
+    fields = ("auditor", "action", "from_status", "to_status", "remark", "create_time")
+    readonly_fields = fields
 
 
 class AuditForm(forms.Form):
@@ -30,14 +26,15 @@ class AuditForm(forms.Form):
 
 
 @admin.register(WithdrawRecord)
-class WithdrawRecordAdmin(admin.ModelAdmin):
+class WithdrawRecordAdmin(ReadOnlyAdmin):
+    """Decided by the approve/reject actions; never saved from a form (a Save racing the payout paid twice)."""
+
     list_display = (
         "withdraw_no", "user", "coin", "amount", "fee", "status", "to_address", "audit_user", "tx_hash", "create_time"
     )  # fmt: skip
     list_filter = ("coin", "status")
     search_fields = ("withdraw_no", "tx_hash", "to_address", "from_address", "=user__id")
     list_select_related = ("user",)
-    readonly_fields = [f.name for f in WithdrawRecord._meta.fields]
     inlines = [WithdrawAuditLogInline]
     date_hierarchy = "create_time"
     actions = ["approve", "reject"]
@@ -82,12 +79,6 @@ class WithdrawRecordAdmin(admin.ModelAdmin):
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/withdrawals/decide.html", context)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: WithdrawRecord | None = None) -> bool:
-        return False
 
 
 @admin.register(WithdrawAuditLog)

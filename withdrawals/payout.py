@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from addresses import hd, signer
 from addresses import services as addresses_services
+from addresses import signer
 from assets import services as assets_services
 from assets.models import BusinessType
 from chains import registry as chains_registry
@@ -61,8 +61,10 @@ CHAIN_STOPS: tuple[type[Exception], ...] = (
     signer.SignerError,
 )
 
-# Fault injection: tests set this to a callable that raises when the named step is reached, to
-# prove that a crash between signing and broadcasting pays once. Always None in a running service.
+# Fault injection: tests set this to a callable that raises (or waits) when the named step is
+# reached: "sign.locked" inside the signing transaction with the row locked, "pay.signed" after it
+# committed. It proves that a crash or a concurrent writer there pays once. Always None in a
+# running service.
 fault_hook: Callable[[str], None] | None = None
 
 
@@ -194,6 +196,7 @@ def _waiting(*, exc: PayoutWaits, withdraw_no: str) -> None:
 @transaction.atomic(durable=True)
 def _sign(*, withdraw_id: int, adapter: ChainAdapter, gas_price: int | None, now: datetime) -> WithdrawRecord | None:
     record = records.withdrawal_lock(withdraw_id)
+    _step("sign.locked")
     if record.status != WithdrawStatus.APPROVED or record.to_user_id is not None:
         return None
     _payable_check(record=record)
@@ -227,7 +230,8 @@ def _payable_check(*, record: WithdrawRecord) -> None:
 def _sign_transfer(*, record: WithdrawRecord, adapter: ChainAdapter, gas_price: int | None, action: str) -> None:
     """Pick the hot address, build, check, sign and store the transfer of a locked withdrawal (PROCESSING)."""
     coin = CoinConfig.objects.get(coin_id=record.coin_id)
-    if coin.coin_id != hd.NATIVE_COIN[coin.chain_id] and not coin.contract_address:
+    native = coins_selectors.coin_is_native(coin=coin)
+    if not native and not coin.contract_address:
         # A token without its contract would be paid in the chain's own coin.
         raise WithdrawalRefused(f"{coin.coin_id} has no contract address configured: ops must set it.")
     # Any enabled hot address of the pool: its recorded balance is not kept per token; what it
@@ -236,7 +240,7 @@ def _sign_transfer(*, record: WithdrawRecord, adapter: ChainAdapter, gas_price: 
         chain_id=coin.chain_id, wallet_type=settings.WITHDRAW_HOT_WALLET_TYPE, amount=Decimal(0)
     )
     amount = coins_selectors.amount_to_base_units(coin=coin, amount=record.actual_amount)
-    contract = coin.contract_address or None
+    contract = None if native else coin.contract_address
     nonce = None
     if coin.chain_id in NONCE_CHAINS:
         if WithdrawRecord.objects.filter(
@@ -404,7 +408,7 @@ def _unmined_payouts(*, record: WithdrawRecord, coin: CoinConfig, from_address: 
     mined. Without one RPC per payout at every signing, a payout mined since the last confirm run
     still counts (the reserve errs high, never low, until that run).
     """
-    native_id = hd.NATIVE_COIN[coin.chain_id]
+    native_id = coins_selectors.chain_native_coin(chain_id=coin.chain_id).coin_id
     rows = (
         WithdrawRecord.objects.filter(status=WithdrawStatus.PROCESSING, from_address=from_address)
         .filter(block_number__isnull=True)
@@ -425,7 +429,7 @@ def _unmined_payouts(*, record: WithdrawRecord, coin: CoinConfig, from_address: 
 
 def _shortfall_text(*, record: WithdrawRecord, coin: CoinConfig, short: Shortfall) -> str:
     """Which hot address lacks how much of which coin (the chain's own for gas and fees) to pay the withdrawal."""
-    lacking = coin if short.contract is not None else CoinConfig.objects.get(coin_id=hd.NATIVE_COIN[coin.chain_id])
+    lacking = coin if short.contract is not None else coins_selectors.chain_native_coin(chain_id=coin.chain_id)
 
     def amount(base_units: int) -> str:
         value = coins_selectors.amount_from_base_units(coin=lacking, base_units=base_units)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 
 from monitoring import selectors as monitoring_selectors
 from monitoring import services as monitoring_services
@@ -30,7 +31,7 @@ class TestAlertRaise:
     def test_opens_a_new_alert_after_the_old_one_was_acknowledged(self):
         ops = get_user_model().objects.create_user(username="ops")
         first = raise_node_down()
-        monitoring_services.alert_acknowledge(alert_id=first.id, user=ops)
+        monitoring_services.alert_acknowledge(alert_id=first.id, user=ops, remark="node restarted")
 
         second = raise_node_down()
 
@@ -40,10 +41,21 @@ class TestAlertRaise:
     def test_refuses_to_acknowledge_twice(self):
         ops = get_user_model().objects.create_user(username="ops")
         alert = raise_node_down()
-        monitoring_services.alert_acknowledge(alert_id=alert.id, user=ops)
+        monitoring_services.alert_acknowledge(alert_id=alert.id, user=ops, remark="node restarted")
 
         with pytest.raises(WalletError):
-            monitoring_services.alert_acknowledge(alert_id=alert.id, user=ops)
+            monitoring_services.alert_acknowledge(alert_id=alert.id, user=ops, remark="again")
+
+    def test_refuses_to_acknowledge_without_a_remark(self):
+        ops = get_user_model().objects.create_user(username="ops")
+        alert = raise_node_down()
+
+        with pytest.raises(WalletError) as refused:
+            monitoring_services.alert_acknowledge(alert_id=alert.id, user=ops, remark="  ")
+
+        assert refused.value.field == "remark"
+        alert.refresh_from_db()
+        assert alert.is_open is True
 
     def test_redacts_secrets_from_the_message(self):
         alert = raise_node_down(message="rpc failed password=test-only-secret")
@@ -52,13 +64,49 @@ class TestAlertRaise:
 
 
 class TestAlertAdmin:
-    def test_acknowledge_action_closes_the_selected_alerts(self, admin_client, admin_user):
+    def test_acknowledge_asks_for_a_remark_then_closes_the_alerts_with_who_when_and_why(self, admin_client, admin_user):
         alert = raise_node_down()
+        chosen = {"action": "acknowledge", "_selected_action": [alert.id]}
 
-        response = admin_client.post(
-            "/admin/monitoring/alert/", {"action": "acknowledge", "_selected_action": [alert.id]}, follow=True
+        asked = admin_client.post("/admin/monitoring/alert/", chosen)
+        blank = admin_client.post("/admin/monitoring/alert/", {**chosen, "apply": "1", "remark": ""})
+        alert.refresh_from_db()
+        still_open = alert.is_open
+        done = admin_client.post(
+            "/admin/monitoring/alert/", {**chosen, "apply": "1", "remark": "node restarted by ops"}, follow=True
         )
 
-        assert response.status_code == 200
+        assert asked.status_code == 200 and b'name="remark"' in asked.content
+        assert blank.status_code == 200 and still_open is True
+        assert done.status_code == 200
         alert.refresh_from_db()
-        assert alert.acknowledged_by == admin_user and alert.open_key is None
+        assert (alert.acknowledged_by, alert.acknowledge_remark) == (admin_user, "node restarted by ops")
+        assert alert.acknowledged_at is not None and alert.open_key is None
+
+    def test_a_staff_member_without_the_acknowledge_permission_cannot_close_an_alert(self, client):
+        viewer = get_user_model().objects.create_user("viewer", password="viewer-password-1", is_staff=True)
+        viewer.user_permissions.set(Permission.objects.filter(codename="view_alert"))
+        client.force_login(viewer)
+        alert = raise_node_down(severity=Severity.CRITICAL)
+
+        client.post(
+            "/admin/monitoring/alert/",
+            {"action": "acknowledge", "_selected_action": [alert.id], "apply": "1", "remark": "not mine to close"},
+        )
+
+        alert.refresh_from_db()
+        assert alert.is_open is True
+
+    def test_the_acknowledge_permission_is_enough(self, client):
+        ops = get_user_model().objects.create_user("ops", password="ops-password-1", is_staff=True)
+        ops.user_permissions.set(Permission.objects.filter(codename__in=["view_alert", "acknowledge_alert"]))
+        client.force_login(ops)
+        alert = raise_node_down(severity=Severity.CRITICAL)
+
+        client.post(
+            "/admin/monitoring/alert/",
+            {"action": "acknowledge", "_selected_action": [alert.id], "apply": "1", "remark": "fixed the node"},
+        )
+
+        alert.refresh_from_db()
+        assert (alert.acknowledged_by, alert.acknowledge_remark) == (ops, "fixed the node")

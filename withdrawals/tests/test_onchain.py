@@ -22,6 +22,7 @@ from assets.models import Balance, BusinessType, Flow
 from chains.models import NonceCursor
 from chains.testing import evm_adapter, evm_node  # noqa: F401
 from coins.models import CoinConfig
+from coins.testing import check_constraints_off
 from monitoring.models import Alert
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
@@ -261,7 +262,8 @@ def test_a_payout_a_reorg_unmined_counts_against_the_hot_address_again(hot, user
 
 def test_a_token_without_its_contract_is_never_paid_as_ether(hot, user, evm_adapter):
     record, to = approved(user, "25", coin_id="USDT-ERC20")
-    CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=None)
+    with check_constraints_off():  # the database refuses such a row now; one from before the rule
+        CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=None)
 
     result = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
 
