@@ -49,7 +49,17 @@ class WithdrawalsHeld(Conflict):
 
 
 class WithdrawalRefused(WalletError):
+    """A withdrawal the coin's rules forbid; each rule raises it with a code of its own."""
+
     code = "withdrawal_refused"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
+def _text(coin: CoinConfig, amount: Decimal) -> str:
+    return coins_selectors.amount_format(coin=coin, amount=amount)
 
 
 def withdrawal_apply(
@@ -61,14 +71,18 @@ def withdrawal_apply(
     Idempotent per (user, idempotency_key): the same request again returns the first withdrawal;
     another request under a used key is refused. The fee (fixed, or the coin's rate of the amount
     rounded up to its precision) is part of the amount: actual_amount = amount - fee.
-    :raises NotFound, CoinDisabled, InvalidAmount, InvalidAddress, WithdrawalRefused: bad request.
+    :raises UnknownCoin, CoinDisabled, InvalidAmount, InvalidAddress, WithdrawalRefused: bad request.
     :raises InsufficientFunds: the available balance is smaller than the amount.
     :raises WithdrawalsHeld: a reorg shortfall holds the user's withdrawals.
-    :raises Conflict: the idempotency key was used for another withdrawal.
+    :raises IdempotencyKeyReused: the idempotency key was used for another withdrawal.
     """
     key = (idempotency_key or "").strip()
     if not key or len(key) > 64:
-        raise WalletError("An idempotency key of 1 to 64 characters is required.", field="idempotency_key")
+        raise WalletError(
+            "An idempotency key of 1 to 64 characters is required.",
+            field="idempotency_key",
+            code="invalid_idempotency_key",
+        )
     coin = coins_selectors.coin_get_enabled(coin_id=coin_id)
     checked = coins_selectors.amount_check(coin=coin, amount=amount)
     address = address_validate(coin.chain_id, to_address)
@@ -87,11 +101,21 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
     if existing is not None:
         return _replay(existing=existing, key=key, coin=coin, address=address, amount=amount)
     if coin.withdraw_enabled != Switch.ENABLED:
-        raise WithdrawalRefused(f"Withdrawals of {coin.coin_id} are switched off.", field="coin")
+        raise WithdrawalRefused(
+            f"Withdrawals of {coin.coin_id} are switched off.", field="coin", code="withdraw_disabled"
+        )
     if amount < coin.min_withdraw_amount:
-        raise WithdrawalRefused(f"The minimum withdrawal is {coin.min_withdraw_amount} {coin.coin_id}.", field="amount")
+        raise WithdrawalRefused(
+            f"The minimum withdrawal is {_text(coin, coin.min_withdraw_amount)}.",
+            field="amount",
+            code="amount_below_minimum",
+        )
     if amount > coin.max_withdraw_amount:
-        raise WithdrawalRefused(f"The maximum withdrawal is {coin.max_withdraw_amount} {coin.coin_id}.", field="amount")
+        raise WithdrawalRefused(
+            f"The maximum withdrawal is {_text(coin, coin.max_withdraw_amount)}.",
+            field="amount",
+            code="amount_above_maximum",
+        )
     if recharges_selectors.withdrawals_held(user_id=user_id):
         raise WithdrawalsHeld("Withdrawals are held while a reversed deposit is settled; contact support.")
     to_user_id = _internal_recipient(user_id=user_id, chain_id=coin.chain_id, address=address)
@@ -99,7 +123,9 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
     with exact():
         actual = amount - fee
     if actual <= 0:
-        raise WithdrawalRefused(f"The amount does not cover the fee of {fee} {coin.coin_id}.", field="amount")
+        raise WithdrawalRefused(
+            f"The amount does not cover the fee of {_text(coin, fee)}.", field="amount", code="amount_below_fee"
+        )
     _daily_limit_check(user_id=user_id, coin=coin, amount=amount, now=now)
     try:
         with transaction.atomic():  # a savepoint: the same key may be racing on another coin
@@ -244,7 +270,7 @@ def _replay(*, existing: WithdrawRecord, key: str, coin: CoinConfig, address: st
         address,
         amount,
     ):
-        raise Conflict(
+        raise IdempotencyKeyReused(
             f"Idempotency key {existing.idempotency_key!r} was used for another withdrawal.", field="idempotency_key"
         )
     return existing
@@ -256,9 +282,11 @@ def _internal_recipient(*, user_id: int, chain_id: str, address: str) -> int | N
     if ours is None:
         return None
     if ours.user_id is None:
-        raise WithdrawalRefused("This address belongs to the exchange's own wallets.", field="to_address")
+        raise WithdrawalRefused(
+            "This address belongs to the exchange's own wallets.", field="to_address", code="exchange_address"
+        )
     if ours.user_id == user_id:
-        raise WithdrawalRefused("This is your own deposit address.", field="to_address")
+        raise WithdrawalRefused("This is your own deposit address.", field="to_address", code="own_deposit_address")
     return ours.user_id
 
 
@@ -272,7 +300,9 @@ def _fee(*, coin: CoinConfig, amount: Decimal) -> Decimal:
         too_fine = coin.withdraw_fee % coin.quantum != 0
     if too_fine:
         raise WithdrawalRefused(
-            f"The withdrawal fee of {coin.coin_id} is finer than its precision: ops must correct it.", field="coin"
+            f"The withdrawal fee of {coin.coin_id} is finer than its precision: ops must correct it.",
+            field="coin",
+            code="fee_misconfigured",
         )
     return coin.withdraw_fee
 
@@ -291,9 +321,10 @@ def _daily_limit_check(*, user_id: int, coin: CoinConfig, amount: Decimal, now: 
         over = used + amount > coin.withdraw_daily_limit
     if over:
         raise WithdrawalRefused(
-            f"The daily withdrawal limit of {coin.withdraw_daily_limit} {coin.coin_id} would be exceeded "
-            f"({used} used today).",
+            f"The daily withdrawal limit of {_text(coin, coin.withdraw_daily_limit)} would be exceeded "
+            f"({_text(coin, used)} used today).",
             field="amount",
+            code="daily_limit_exceeded",
         )
 
 
