@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from coins.models import AMOUNT, CoinConfig
+from wallet_project.db import ExactCharField
 
 
 class WithdrawStatus(models.IntegerChoices):
@@ -18,7 +19,7 @@ class WithdrawStatus(models.IntegerChoices):
 
 
 class WithdrawRecord(models.Model):
-    withdraw_no = models.CharField(max_length=32, unique=True)
+    withdraw_no = ExactCharField(max_length=32, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_column="user_id")
     coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
     coin_name = models.CharField(max_length=50)
@@ -36,7 +37,7 @@ class WithdrawRecord(models.Model):
     block_number = models.BigIntegerField(null=True, blank=True)
     block_time = models.DateTimeField(null=True, blank=True)
     memo = models.CharField(max_length=255, null=True, blank=True)
-    idempotency_key = models.CharField(max_length=64)
+    idempotency_key = ExactCharField(max_length=64)
     # On-chain payment: the hot address paying, the EVM nonce, and the signed transaction, stored
     # before it is broadcast so that every retry sends this same transaction, never a second one.
     from_address = models.CharField(max_length=255, null=True, blank=True)

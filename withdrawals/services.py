@@ -99,7 +99,7 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
     assets_services.balance_lock(user_id=user_id, coin=coin)
     existing = WithdrawRecord.objects.filter(user_id=user_id, idempotency_key=key).order_by("id").first()
     if existing is not None:
-        return _replay(existing=existing, key=key, coin=coin, address=address, amount=amount)
+        return _replay(existing=existing, coin=coin, address=address, amount=amount)
     if coin.withdraw_enabled != Switch.ENABLED:
         raise WithdrawalRefused(
             f"Withdrawals of {coin.coin_id} are switched off.", field="coin", code="withdraw_disabled"
@@ -146,7 +146,7 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
             )
     except IntegrityError:
         existing = WithdrawRecord.objects.get(user_id=user_id, idempotency_key=key)
-        return _replay(existing=existing, key=key, coin=coin, address=address, amount=amount)
+        return _replay(existing=existing, coin=coin, address=address, amount=amount)
     assets_services.balance_freeze(
         user_id=user_id,
         coin=coin,
@@ -262,14 +262,9 @@ def _reject(*, withdraw_id: int, auditor_id: int, remark: str, now: datetime) ->
 # --- steps -----------------------------------------------------------------------------------------
 
 
-def _replay(*, existing: WithdrawRecord, key: str, coin: CoinConfig, address: str, amount: Decimal) -> WithdrawRecord:
-    # The key column compares case-insensitively on MySQL: "ABC" finds "abc", which is another key.
-    if (existing.idempotency_key, existing.coin_id, existing.to_address, existing.amount) != (
-        key,
-        coin.coin_id,
-        address,
-        amount,
-    ):
+def _replay(*, existing: WithdrawRecord, coin: CoinConfig, address: str, amount: Decimal) -> WithdrawRecord:
+    # The key column compares byte for byte (ExactCharField), so existing was stored under this very key.
+    if (existing.coin_id, existing.to_address, existing.amount) != (coin.coin_id, address, amount):
         raise IdempotencyKeyReused(
             f"Idempotency key {existing.idempotency_key!r} was used for another withdrawal.", field="idempotency_key"
         )
