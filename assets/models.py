@@ -28,6 +28,7 @@ class BusinessType(models.IntegerChoices):
     REORG_FREEZE = 7, "reorg shortfall: remaining balance frozen"
     ADJUSTMENT_CREDIT = 8, "manual adjustment: credit"
     ADJUSTMENT_DEBIT = 9, "manual adjustment: debit"
+    WITHDRAW_CANCEL = 14, "withdrawal cancelled by its owner: amount released"
 
 
 class Balance(models.Model):

@@ -100,6 +100,7 @@ AUTHENTICATED = [
     ("get", WITHDRAWALS),
     ("post", WITHDRAWALS),
     ("get", f"{WITHDRAWALS}/W1"),
+    ("post", f"{WITHDRAWALS}/W1/cancel"),
 ]
 
 
@@ -133,6 +134,7 @@ class TestBadToken:
         named = {p.name for p in api_v1} - public
         assert named == {
             "balance-list", "flow-list", "deposit-address", "recharge-list", "withdrawal-list", "withdrawal-get",
+            "withdrawal-cancel",
         }  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from assets.api import BalanceListApi, FlowListApi
 from coins.api import CoinListApi
 from recharges.api import RechargeListApi
 from wallet_project.health import HealthApi
-from withdrawals.api import WithdrawalGetApi, WithdrawalListApi
+from withdrawals.api import WithdrawalCancelApi, WithdrawalGetApi, WithdrawalListApi
 
 api_v1 = [
     path("auth/token", TokenObtainPairView.as_view(), name="token-obtain"),
@@ -21,6 +21,7 @@ api_v1 = [
     path("wallet/recharges", RechargeListApi.as_view(), name="recharge-list"),
     path("wallet/withdrawals", WithdrawalListApi.as_view(), name="withdrawal-list"),
     path("wallet/withdrawals/<str:withdraw_no>", WithdrawalGetApi.as_view(), name="withdrawal-get"),
+    path("wallet/withdrawals/<str:withdraw_no>/cancel", WithdrawalCancelApi.as_view(), name="withdrawal-cancel"),
 ]
 
 urlpatterns = [

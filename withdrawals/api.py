@@ -1,5 +1,5 @@
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
@@ -107,4 +107,22 @@ class WithdrawalGetApi(APIView):
 
     def get(self, request: Request, withdraw_no: str) -> Response:
         record = withdrawals_selectors.withdrawal_get(user_id=request.user.id, withdraw_no=withdraw_no)
+        return Response(WithdrawalOutputSerializer(record).data)
+
+
+class WithdrawalCancelApi(APIView):
+    """Cancel one of the caller's withdrawals while it waits for review; the amount is unfrozen."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=None,
+        responses={200: WithdrawalOutputSerializer},
+        description=(
+            "Allowed while the withdrawal is pending review and no auditor has acted on it (409 "
+            "withdrawal_not_cancellable otherwise). Cancelling a cancelled withdrawal answers the same again."
+        ),
+    )
+    def post(self, request: Request, withdraw_no: str) -> Response:
+        record = withdrawals_services.withdrawal_cancel(user_id=request.user.id, withdraw_no=withdraw_no)
         return Response(WithdrawalOutputSerializer(record).data)

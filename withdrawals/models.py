@@ -16,6 +16,9 @@ class WithdrawStatus(models.IntegerChoices):
     PROCESSING = 4, "processing"
     COMPLETED = 5, "completed"
     FAILED = 6, "failed"
+    # The owner withdrew the request before any auditor decided and before anything was signed.
+    # Not REJECTED: a rejection is an auditor's decision with a reason, counted as a risk signal.
+    CANCELLED = 7, "cancelled"
 
 
 class WithdrawRecord(models.Model):

@@ -1,10 +1,11 @@
 """
-Withdrawals: apply, audit (approve or reject) and settlement of internal transfers.
+Withdrawals: apply, audit (approve or reject), cancel by the owner, and settlement of internal transfers.
 
-The seed's state machine: 1 pending review -> 2 approved | 3 rejected; 2 -> 4 processing ->
-5 completed | 6 failed. Every transition locks the withdrawal row, checks its source state and
-writes an audit log row and a WALLET_WITHDRAW event in the same transaction. The amount is frozen
-on apply, paid out of the frozen balance on completion and unfrozen on rejection.
+The seed's state machine: 1 pending review -> 2 approved | 3 rejected | 7 cancelled (by its
+owner); 2 -> 4 processing -> 5 completed | 6 failed. Every transition locks the withdrawal row,
+checks its source state and writes an audit log row and a WALLET_WITHDRAW event in the same
+transaction. The amount is frozen on apply, paid out of the frozen balance on completion and
+unfrozen on rejection or cancellation.
 
 A withdrawal to another user's deposit address is settled in the ledger once approved, without a
 fee and without touching the chain. Approved withdrawals to outside addresses are paid on chain
@@ -36,12 +37,14 @@ from wallet_project.errors import Conflict, WalletError
 from wallet_project.ids import business_no
 from wallet_project.money import exact, round_up
 from withdrawals import records
+from withdrawals import selectors as withdrawals_selectors
 from withdrawals.models import WithdrawRecord, WithdrawStatus
 
 logger = logging.getLogger(__name__)
 
 # Withdrawals that count against the daily limit: all but those whose money was released.
-_COUNTED = [s for s in WithdrawStatus if s not in (WithdrawStatus.REJECTED, WithdrawStatus.FAILED)]
+_RELEASED = (WithdrawStatus.REJECTED, WithdrawStatus.FAILED, WithdrawStatus.CANCELLED)
+_COUNTED = [s for s in WithdrawStatus if s not in _RELEASED]
 
 
 class WithdrawalsHeld(Conflict):
@@ -56,6 +59,10 @@ class WithdrawalRefused(WalletError):
 
 class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
+
+
+class WithdrawalNotCancellable(Conflict):
+    code = "withdrawal_not_cancellable"
 
 
 def _text(coin: CoinConfig, amount: Decimal) -> str:
@@ -256,6 +263,55 @@ def _reject(*, withdraw_id: int, auditor_id: int, remark: str, now: datetime) ->
         record=record, auditor_id=auditor_id, action="reject", to_status=WithdrawStatus.REJECTED, remark=remark
     )
     records.withdrawal_event(record=record, now=now)
+    return record
+
+
+def withdrawal_cancel(*, user_id: int, withdraw_no: str, now: datetime | None = None) -> WithdrawRecord:
+    """
+    Cancel the user's own withdrawal while it waits for review, and unfreeze its amount (WITHDRAW_CANCEL).
+
+    Allowed only while it is pending review, before any auditor acted on it (a first approval of
+    two is a decision: the four-eyes review has begun and its log must not end in the applicant's
+    hands) and so before anything was signed. Idempotent: cancelling a cancelled withdrawal
+    returns it unchanged, and the amount is unfrozen once.
+    :raises NotFound: the user has no withdrawal with this number.
+    :raises WithdrawalNotCancellable: approved, rejected, on its way or settled, or an auditor acted on it.
+    """
+    record = withdrawals_selectors.withdrawal_get(user_id=user_id, withdraw_no=withdraw_no)
+    moment = now or timezone.now()
+    return retry_on_deadlock(functools.partial(_cancel, withdraw_id=record.id, now=moment))
+
+
+@transaction.atomic(durable=True)
+def _cancel(*, withdraw_id: int, now: datetime) -> WithdrawRecord:
+    # The withdrawal row first, then the balance (in balance_unfreeze): the order approve, reject
+    # and the payout lock in, so a cancel racing any of them waits for it and sees its outcome.
+    record = records.withdrawal_lock(withdraw_id)
+    if record.status == WithdrawStatus.CANCELLED:
+        return record
+    if record.status != WithdrawStatus.PENDING_REVIEW or record.signed_tx or record.tx_hash:
+        raise WithdrawalNotCancellable(
+            f"Withdrawal {record.withdraw_no} is {record.get_status_display()}: only a withdrawal waiting for "
+            "review can be cancelled."
+        )
+    if record.audit_logs.filter(auditor__isnull=False).exists():
+        raise WithdrawalNotCancellable(
+            f"An auditor has already approved withdrawal {record.withdraw_no} once: it can no longer be cancelled."
+        )
+    coin = CoinConfig.objects.get(coin_id=record.coin_id)
+    assets_services.balance_unfreeze(
+        user_id=record.user_id,
+        coin=coin,
+        amount=record.amount,
+        business_type=BusinessType.WITHDRAW_CANCEL,
+        biz_ref=record.withdraw_no,
+        memo=f"withdrawal {record.withdraw_no} cancelled by its owner",
+    )
+    records.withdrawal_transition(
+        record=record, auditor_id=None, action="cancel", to_status=WithdrawStatus.CANCELLED, remark="by its owner"
+    )
+    records.withdrawal_event(record=record, now=now)
+    logger.info("withdrawal %s cancelled by its owner", record.withdraw_no)
     return record
 
 
