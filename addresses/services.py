@@ -40,8 +40,8 @@ POOL_BATCH_ROWS = 2000
 _PLAIN_ADDRESS = re.compile(r"[0-9A-Za-z]{20,100}")
 
 
-class UnknownCoin(WalletError):
-    code = "unknown_coin"
+class UnsupportedChain(WalletError):
+    code = "unsupported_chain"
 
 
 class RechargeDisabled(WalletError):
@@ -297,14 +297,11 @@ def address_pool_top_up(*, chain_id: str, minimum: int, batch: int) -> int:
 
 
 def _coin_for_deposit(coin_id: str):
-    try:
-        coin = coins_selectors.coin_get_enabled(coin_id=coin_id)
-    except NotFound:
-        raise UnknownCoin(f"Unknown coin {coin_id!r}.", field="coin") from None
+    coin = coins_selectors.coin_get_enabled(coin_id=coin_id)
     if coin.recharge_enabled != Switch.ENABLED:
         raise RechargeDisabled(f"Deposits of {coin.coin_id} are switched off.", field="coin")
     if coin.chain_id not in hd.CHAINS:
-        raise UnknownCoin(f"Coin {coin.coin_id} is on an unsupported chain.", field="coin")
+        raise UnsupportedChain(f"Coin {coin.coin_id} is on an unsupported chain.", field="coin")
     return coin
 
 
@@ -317,7 +314,7 @@ def deposit_address_assign(*, user: AbstractBaseUser, coin_id: str) -> WalletAdd
     ones find the address the first assigned. A pool row is taken with SKIP LOCKED, so users
     being served at the same time take different rows; with the pool empty one is derived.
     The unique (user, chain_id) key keeps one address per user and chain whatever happens.
-    :raises UnknownCoin, CoinDisabled, RechargeDisabled: the coin cannot receive deposits.
+    :raises UnknownCoin, CoinDisabled, RechargeDisabled, UnsupportedChain: the coin cannot receive deposits.
     :raises NoHdWallet: the pool is empty and the chain has no deposit seed.
     """
     coin = _coin_for_deposit(coin_id)

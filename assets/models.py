@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 
 from coins.models import AMOUNT, CoinConfig
-from wallet_project.db import DecimalArithmeticCheck
+from wallet_project.db import DecimalArithmeticCheck, ExactCharField
 
 
 class BusinessType(models.IntegerChoices):
@@ -28,6 +28,7 @@ class BusinessType(models.IntegerChoices):
     REORG_FREEZE = 7, "reorg shortfall: remaining balance frozen"
     ADJUSTMENT_CREDIT = 8, "manual adjustment: credit"
     ADJUSTMENT_DEBIT = 9, "manual adjustment: debit"
+    WITHDRAW_CANCEL = 14, "withdrawal cancelled by its owner: amount released"
 
 
 class Balance(models.Model):
@@ -53,13 +54,13 @@ class Balance(models.Model):
 class Flow(models.Model):
     """One balance change. Append-only: a mistake is corrected by a compensating flow."""
 
-    flow_no = models.CharField(max_length=32, unique=True)
+    flow_no = ExactCharField(max_length=32, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_column="user_id")
     coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
     business_type = models.SmallIntegerField(choices=BusinessType.choices)
     # What caused the change: a recharge_no, withdraw_no, adjustment ticket... Unique per type,
     # which is what makes every posting idempotent.
-    biz_ref = models.CharField(max_length=64)
+    biz_ref = ExactCharField(max_length=64)
     amount = models.DecimalField(**AMOUNT, help_text="Change of the available balance (signed).")
     balance_before = models.DecimalField(**AMOUNT)
     balance_after = models.DecimalField(**AMOUNT)
@@ -105,10 +106,10 @@ class OutboxMessage(models.Model):
     delivery is at-least-once, consumers deduplicate by message_id.
     """
 
-    message_id = models.CharField(max_length=64, unique=True)
+    message_id = ExactCharField(max_length=64, unique=True)
     topic = models.CharField(max_length=64)
     tags = models.CharField(max_length=64)
-    keys = models.CharField(max_length=64, help_text="The business number: flow_no, recharge_no, withdraw_no.")
+    keys = ExactCharField(max_length=64, help_text="The business number: flow_no, recharge_no, withdraw_no.")
     # Events of one partition key (the user id) are published in id order.
     partition_key = models.CharField(max_length=64)
     payload = models.JSONField()
@@ -168,7 +169,7 @@ class ConsumedMessage(models.Model):
     """
 
     consumer = models.CharField(max_length=64)
-    message_id = models.CharField(max_length=64)
+    message_id = ExactCharField(max_length=64)
     create_time = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

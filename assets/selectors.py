@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import QuerySet, Sum
 
 from assets.models import Balance, Flow
+from coins import selectors as coins_selectors
 from wallet_project.money import exact
 
 
@@ -25,10 +26,14 @@ def flow_list(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[Flow]:
-    """Return the user's flows, newest first, ready to paginate."""
+    """
+    Return the user's flows, newest first, ready to paginate.
+
+    :raises UnknownCoin: coin_id names no coin (a disabled one still lists its history).
+    """
     flows = Flow.objects.filter(user_id=user_id)
     if coin_id is not None:
-        flows = flows.filter(coin_id=coin_id)
+        flows = flows.filter(coin_id=coins_selectors.coin_get(coin_id=coin_id).coin_id)
     if business_type is not None:
         flows = flows.filter(business_type=business_type)
     if since is not None:

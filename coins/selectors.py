@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db.models import QuerySet
 
 from coins.models import CoinConfig, Switch
-from wallet_project.errors import NotFound, WalletError
+from wallet_project import money
+from wallet_project.errors import WalletError
 from wallet_project.money import exact
 
 # DECIMAL(38,18): 20 integer digits. Anything at or above this cannot be stored.
 AMOUNT_CEILING = Decimal(10) ** 20
+# A plain decimal: no sign, exponent, whitespace or leading zero; a point needs digits on both
+# sides. [0-9], not \d, which matches any Unicode digit. The integer part is bounded here so that
+# an endless string of digits is refused before Decimal reads it (the ceiling check then refines).
+_PLAIN_DECIMAL = re.compile(r"(?:0|[1-9][0-9]{0,20})(?:\.[0-9]{1,30})?", re.ASCII)
 
 
 class InvalidAmount(WalletError):
     code = "invalid_amount"
+
+
+class UnknownCoin(WalletError):
+    """No coin has this id: a bad request (400 on the coin field), not a missing page."""
+
+    code = "unknown_coin"
 
 
 class CoinDisabled(WalletError):
@@ -42,46 +54,69 @@ def coin_get(*, coin_id: str) -> CoinConfig:
     """
     Return the coin with this id.
 
-    :raises NotFound: no such coin.
+    :raises UnknownCoin: no such coin.
     """
     try:
         return CoinConfig.objects.get(coin_id=coin_id)
     except CoinConfig.DoesNotExist:
-        raise NotFound(f"Unknown coin {coin_id!r}.", field="coin") from None
+        raise UnknownCoin(f"Unknown coin {coin_id[:40]!r}.", field="coin") from None
 
 
 def coin_get_enabled(*, coin_id: str) -> CoinConfig:
     """
     Return the coin with this id if it is enabled.
 
-    :raises NotFound: no such coin.
+    :raises UnknownCoin: no such coin.
     :raises CoinDisabled: the coin is switched off.
     """
     coin = coin_get(coin_id=coin_id)
     if not coin.is_enabled:
-        raise CoinDisabled(f"Coin {coin_id} is disabled.", field="coin")
+        raise CoinDisabled(f"Coin {coin.coin_id} is disabled.", field="coin")
     return coin
 
 
 def amount_parse(*, value: object, field: str = "amount") -> Decimal:
     """
-    Return value as a finite Decimal; refuse floats, booleans and anything non-numeric.
+    Return value as a Decimal, exactly as written; refuse anything that is not a plain decimal string.
 
-    Floats are refused rather than converted: 0.1 as a float is not 0.1.
-    :raises InvalidAmount: value is not a decimal number.
+    A plain decimal string is ASCII digits with at most one point that has digits on both sides:
+    "0.5", "100", "1.50". Refused, so that what the user typed is what is booked: exponents
+    ("1e2" would be 100), signs ("+1", "-0"), surrounding whitespace, a bare point (".5", "5."),
+    leading zeros ("01"), separators and non-ASCII digits (which Decimal would accept), NaN and
+    Infinity. JSON numbers are refused too: a float is not the amount typed (0.1 is not 0.1),
+    and an integer would make "send a string" a rule with exceptions. A Decimal passes as it
+    is: it comes from the services' own arithmetic, never from a client.
+    :raises InvalidAmount: value is not a plain decimal string (or a finite Decimal).
     """
     if isinstance(value, Decimal):
-        amount = value
-    elif isinstance(value, (int, str)) and not isinstance(value, bool):
-        try:
-            amount = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise InvalidAmount(f"{value!r} is not a number.", field=field) from None
-    else:
-        raise InvalidAmount(f"An amount must be a decimal string, not {type(value).__name__}.", field=field)
-    if not amount.is_finite():
-        raise InvalidAmount("An amount must be a finite number.", field=field)
-    return amount
+        if not value.is_finite():
+            raise InvalidAmount("An amount must be a finite number.", field=field)
+        return value
+    if not isinstance(value, str):
+        raise InvalidAmount(
+            f'Send the amount as a decimal string such as "0.5", not as a JSON {_json_type(value)}.', field=field
+        )
+    if not _PLAIN_DECIMAL.fullmatch(value):
+        raise InvalidAmount(
+            f'{value[:40]!r} is not a plain decimal amount: write digits with at most one point, such as "0.5" '
+            "(no sign, exponent, spaces or separators).",
+            field=field,
+        )
+    return Decimal(value)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
 
 
 def amount_check(*, coin: CoinConfig, amount: object, field: str = "amount") -> Decimal:
@@ -101,6 +136,17 @@ def amount_check(*, coin: CoinConfig, amount: object, field: str = "amount") -> 
     if too_fine:
         raise InvalidAmount(f"{coin.coin_id} allows at most {coin.decimals} decimal places.", field=field)
     return value
+
+
+def amount_format(*, coin: CoinConfig, amount: Decimal) -> str:
+    """
+    Return amount and the coin for a person to read: "0.01 ETH", never "0.010000000000000000 ETH".
+
+    Every message that shows an amount uses this. Trailing zeros are dropped and no exponent is
+    printed; an amount finer than the coin's precision (a misconfigured limit) is shown exactly
+    rather than rounded, so a message never states a figure that is not the one applied.
+    """
+    return f"{money.decimal_plain(amount)} {coin.coin_id}"
 
 
 def amount_to_base_units(*, coin: CoinConfig, amount: Decimal) -> int:

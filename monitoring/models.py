@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from wallet_project.db import ExactCharField
+
 
 class Severity(models.IntegerChoices):
     INFO = 1, "info"
@@ -22,7 +24,7 @@ class Alert(models.Model):
     count = models.PositiveIntegerField(default=1)
     # Open while unacknowledged. open_key is (kind, subject) for an open alert and NULL once
     # acknowledged, so the unique index allows one open alert per kind and subject.
-    open_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    open_key = ExactCharField(max_length=200, null=True, blank=True, unique=True)
     acknowledged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
@@ -27,7 +27,7 @@ from chains.devnodes import EVM_CHAIN_ID, evm_accounts
 from chains.evm import EvmAdapter
 from chains.rpc import HttpNode
 from coins import selectors as coins_selectors
-from wallet_project.errors import NotFound, WalletError
+from wallet_project.errors import WalletError
 
 DEMO_CHAIN = "ETH"
 RECEIPT_WAIT_SECONDS = 10.0
@@ -97,7 +97,7 @@ def demo_deposit_send_irreversible(*, username: str, coin_id: str, amount: str |
     """
     try:
         coin = coins_selectors.coin_get(coin_id=coin_id)
-    except NotFound:
+    except coins_selectors.UnknownCoin:
         raise DemoRefused(f"unknown coin {coin_id!r}") from None
     if coin.chain_id != DEMO_CHAIN:
         raise DemoRefused(f"{coin.coin_id} is on {coin.chain_id}, not on the EVM dev chain: use ETH or USDT-ERC20")
@@ -112,10 +112,9 @@ def demo_deposit_send_irreversible(*, username: str, coin_id: str, amount: str |
                 f"{coin.coin_id} is configured with contract {coin.contract_address}, which the dev chain did not "
                 f"deploy ({contract}): restart the dev chain after `migrate` so that it updates the coin"
             )
-    try:
-        value = coins_selectors.amount_to_base_units(coin=coin, amount=Decimal(str(amount)))
-    except InvalidOperation:
-        raise DemoRefused(f"{amount!r} is not a number") from None
+    # The one amount parser, as for an API client: "1e2" is refused, not sent as 100.
+    checked = coins_selectors.amount_check(coin=coin, amount=amount if isinstance(amount, Decimal) else str(amount))
+    value = coins_selectors.amount_to_base_units(coin=coin, amount=checked)
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise DemoRefused(f"no user named {username!r}: create one first (e.g. POST /api/v1/auth/register)")

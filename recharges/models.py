@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from coins.models import AMOUNT, CoinConfig
+from wallet_project.db import ExactCharField
 
 
 class RechargeStatus(models.IntegerChoices):
@@ -19,7 +20,7 @@ class RechargeStatus(models.IntegerChoices):
 
 
 class RechargeRecord(models.Model):
-    recharge_no = models.CharField(max_length=32, unique=True)
+    recharge_no = ExactCharField(max_length=32, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_column="user_id")
     coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
     coin_name = models.CharField(max_length=50)
@@ -131,7 +132,7 @@ class AccountHold(models.Model):
     coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
     recharge = models.ForeignKey(RechargeRecord, on_delete=models.PROTECT, related_name="+")
     # The reversal's business reference (one hold per orphaned crediting).
-    biz_ref = models.CharField(max_length=64, unique=True)
+    biz_ref = ExactCharField(max_length=64, unique=True)
     amount = models.DecimalField(**AMOUNT, help_text="The orphaned deposit's amount.")
     frozen_amount = models.DecimalField(**AMOUNT, help_text="What the available balance held: now frozen.")
     shortfall = models.DecimalField(**AMOUNT, help_text="amount - frozen_amount: still owed by the user.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from coins import selectors as coins_selectors
 from recharges.models import AccountHold, HoldStatus, RechargeRecord, RechargeStatus, ScanCursor
 
 
@@ -28,10 +29,14 @@ def chain_tips() -> dict[str, int]:
 
 
 def recharge_list(*, user_id: int, coin_id: str | None = None, status: int | None = None) -> QuerySet[RechargeRecord]:
-    """Return the user's deposits, newest first, ready to paginate (coin joined for its chain)."""
+    """
+    Return the user's deposits, newest first, ready to paginate (coin joined for its chain).
+
+    :raises UnknownCoin: coin_id names no coin (a disabled one still lists its history).
+    """
     records = RechargeRecord.objects.filter(user_id=user_id).select_related("coin")
     if coin_id is not None:
-        records = records.filter(coin_id=coin_id)
+        records = records.filter(coin_id=coins_selectors.coin_get(coin_id=coin_id).coin_id)
     if status is not None:
         records = records.filter(status=status)
     return records.order_by("-id")

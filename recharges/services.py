@@ -44,6 +44,7 @@ from monitoring import services as monitoring_services
 from monitoring.models import Severity
 from recharges import matching, watchlist
 from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
+from wallet_project import money
 from wallet_project.db import retry_on_deadlock, rows_insert, rows_insert_ignoring_conflicts
 from wallet_project.errors import Conflict, WalletError
 from wallet_project.ids import business_no
@@ -852,9 +853,10 @@ def _settle_batch(
 def _settle_failure(*, record_id: int, exc: BaseException, now: datetime) -> None:
     """Log and alert (in a transaction of its own) a deposit the ledger refused; it stays PENDING."""
     record = RechargeRecord.objects.filter(id=record_id).values_list("recharge_no", "coin_id", "amount").first()
-    recharge_no, coin_id, amount = record if record is not None else (f"id {record_id}", "?", "?")
+    recharge_no, coin_id, amount = record if record is not None else (f"id {record_id}", "?", None)
+    shown = "?" if amount is None else money.decimal_plain(amount)
     text = (
-        f"deposit {recharge_no} ({amount} {coin_id}) could not be credited: {type(exc).__name__}: "
+        f"deposit {recharge_no} ({shown} {coin_id}) could not be credited: {type(exc).__name__}: "
         f"{str(exc)[:300]}; it stays pending and is retried every tick until ops fix the cause"
     )
     logger.error("%s", text)
@@ -937,7 +939,8 @@ def deposits_settle(*, verified: dict[int, tuple[str, int]], tip: int, now: date
                 severity=Severity.WARNING,
                 kind="RECHARGE_DISABLED",
                 subject=f"coin {coin.coin_id}",
-                message=f"deposit {record.recharge_no} ({record.amount} {coin.coin_id}) arrived while recharge is "
+                message=f"deposit {record.recharge_no} "
+                f"({coins_selectors.amount_format(coin=coin, amount=record.amount)}) arrived while recharge is "
                 "disabled: recorded, not credited",
                 now=now,
             )
@@ -950,8 +953,10 @@ def deposits_settle(*, verified: dict[int, tuple[str, int]], tip: int, now: date
                 severity=Severity.WARNING,
                 kind="RECHARGE_ABOVE_MAXIMUM",
                 subject=f"coin {coin.coin_id}",
-                message=f"deposit {record.recharge_no} of user {record.user_id} ({record.amount} {coin.coin_id}) is "
-                f"above the maximum of {coin.max_recharge_amount}: recorded, not credited; ops review it",
+                message=f"deposit {record.recharge_no} of user {record.user_id} "
+                f"({coins_selectors.amount_format(coin=coin, amount=record.amount)}) is above the maximum of "
+                f"{coins_selectors.amount_format(coin=coin, amount=coin.max_recharge_amount)}: recorded, not credited; "
+                "ops review it",
                 now=now,
             )
         else:
@@ -1130,7 +1135,8 @@ def _release_commit(
     coin = CoinConfig.objects.get(coin_id=record.coin_id)
     if record.amount < coin.min_recharge_amount:
         raise Conflict(
-            f"Deposit {record.recharge_no} is below the minimum deposit of {coin.min_recharge_amount} {coin.coin_id}."
+            f"Deposit {record.recharge_no} is below the minimum deposit of "
+            f"{coins_selectors.amount_format(coin=coin, amount=coin.min_recharge_amount)}."
         )
     held = RechargeStatus(record.status).label
     assets_services.balance_credit(

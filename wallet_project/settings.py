@@ -256,6 +256,14 @@ SIMPLE_JWT = {
 }
 # Seconds the API remembers a token's user row (0: load it on every request).
 AUTH_USER_CACHE_SECONDS = env_int("AUTH_USER_CACHE_SECONDS", 10)
+# Failed logins (API token and admin) are counted in the cache (Redis: shared by every worker) per
+# username and per client address; at the limit, logins are refused until the window that began
+# with the first failure ends. Why these limits: wallet_project/login_throttle.py. 0 = no limit.
+LOGIN_THROTTLE_WINDOW_SECONDS = env_int("LOGIN_THROTTLE_WINDOW_SECONDS", 900)
+LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 10)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 100)
+# Reverse proxies in front of the web workers whose X-Forwarded-For is trusted (0: none, use the peer).
+LOGIN_TRUSTED_PROXIES = env_int("LOGIN_TRUSTED_PROXIES", 0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Wallet service API",
     "DESCRIPTION": "Deposit addresses, deposits, withdrawals, balances and flows of an exchange's custodial wallet.",

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from coins import selectors as coins_selectors
 from wallet_project.errors import NotFound
 from withdrawals.models import WithdrawRecord
 
 
 def withdrawal_list(*, user_id: int, coin_id: str | None = None, status: int | None = None) -> QuerySet[WithdrawRecord]:
-    """The user's withdrawals, newest first."""
+    """
+    The user's withdrawals, newest first.
+
+    :raises UnknownCoin: coin_id names no coin (a disabled one still lists its history).
+    """
     records = WithdrawRecord.objects.filter(user_id=user_id)
     if coin_id:
-        records = records.filter(coin_id=coin_id)
+        records = records.filter(coin_id=coins_selectors.coin_get(coin_id=coin_id).coin_id)
     if status is not None:
         records = records.filter(status=status)
     return records.order_by("-id")
