@@ -2,8 +2,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from monitoring import kinds
 from monitoring import services as monitoring_services
-from monitoring.models import Alert
+from monitoring.models import Alert, AlertDelivery
 from wallet_project.errors import WalletError
 
 
@@ -12,14 +13,32 @@ class OpenFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
-        return (("open", "open"), ("acknowledged", "acknowledged"))
+        return (("open", "open"), ("acknowledged", "acknowledged"), ("resolved", "resolved"))
 
     def queryset(self, request, queryset):
         if self.value() == "open":
-            return queryset.filter(acknowledged_at__isnull=True)
+            return queryset.filter(acknowledged_at__isnull=True, resolved_at__isnull=True)
         if self.value() == "acknowledged":
             return queryset.filter(acknowledged_at__isnull=False)
+        if self.value() == "resolved":
+            return queryset.filter(resolved_at__isnull=False)
         return queryset
+
+
+class DeliveryInline(admin.TabularInline):
+    """Every delivery of the alert: channel, status, attempts, HTTP code, next try (read-only)."""
+
+    model = AlertDelivery
+    extra = 0
+    can_delete = False
+    fields = ("event", "channel", "status", "attempts", "http_status", "last_error", "next_attempt_at", "sent_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Alert | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Alert | None = None) -> bool:
+        return False
 
 
 @admin.register(Alert)
@@ -33,10 +52,17 @@ class AlertAdmin(admin.ModelAdmin):
         "last_seen",
         "acknowledged_by",
         "acknowledged_at",
+        "resolved_at",
     )
     list_filter = (OpenFilter, "severity", "kind")
     search_fields = ("kind", "subject", "message")
-    readonly_fields = [f.name for f in Alert._meta.fields]
+    readonly_fields = [f.name for f in Alert._meta.fields] + ["what_to_do"]
+    inlines = [DeliveryInline]
+
+    @admin.display(description="what to do")
+    def what_to_do(self, obj: Alert) -> str:
+        return kinds.what_to_do(obj.kind)
+
     actions = ["acknowledge"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -55,3 +81,32 @@ class AlertAdmin(admin.ModelAdmin):
             except WalletError as error:
                 self.message_user(request, f"Alert {alert.id}: {error.message}", messages.WARNING)
         self.message_user(request, f"{done} alert(s) acknowledged.", messages.SUCCESS)
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(admin.ModelAdmin):
+    """The delivery log: what was sent where, how many attempts, what the receiver answered (read-only)."""
+
+    list_display = (
+        "id",
+        "alert",
+        "event",
+        "channel",
+        "status",
+        "attempts",
+        "http_status",
+        "next_attempt_at",
+        "sent_at",
+    )
+    list_filter = ("status", "channel", "event")
+    search_fields = ("alert__kind", "alert__subject")
+    readonly_fields = [f.name for f in AlertDelivery._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AlertDelivery | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AlertDelivery | None = None) -> bool:
+        return False
