@@ -101,3 +101,27 @@ class TestAlertAdmin:
         assert response.status_code == 200
         alert.refresh_from_db()
         assert alert.acknowledged_by == admin_user and alert.open_key is None
+
+    def test_the_alert_page_says_what_to_do_and_lists_its_deliveries_read_only(self, admin_client, settings):
+        settings.ALERT_WEBHOOK_URL = "http://127.0.0.1:9/hook"
+        settings.ALERT_WEBHOOK_SECRET = "test-only-secret"
+        alert = raise_node_down()
+
+        page = admin_client.get(f"/admin/monitoring/alert/{alert.id}/change/").content.decode()
+        log = admin_client.get("/admin/monitoring/alertdelivery/")
+
+        assert "The chain&#x27;s node did not answer" in page
+        assert "WEBHOOK" in page and "pending (sent by the next run)" in page
+        assert log.status_code == 200
+        assert admin_client.get("/admin/monitoring/alertdelivery/add/").status_code == 403
+
+    def test_lists_resolved_alerts_apart_from_open_ones(self, admin_client):
+        raise_node_down()
+        monitoring_services.alert_resolve(kind="NODE_DOWN", subject="chain:ETH", how="the node answered")
+        raise_deep_reorg()
+
+        open_page = admin_client.get("/admin/monitoring/alert/?state=open").content.decode()
+        resolved_page = admin_client.get("/admin/monitoring/alert/?state=resolved").content.decode()
+
+        assert "chain ETH" in open_page and "chain:ETH" not in open_page  # the reorg's subject, the node's
+        assert "chain:ETH" in resolved_page and "chain ETH" not in resolved_page

@@ -64,3 +64,17 @@ def test_every_kind_that_resolves_itself_has_a_check_that_resolves_it():
 
 def test_an_unregistered_kind_is_still_recorded_with_a_generic_text():
     assert kinds.kind_get("SOMETHING_NEW").what_to_do == kinds.UNKNOWN_WHAT_TO_DO
+
+
+def test_a_webhook_without_its_secret_stops_the_service_at_start():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ALERT_WEBHOOK_URL": "https://hooks.example.com/wallet", "ALERT_WEBHOOK_SECRET": ""}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+
+    assert done.returncode != 0
+    assert "ALERT_WEBHOOK_URL needs ALERT_WEBHOOK_SECRET" in done.stderr
