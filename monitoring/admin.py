@@ -4,7 +4,7 @@ from django.http import HttpRequest
 
 from monitoring import kinds
 from monitoring import services as monitoring_services
-from monitoring.models import Alert, AlertDelivery
+from monitoring.models import Alert, AlertDelivery, BackupRun, ChainTip, HotBalance
 from wallet_project.errors import WalletError
 
 
@@ -110,3 +110,37 @@ class AlertDeliveryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AlertDelivery | None = None) -> bool:
         return False
+
+
+class _Observed(admin.ModelAdmin):
+    """What the monitoring checks keep (tips seen, hot balances read, backups made): to look at only."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ChainTip)
+class ChainTipAdmin(_Observed):
+    list_display = ("chain_id", "tip_height", "changed_at", "checked_at")
+
+
+@admin.register(HotBalance)
+class HotBalanceAdmin(_Observed):
+    list_display = ("chain_id", "coin_id", "address", "balance", "error", "read_at")
+    list_filter = ("chain_id", "coin_id")
+    search_fields = ("address",)
+
+
+@admin.register(BackupRun)
+class BackupRunAdmin(_Observed):
+    list_display = ("kind", "name", "size_bytes", "started_at", "finished_at", "location")
+    list_filter = ("kind",)

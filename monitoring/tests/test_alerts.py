@@ -125,3 +125,21 @@ class TestAlertAdmin:
 
         assert "chain ETH" in open_page and "chain:ETH" not in open_page  # the reorg's subject, the node's
         assert "chain:ETH" in resolved_page and "chain ETH" not in resolved_page
+
+
+@pytest.mark.parametrize("label", ["AlertDelivery", "ChainTip", "HotBalance", "BackupRun"])
+def test_the_monitoring_records_cannot_be_added_changed_or_deleted_in_the_admin(label, rf, admin_user):
+    from django.apps import apps
+    from django.contrib import admin
+
+    model_admin = admin.site._registry[apps.get_model("monitoring", label)]
+    request = rf.get("/")
+    request.user = admin_user
+
+    allowed = (
+        model_admin.has_add_permission(request),
+        model_admin.has_change_permission(request),
+        model_admin.has_delete_permission(request),
+    )
+
+    assert allowed == (False, False, False)
