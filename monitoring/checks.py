@@ -95,7 +95,7 @@ def check_node_stale(*, now: datetime) -> Polled:
         tip = _tip_track(chain_id=cursor.chain_id, tip_height=cursor.tip_height, now=now)
         limit = _chain_setting(settings.NODE_STALE_SECONDS, cursor.chain_id)
         still = (now - tip.changed_at).total_seconds()
-        if limit is not None and still > limit:
+        if limit and still > limit:
             read = cursor.tip_time.isoformat() if cursor.tip_time else "never"
             result.firing.append(
                 Finding(
@@ -114,7 +114,7 @@ def check_scanner_lag() -> Polled:
             continue
         lag = cursor.tip_height - cursor.height
         limit = _chain_setting(settings.SCANNER_LAG_ALERT_BLOCKS, cursor.chain_id)
-        if limit is not None and lag > limit:
+        if limit and lag > limit:
             result.firing.append(
                 Finding(
                     subject=f"chain {cursor.chain_id}",

@@ -361,8 +361,9 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 
 # --- Monitoring checks (monitoring.checks, beat task monitoring_check) ----------------
 MONITORING_CHECK_SECONDS = env_int("MONITORING_CHECK_SECONDS", 60)
-# NODE_STALE when a chain's tip has not moved for this long ("*" = chains not listed).
-NODE_STALE_SECONDS = env_chain_ints("NODE_STALE_SECONDS", "BTC:3600,ETH:300,TRON:300,*:900")
+# NODE_STALE when a chain's tip has not moved for this long ("*" = chains not listed; 0 = off).
+# Off by default in development: the local dev chains mine only when something is sent.
+NODE_STALE_SECONDS = env_chain_ints("NODE_STALE_SECONDS", "BTC:3600,ETH:300,TRON:300,*:900" if PRODUCTION else "")
 # SCANNER_LAG when the scanner is more than this many blocks behind the node's tip.
 SCANNER_LAG_ALERT_BLOCKS = env_chain_ints("SCANNER_LAG_ALERT_BLOCKS", "BTC:3,ETH:30,TRON:60,*:30")
 # WITHDRAW_REVIEW_OVERDUE when a withdrawal waits for an auditor longer than this.
