@@ -185,6 +185,16 @@ def chain_native_coin(*, chain_id: str) -> CoinConfig:
     return native
 
 
+def chain_native_coin_id(*, chain_id: str) -> str | None:
+    """Return the coin_id of chain_id's native coin, or None when none is configured (reports, checks)."""
+    return (
+        CoinConfig.objects.filter(chain_id=chain_id, is_native=True)
+        .order_by("id")
+        .values_list("coin_id", flat=True)
+        .first()
+    )
+
+
 def coin_config_errors(*, coin: CoinConfig) -> dict[str, str]:
     """
     Return what is wrong with coin's native flag and contract, by field (empty when it is right).

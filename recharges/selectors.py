@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.db.models import Count, QuerySet
 
 from coins import selectors as coins_selectors
 from recharges.models import AccountHold, HoldStatus, RechargeRecord, RechargeStatus, ScanCursor
+from wallet_project import stats
 
 
 def withdrawals_held(*, user_id: int) -> bool:
@@ -50,3 +54,20 @@ def recharge_confirmations(*, record: RechargeRecord, tips: dict[str, int]) -> i
     if tip is None:
         return record.confirmations
     return max(tip - record.block_number + 1, 0)
+
+
+def scan_cursor_list() -> list[ScanCursor]:
+    """Return every chain's scanner state (height processed, node tip seen and when), by chain."""
+    return list(ScanCursor.objects.order_by("chain_id"))
+
+
+def deposit_window_outcomes(*, since: datetime) -> dict[int, int]:
+    """Return {status: count} of the deposits first seen at or after since (indexed on create_time)."""
+    rows = RechargeRecord.objects.filter(create_time__gte=since).values("status").annotate(n=Count("id"))
+    return {row["status"]: row["n"] for row in rows}
+
+
+def deposit_confirm_latency(*, since: datetime, bounds: Sequence[float]) -> stats.LatencyHistogram:
+    """Return the histogram of first seen → credited of the deposits first seen at or after since."""
+    rows = RechargeRecord.objects.filter(create_time__gte=since, status=RechargeStatus.CONFIRMED)
+    return stats.latency_histogram(rows, start="create_time", end="confirm_time", bounds=bounds)

@@ -320,6 +320,101 @@ LOGGING = {
 # Open alerts of the same kind and subject are merged instead of repeated.
 ALERT_DEDUP_OPEN = True
 
+
+def env_chain_ints(name: str, default: str) -> dict[str, int]:
+    """Parse "BTC:3600,ETH:300" into {"BTC": 3600, "ETH": 300}; "*:N" is every other chain's value."""
+    values = {}
+    for item in env_list(name, default):
+        chain, sep, number = item.partition(":")
+        if not sep or not number.strip().isdigit():
+            raise ImproperlyConfigured(f"{name} must look like BTC:3600,ETH:300, not {item!r}")
+        values[chain.strip()] = int(number)
+    return values
+
+
+# --- Alerts: delivery to people (monitoring.delivery) --------------------------------
+# A signed webhook (HMAC-SHA256 over "timestamp.body", header X-Wallet-Signature) and email,
+# each taking the severities listed. A channel without its URL / recipients is off.
+ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "")
+# Comma-separated during a rotation: every secret listed signs (one v1= each). Never logged.
+ALERT_WEBHOOK_SECRET = env_str("ALERT_WEBHOOK_SECRET", "")
+if ALERT_WEBHOOK_URL and not ALERT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("ALERT_WEBHOOK_URL needs ALERT_WEBHOOK_SECRET: receivers must be able to verify")
+ALERT_WEBHOOK_SEVERITIES = env_list("ALERT_WEBHOOK_SEVERITIES", "warning,critical")
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env_int("ALERT_WEBHOOK_TIMEOUT_SECONDS", 5)
+ALERT_EMAIL_TO = env_list("ALERT_EMAIL_TO", "")
+ALERT_EMAIL_SEVERITIES = env_list("ALERT_EMAIL_SEVERITIES", "critical")
+ALERT_EMAIL_FROM = env_str("ALERT_EMAIL_FROM", "wallet-alerts@localhost")
+# Attempts before a delivery is given up (and ALERT_DELIVERY_FAILED raised); the wait after the
+# n-th failure is BACKOFF * 2^(n-1), at most BACKOFF_MAX.
+ALERT_DELIVERY_MAX_ATTEMPTS = env_int("ALERT_DELIVERY_MAX_ATTEMPTS", 12)
+ALERT_DELIVERY_BACKOFF_SECONDS = env_int("ALERT_DELIVERY_BACKOFF_SECONDS", 30)
+ALERT_DELIVERY_BACKOFF_MAX_SECONDS = env_int("ALERT_DELIVERY_BACKOFF_MAX_SECONDS", 3600)
+ALERT_DELIVERY_INTERVAL_SECONDS = env_int("ALERT_DELIVERY_INTERVAL_SECONDS", 15)
+# Messages link to the alert's admin page under this URL (empty: no link).
+ALERT_ADMIN_BASE_URL = env_str("ALERT_ADMIN_BASE_URL", "")
+# Django's mail: a file per message under var/mail in development, SMTP in production.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.filebased.EmailBackend",
+)
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+
+# --- Monitoring checks (monitoring.checks, beat task monitoring_check) ----------------
+MONITORING_CHECK_SECONDS = env_int("MONITORING_CHECK_SECONDS", 60)
+# NODE_STALE when a chain's tip has not moved for this long ("*" = chains not listed; 0 = off).
+# Off by default in development: the local dev chains mine only when something is sent.
+NODE_STALE_SECONDS = env_chain_ints("NODE_STALE_SECONDS", "BTC:3600,ETH:300,TRON:300,*:900" if PRODUCTION else "")
+# SCANNER_LAG when the scanner is more than this many blocks behind the node's tip.
+SCANNER_LAG_ALERT_BLOCKS = env_chain_ints("SCANNER_LAG_ALERT_BLOCKS", "BTC:3,ETH:30,TRON:60,*:30")
+# WITHDRAW_REVIEW_OVERDUE when a withdrawal waits for an auditor longer than this.
+WITHDRAW_REVIEW_ALERT_SECONDS = env_int("WITHDRAW_REVIEW_ALERT_SECONDS", 3600)
+# Hot wallets' on-chain balances are read this often; thresholds: the native coin's are the
+# address row's min_balance / max_balance, a token's are given here as COIN=min:max.
+HOT_BALANCE_REFRESH_SECONDS = env_int("HOT_BALANCE_REFRESH_SECONDS", 300)
+# Chains whose hot balances are read from the node. BTC is left out by default: its balance call
+# (scantxoutset) scans the whole UTXO set, minutes on mainnet, and bcoin has none.
+HOT_BALANCE_CHAINS = env_list("HOT_BALANCE_CHAINS", "ETH,TRON")
+
+
+def _hot_balance_limits(raw: list[str]) -> dict[str, tuple[str, str]]:
+    limits = {}
+    for item in raw:
+        coin, _, pair = item.partition("=")
+        low, sep, high = pair.partition(":")
+        if not coin.strip() or not sep:
+            raise ImproperlyConfigured(f"HOT_BALANCE_LIMITS must look like USDT-ERC20=1000:500000, not {item!r}")
+        limits[coin.strip()] = (low.strip(), high.strip())
+    return limits
+
+
+HOT_BALANCE_LIMITS = _hot_balance_limits(env_list("HOT_BALANCE_LIMITS", ""))
+
+# --- Metrics (/metrics) ---------------------------------------------------------------
+# Bearer token Prometheus sends (Authorization: Bearer ...). Empty: open in development,
+# refused (403) in production.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# Deposit and withdrawal figures cover what was created in this window.
+METRICS_WINDOW_SECONDS = env_int("METRICS_WINDOW_SECONDS", 86400)
+
+# --- Backups (monitoring.backups) -----------------------------------------------------
+# Where backup_create and vault_export write (a directory per backup, each with its manifest).
+BACKUP_DIR = Path(env_str("BACKUP_DIR", str(VAR_DIR / "backups")))
+# The backup key (AES-256-GCM; base64 of 32 bytes) comes from BACKUP_KEY or the file
+# BACKUP_KEY_FILE; never the key-encryption key of the vault. Its value is never kept in settings.
+BACKUP_KEY_FILE = env_str("BACKUP_KEY_FILE", "")
+# backup_create keeps this many database backups (and vault exports) in BACKUP_DIR; 0 keeps all.
+BACKUP_KEEP = env_int("BACKUP_KEEP", 14)
+# BACKUP_OVERDUE when no database backup finished for this long (0: never alerted).
+BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26)
+
 # --- Chains (chain adapters and dev nodes) -------------------------------------------
 # Node endpoints per chain. The defaults are the local dev chains that
 # `python -m chains.devnodes serve` starts (ganache 8545, bcoin regtest 18443, TRON fake 8090).

@@ -6,6 +6,7 @@ from rest_framework_simplejwt.views import TokenRefreshView
 from addresses.api import DepositAddressGetApi
 from assets.api import BalanceListApi, FlowListApi
 from coins.api import CoinListApi
+from monitoring import views as monitoring_views
 from recharges.api import RechargeListApi
 from wallet_project.health import HealthApi
 from wallet_project.login import ThrottledAdminLoginForm, TokenObtainApi
@@ -30,7 +31,7 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
+    path("metrics", monitoring_views.metrics, name="prometheus-django-metrics"),
 ]
 
 admin.site.site_header = "Wallet back-office"
