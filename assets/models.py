@@ -28,6 +28,7 @@ class BusinessType(models.IntegerChoices):
     WITHDRAW_SETTLE = 4, "withdrawal completed: frozen amount paid out"
     INTERNAL_TRANSFER_IN = 5, "internal withdrawal received"
     REORG_REVERSAL = 6, "credited deposit orphaned by a reorg: reversed"
+    # No longer booked: a shortfall is a REORG_DEBT now. Holds made before still carry this freeze.
     REORG_FREEZE = 7, "reorg shortfall: remaining balance frozen"
     ADJUSTMENT_CREDIT = 8, "manual adjustment: credit"
     ADJUSTMENT_DEBIT = 9, "manual adjustment: debit"

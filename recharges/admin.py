@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from assets import events as assets_events
 from recharges import selectors as recharges_selectors
 from recharges import services as recharges_services
 from recharges import shortfalls as recharges_shortfalls
@@ -217,7 +218,8 @@ class AccountHoldAdmin(ReadOnlyAdmin):
                     self.message_user(request, f"hold {hold.id}: {error}", messages.WARNING)
                     continue
                 if closed.resolve_time == now:  # closed by this request, not found closed already
-                    self.log_change(request, closed, f"{verb} ({closed.resolved_amount} {closed.coin_id}): {remark}")
+                    amount = assets_events.amount_str(closed.resolved_amount)
+                    self.log_change(request, closed, f"{verb} ({amount} {closed.coin_id}): {remark}")
                 self.message_user(request, f"hold {hold.id}: {closed.get_status_display()}", messages.SUCCESS)
             return None
         debts = recharges_selectors.account_hold_debts(holds=holds)

@@ -14,7 +14,7 @@ def withdrawals_held(*, user_id: int) -> bool:
     """
     Return whether the user's withdrawals are held: a credited deposit was orphaned by a reorg,
     the balance could not cover its reversal, and the debt it left is still open (on the coin of
-    an active hold). Withdrawal services refuse, and payouts wait, while this is True.
+    an active hold). Withdrawal services refuse while this is True.
 
     The debt is read from the ledger, so a debt repaid a moment ago (by a deposit, a released
     withdrawal) releases withdrawals at once, before the hold's row is marked repaid. Holds made
