@@ -676,6 +676,7 @@ def _record_orphan(*, record: RechargeRecord, now: datetime) -> None:
     record.save(update_fields=["status", "update_time"])
     if credited:
         shortfalls.credit_reverse(record=record, now=now)
+        assets_services.outbox_enqueue(event=_recharge_event(record=record, confirmations=0, now=now))
 
 
 # --- confirmations and crediting ---------------------------------------------------------------------

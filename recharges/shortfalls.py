@@ -85,7 +85,8 @@ def credit_reverse(*, record: RechargeRecord, now: datetime) -> None:
         memo=f"deposit {record.recharge_no} orphaned by a reorg",
     )
     text = (
-        f"credited deposit {record.recharge_no} of user {record.user_id} ({record.amount} {coin.coin_id}, "
+        f"credited deposit {record.recharge_no} of user {record.user_id} "
+        f"({assets_events.amount_str(record.amount)} {coin.coin_id}, "
         f"block {record.block_number}) was orphaned by a reorg"
     )
     if reversal.debt is None:

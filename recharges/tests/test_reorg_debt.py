@@ -85,6 +85,13 @@ class TestShortfallThenReMined:
             Decimal(0),
         )
         assert recharges_selectors.withdrawals_held(user_id=user.id) is True
+        recharge_events = [
+            m.payload["body"] for m in OutboxMessage.objects.filter(tags="WALLET_RECHARGE").order_by("id")
+        ]
+        assert [(e["recharge_no"], e["status"]) for e in recharge_events] == [
+            (record.recharge_no, RechargeStatus.CONFIRMED),
+            (record.recharge_no, RechargeStatus.REORGED),
+        ]
         debt = Flow.objects.get(business_type=BusinessType.REORG_DEBT)
         assert (debt.biz_ref, debt.amount, debt.debt_amount, debt.debt_after) == (record.biz_ref, 0, 2, 2)
         event = OutboxMessage.objects.get(keys=debt.flow_no).payload["body"]
