@@ -8,7 +8,7 @@ from wallet_project.admin import ReadOnlyAdmin
 
 @admin.register(Balance)
 class BalanceAdmin(ReadOnlyAdmin):
-    list_display = ("user", "coin", "available", "frozen", "update_time")
+    list_display = ("user", "coin", "available", "frozen", "debt", "update_time")
     list_filter = ("coin",)
     search_fields = ("user__username", "=user__id")
     list_select_related = ("user",)
@@ -25,6 +25,8 @@ class FlowAdmin(ReadOnlyAdmin):
         "balance_after",
         "frozen_amount",
         "frozen_after",
+        "debt_amount",
+        "debt_after",
         "biz_ref",
         "create_time",
     )

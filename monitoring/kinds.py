@@ -60,8 +60,15 @@ _KINDS = (
         "DEEP_REORG",
         Severity.CRITICAL,
         "A reorg orphaned deposits that were already credited; they were reversed with compensating "
-        "debits, and a shortfall froze the user's balance and holds their withdrawals. Review the "
-        "account holds in the admin, contact the users concerned, then acknowledge.",
+        "debits, and what the balance could not cover is booked as the user's debt, which holds their "
+        "withdrawals until a later deposit repays it. Review the account holds in the admin, contact the "
+        "users concerned; settle a debt the user paid back off-system, or write it off, then acknowledge.",
+    ),
+    AlertKind(
+        "REORG_DEBT_WRITTEN_OFF",
+        Severity.WARNING,
+        "An operator wrote off a user's reorg debt: the exchange took the loss named in the message. "
+        "Check the remark on the account hold and that a second person knows, then acknowledge.",
     ),
     AlertKind(
         "REORG_TOO_DEEP",
@@ -149,6 +156,19 @@ _KINDS = (
         "The node refused a signed withdrawal (funds, nonce, fee). It is kept and sent again; the "
         "message says why. Fix the cause (top up, check the nonce), never sign a second payment by "
         "hand, then acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_HELD",
+        Severity.WARNING,
+        "An approved withdrawal waits unsigned because its owner's withdrawals are held (an open reorg "
+        "debt, see the account holds). It is paid by the next payout run once the hold is lifted.",
+    ),
+    AlertKind(
+        "WITHDRAW_HOT_WALLET_SHORT",
+        Severity.WARNING,
+        "An approved withdrawal waits because no hot address holds enough of the coin (or of the "
+        "chain's coin for its fee); the message names the address and what is missing. Top the hot "
+        "wallet up from cold; later withdrawals of the chain are paid meanwhile.",
     ),
     AlertKind(
         "WITHDRAW_FAILED",

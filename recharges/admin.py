@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -5,7 +7,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from assets import events as assets_events
+from recharges import selectors as recharges_selectors
 from recharges import services as recharges_services
+from recharges import shortfalls as recharges_shortfalls
 from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, ScanCursor
 from wallet_project.admin import ReadOnlyAdmin
 from wallet_project.errors import WalletError
@@ -166,19 +171,88 @@ class ScanCursorAdmin(ReadOnlyAdmin):
 
 @admin.register(AccountHold)
 class AccountHoldAdmin(ReadOnlyAdmin):
-    """Reorg shortfalls: what the user still owes after a credited deposit was orphaned."""
+    """
+    Reorg shortfalls: what a user owes after a credited deposit was orphaned (see recharges.shortfalls).
 
-    list_display = ("user", "coin", "amount", "frozen_amount", "shortfall", "status", "recharge", "create_time")
+    A hold closes itself when the user's credits repay the debt. Ops close it otherwise, each way
+    with its own permission and a remark: settle (the user paid it back off-system) or write off
+    (the exchange takes the loss).
+    """
+
+    list_display = (
+        "id",
+        "user",
+        "coin",
+        "amount",
+        "reversed_amount",
+        "debt_amount",
+        "status",
+        "recharge",
+        "create_time",
+        "resolve_time",
+        "resolved_by",
+        "resolved_amount",
+    )
     list_filter = ("status", "coin")
     search_fields = ("=user__id", "biz_ref")
+    list_select_related = ("user", "recharge", "resolved_by")
     readonly_fields = [f.name for f in AccountHold._meta.fields]
-    actions = ["resolve"]
+    actions = ["settle", "write_off"]
 
-    @admin.action(description="Mark resolved (shortfall settled): release the withdrawal hold")
-    def resolve(self, request: HttpRequest, queryset: QuerySet[AccountHold]) -> None:
-        for hold in queryset.filter(status=HoldStatus.ACTIVE).order_by("id"):
-            recharges_services.account_hold_resolve(hold_id=hold.id, now=timezone.now())
-        self.message_user(request, "holds resolved", messages.SUCCESS)
+    def has_settle_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("recharges.settle_accounthold")
+
+    def has_write_off_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("recharges.write_off_accounthold")
+
+    @admin.action(description="Settle: the user paid the shortfall back off-system", permissions=["settle"])
+    def settle(self, request: HttpRequest, queryset: QuerySet[AccountHold]) -> HttpResponse | None:
+        return self._close(request, queryset, action="settle", service=recharges_shortfalls.account_hold_settle)
+
+    @admin.action(description="Write off: the exchange takes the loss of the shortfall", permissions=["write_off"])
+    def write_off(self, request: HttpRequest, queryset: QuerySet[AccountHold]) -> HttpResponse | None:
+        return self._close(request, queryset, action="write_off", service=recharges_shortfalls.account_hold_write_off)
+
+    def _close(
+        self, request: HttpRequest, queryset: QuerySet[AccountHold], *, action: str, service: Callable[..., AccountHold]
+    ) -> HttpResponse | None:
+        holds = list(queryset.filter(status=HoldStatus.ACTIVE).select_related("user", "recharge").order_by("id"))
+        form = ShortfallForm(request.POST if "apply" in request.POST else None)
+        verb = "Settled" if action == "settle" else "Written off"
+        if "apply" in request.POST and form.is_valid():
+            remark = form.cleaned_data["remark"]
+            for hold in holds:
+                now = timezone.now()
+                try:
+                    closed = service(hold_id=hold.id, operator=request.user, remark=remark, now=now)
+                except WalletError as error:  # closed meanwhile in another way (repaid, the other action)
+                    self.message_user(request, f"hold {hold.id}: {error}", messages.WARNING)
+                    continue
+                if closed.resolve_time == now:  # closed by this request, not found closed already
+                    amount = assets_events.amount_str(closed.resolved_amount)
+                    self.log_change(request, closed, f"{verb} ({amount} {closed.coin_id}): {remark}")
+                self.message_user(request, f"hold {hold.id}: {closed.get_status_display()}", messages.SUCCESS)
+            return None
+        debts = recharges_selectors.account_hold_debts(holds=holds)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Settle reorg shortfalls" if action == "settle" else "Write off reorg shortfalls",
+            "form": form,
+            "rows": [(hold, debts[hold.id]) for hold in holds],
+            "action": action,
+            "skipped": queryset.count() - len(holds),
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/recharges/shortfall.html", context)
+
+
+class ShortfallForm(forms.Form):
+    remark = forms.CharField(
+        max_length=255,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why (a payment reference, a ticket): kept on the hold, in the ledger flow and the admin history.",
+    )
 
 
 @admin.register(RecentBlock)

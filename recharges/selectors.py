@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 
 from django.db.models import Count, QuerySet
 
+from assets import selectors as assets_selectors
 from coins import selectors as coins_selectors
 from recharges.models import AccountHold, HoldStatus, RechargeRecord, RechargeStatus, ScanCursor
 from wallet_project import stats
@@ -14,10 +16,26 @@ from wallet_project import stats
 
 def withdrawals_held(*, user_id: int) -> bool:
     """
-    Return whether the user's withdrawals are held: a credited deposit was orphaned by a reorg
-    and the balance could not cover its reversal. Withdrawal services refuse while this is True.
+    Return whether the user's withdrawals are held: a credited deposit was orphaned by a reorg,
+    the balance could not cover its reversal, and the debt it left is still open (on the coin of
+    an active hold). Withdrawal services refuse while this is True.
+
+    The debt is read from the ledger, so a debt repaid a moment ago (by a deposit, a released
+    withdrawal) releases withdrawals at once, before the hold's row is marked repaid. Holds made
+    before debts were booked hold until ops settle or write them off. One query when the user
+    has no active hold.
     """
-    return AccountHold.objects.filter(user_id=user_id, status=HoldStatus.ACTIVE).exists()
+    holds = list(
+        AccountHold.objects.filter(user_id=user_id, status=HoldStatus.ACTIVE).values_list(
+            "coin_id", "frozen_amount", "shortfall", "debt_amount"
+        )
+    )
+    if not holds:
+        return False
+    if any(frozen > 0 or shortfall > debt for _, frozen, shortfall, debt in holds):
+        return True
+    debts = assets_selectors.debts_open(user_id=user_id)
+    return any(coin_id in debts for coin_id, _, _, _ in holds)
 
 
 def account_hold_list(*, active_only: bool = True) -> QuerySet[AccountHold]:
@@ -25,6 +43,12 @@ def account_hold_list(*, active_only: bool = True) -> QuerySet[AccountHold]:
     if active_only:
         holds = holds.filter(status=HoldStatus.ACTIVE)
     return holds.order_by("-id")
+
+
+def account_hold_debts(*, holds: list[AccountHold]) -> dict[int, Decimal]:
+    """Return {hold id: the open debt of its (user, coin) in the ledger}, for holds about to be closed."""
+    debts = assets_selectors.debts_of(pairs={(hold.user_id, hold.coin_id) for hold in holds})
+    return {hold.id: debts[(hold.user_id, hold.coin_id)] for hold in holds}
 
 
 def chain_tips() -> dict[str, int]:

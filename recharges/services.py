@@ -35,6 +35,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from assets import events as assets_events
+from assets import selectors as assets_selectors
 from assets import services as assets_services
 from assets.models import BusinessType
 from chains.base import Block, ChainAdapter, ChainError
@@ -42,8 +43,8 @@ from coins import selectors as coins_selectors
 from coins.models import CoinConfig, Switch
 from monitoring import services as monitoring_services
 from monitoring.models import Severity
-from recharges import matching, watchlist
-from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
+from recharges import matching, shortfalls, watchlist
+from recharges.models import RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
 from wallet_project import money
 from wallet_project.db import retry_on_deadlock, rows_insert, rows_insert_ignoring_conflicts
 from wallet_project.errors import Conflict, WalletError
@@ -690,64 +691,8 @@ def _record_orphan(*, record: RechargeRecord, now: datetime) -> None:
     record.status = RechargeStatus.REORGED
     record.save(update_fields=["status", "update_time"])
     if credited:
-        _credit_reverse(record=record, now=now)
-
-
-def _credit_reverse(*, record: RechargeRecord, now: datetime) -> None:
-    """
-    Take back a credited deposit whose block was orphaned, in the caller's transaction.
-
-    If the available balance cannot cover it, what is there is frozen, the user's withdrawals
-    are held (AccountHold) and the shortfall waits for ops. A critical alert either way.
-    """
-    coin = record.coin
-    balance = assets_services.balance_lock(user_id=record.user_id, coin=coin)
-    subject = f"coin {coin.coin_id}"
-    if balance.available >= record.amount:
-        assets_services.balance_debit(
-            user_id=record.user_id,
-            coin=coin,
-            amount=record.amount,
-            business_type=BusinessType.REORG_REVERSAL,
-            biz_ref=record.biz_ref,
-            ref_tx_hash=record.tx_hash,
-            memo="credited deposit orphaned by a reorg",
-        )
-        message = (
-            f"credited deposit {record.recharge_no} of user {record.user_id} ({record.amount} {coin.coin_id}, "
-            f"block {record.block_number}) was orphaned by a reorg: reversed"
-        )
-    else:
-        held = balance.available
-        if held > 0:
-            assets_services.balance_freeze(
-                user_id=record.user_id,
-                coin=coin,
-                amount=held,
-                business_type=BusinessType.REORG_FREEZE,
-                biz_ref=record.biz_ref,
-                ref_tx_hash=record.tx_hash,
-                memo="reorg shortfall: balance frozen",
-            )
-        AccountHold.objects.create(
-            user_id=record.user_id,
-            coin=coin,
-            recharge=record,
-            biz_ref=record.biz_ref,
-            amount=record.amount,
-            frozen_amount=held,
-            shortfall=record.amount - held,
-            reason=f"deposit {record.recharge_no} orphaned by a reorg after crediting",
-        )
-        message = (
-            f"credited deposit {record.recharge_no} of user {record.user_id} ({record.amount} {coin.coin_id}) was "
-            f"orphaned by a reorg; balance short by {record.amount - held}: {held} frozen, withdrawals held"
-        )
-    assets_services.outbox_enqueue(event=_recharge_event(record=record, confirmations=0, now=now))
-    logger.critical("%s", message)
-    monitoring_services.alert_raise(
-        severity=Severity.CRITICAL, kind="DEEP_REORG", subject=subject, message=message, now=now
-    )
+        shortfalls.credit_reverse(record=record, now=now)
+        assets_services.outbox_enqueue(event=_recharge_event(record=record, confirmations=0, now=now))
 
 
 # --- confirmations and crediting ---------------------------------------------------------------------
@@ -766,6 +711,7 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
         return ConfirmResult(chain_id=chain_id)
     tip = cursor.tip_height
     coins = {c.coin_id: c for c in _chain_coins(chain_id=chain_id)}
+    shortfalls.account_holds_close_repaid(coin_ids=list(coins), now=now)
     pending = RechargeRecord.objects.filter(coin_id__in=coins.keys(), status=RechargeStatus.PENDING)
     # Pending rows are not rewritten every tick (readers compute live confirmations from the
     # stored tip, see selectors.recharge_confirmations); a settled row stores its final count.
@@ -965,7 +911,7 @@ def deposits_settle(*, verified: dict[int, tuple[str, int]], tip: int, now: date
             credited.setdefault(coin.coin_id, []).append(record)
     _step("settle.locked")
     for group in credited.values():
-        assets_services.balance_credit_batch(
+        batch = assets_services.balance_credit_batch(
             coin=group[0].coin,
             business_type=BusinessType.RECHARGE,
             credits=[
@@ -979,6 +925,8 @@ def deposits_settle(*, verified: dict[int, tuple[str, int]], tip: int, now: date
                 for r in group
             ],
         )
+        # Only users whose debt these credits repaid to zero: no query for anyone else.
+        shortfalls.holds_close_repaid(user_ids=batch.debt_cleared_user_ids, coin_id=group[0].coin_id, now=now)
     _step("settle.credited")
     assets_services.outbox_enqueue_many(
         events_to_send=[
@@ -1067,18 +1015,6 @@ def _rescan_commit(*, chain_id: str, block: Block, candidates: list[matching.Can
     return _records_upsert(scanned=[(block, candidates)], now=now)
 
 
-@transaction.atomic(durable=True)
-def account_hold_resolve(*, hold_id: int, now: datetime) -> AccountHold:
-    """Mark a reorg hold resolved (ops settled the shortfall): the user's withdrawals resume."""
-    hold = AccountHold.objects.select_for_update().get(id=hold_id)
-    if hold.status != HoldStatus.ACTIVE:
-        raise WalletError("The hold is already resolved.", code="already_resolved")
-    hold.status = HoldStatus.RESOLVED
-    hold.resolve_time = now
-    hold.save(update_fields=["status", "resolve_time"])
-    return hold
-
-
 # Deposits recorded but held back by a coin rule, which ops may credit after a review.
 RELEASABLE_STATUSES = (RechargeStatus.ABOVE_MAXIMUM, RechargeStatus.RECHARGE_DISABLED)
 
@@ -1148,6 +1084,8 @@ def _release_commit(
         ref_tx_hash=record.tx_hash,
         memo=f"deposit {record.recharge_no} released by {operator}: {remark}"[:255],
     )
+    if assets_selectors.debts_open(user_id=record.user_id).get(coin.coin_id, 0) == 0:
+        shortfalls.holds_close_repaid(user_ids={record.user_id}, coin_id=coin.coin_id, now=now)
     record.status = RechargeStatus.CONFIRMED
     record.confirm_time = now
     record.save(update_fields=["status", "confirm_time", "update_time"])

@@ -53,12 +53,7 @@ def _action_params() -> list:
     params = []
     for model, model_admin in REGISTRY:
         for _func, name, _description in model_admin._get_base_actions():
-            marks = []
-            if (model._meta.label, name) == ("recharges.AccountHold", "resolve"):
-                # Issue 10 item 2 replaces this action (reorg debt settlement, with its own
-                # permission); it declares none until that lands. Remove this mark after the merge.
-                marks = [pytest.mark.xfail(strict=True, reason="issue 10 item 2 replaces AccountHoldAdmin.resolve")]
-            params.append(pytest.param(model, name, marks=marks, id=f"{model._meta.label}:{name}"))
+            params.append(pytest.param(model, name, id=f"{model._meta.label}:{name}"))
     return params
 
 

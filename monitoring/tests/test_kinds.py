@@ -10,7 +10,7 @@ from monitoring.models import Severity
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ("coins", "chains", "addresses", "recharges", "withdrawals", "assets", "monitoring", "wallet_project")
-KIND_ARGUMENT = re.compile(r"""\bkind=["']([A-Z][A-Z0-9_]+)["']""")
+KIND_ARGUMENT = re.compile(r"""\b(?:alert_)?kind=["']([A-Z][A-Z0-9_]+)["']""")
 
 
 def kinds_in_code() -> set[str]:

@@ -48,13 +48,13 @@ def apply(user, amount: str, *, key: str = "k1", to: str = OUTSIDE, coin_id: str
 
 
 def hold_withdrawals(user) -> None:
-    """A reorg hold on the user, as the scanner leaves it after reversing a spent deposit."""
+    """A reorg hold on the user whose 1 ETH shortfall the ledger never saw (as holds made before debts were booked)."""
     deposit = RechargeRecord.objects.create(
         recharge_no="R1", user=user, coin_id="ETH", coin_name="ETH", tx_hash="0x1", from_address="a",
         to_address="b", amount=1, status=RechargeStatus.REORGED,
     )  # fmt: skip
     AccountHold.objects.create(
-        user=user, coin_id="ETH", recharge=deposit, amount=1, frozen_amount=1, shortfall=0, biz_ref="r-1",
+        user=user, coin_id="ETH", recharge=deposit, amount=1, frozen_amount=0, shortfall=1, biz_ref="r-1",
         reason="reorg",
     )  # fmt: skip
 
