@@ -216,6 +216,8 @@ USE_TZ = True
 # Withdrawals paid on chain: the hot wallet pool (wallet_type) that pays them, how many are
 # signed per run, and when an unmined one is alerted as stuck.
 WITHDRAW_HOT_WALLET_TYPE = env_str("WITHDRAW_HOT_WALLET_TYPE", "withdraw")
+# The hot wallet pool that tops up gas (ETH) and energy/bandwidth (TRX) of deposit addresses before a sweep.
+GAS_STATION_WALLET_TYPE = env_str("GAS_STATION_WALLET_TYPE", "gas")
 # Chains whose withdrawals beat pays on chain (built for ETH and TRON with their tokens).
 WITHDRAW_ONCHAIN_CHAINS = [c for c in env_str("WITHDRAW_ONCHAIN_CHAINS", "ETH,TRON").split(",") if c]
 WITHDRAW_PAY_BATCH = env_int("WITHDRAW_PAY_BATCH", 20)
