@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from recharges import demo
@@ -16,8 +15,7 @@ def _describe(progress: demo.DemoProgress, sent: demo.DemoDeposit) -> str:
     if progress.status is None:
         if progress.mined_block is None:
             return "waiting for the next block of the dev chain"
-        every = settings.SCAN_INTERVAL_SECONDS
-        return f"in block {progress.mined_block}; waiting for the scanner (it runs every {every} s)"
+        return f"in block {progress.mined_block}; waiting for the scanner's next tick"
     if progress.status == RechargeStatus.PENDING:
         return f"pending {progress.confirmations}/{progress.required_confirmations} confirmations"
     if progress.status == RechargeStatus.CONFIRMED:
