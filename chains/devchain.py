@@ -280,7 +280,10 @@ def serve(
         raise KeyboardInterrupt  # leave start-up at once; `finally` stops what was started
 
     signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        # Started in the background of a script, SIGINT is ignored: the terminal's Ctrl-C then stops
+        # the script's other processes first, and the script stops the chains after them.
+        signal.signal(signal.SIGINT, _interrupt)
     previous = _json_read(record_path)
     handles: list[Any] = []
     threads: list[threading.Thread] = []

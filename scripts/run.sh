@@ -48,9 +48,20 @@ done
 "$PY" manage.py setup_beat_schedules >"$VAR/log/beat-schedules.log"
 
 pids=()
+chain_pids=()
+stop() {  # pids...: SIGTERM, then SIGKILL what is still there after 30 s
+    kill "$@" 2>/dev/null || true
+    for _ in $(seq 1 60); do
+        kill -0 "$@" 2>/dev/null || return 0
+        sleep 0.5
+    done
+    kill -9 "$@" 2>/dev/null || true
+}
 stop_all() {
     trap - INT TERM EXIT
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # The service first, the dev chains last: a task still running must not find its node gone.
+    for pid in "${pids[@]}"; do stop "$pid"; done
+    for pid in "${chain_pids[@]}"; do stop "$pid"; done
     wait 2>/dev/null || true
 }
 trap 'echo; echo "stopping..."; stop_all; exit 0' INT TERM
@@ -67,13 +78,16 @@ if [ "$DEV_CHAINS" = 1 ]; then
     ready="${DEVCHAIN_FILE:-$VAR/devchain.json}"
     ready="${ready%.json}.ready"
     rm -f "$ready"
+    # Started in the background, it ignores the terminal's Ctrl-C: stop_all stops it after the rest.
     start devchains "$PY" -m chains.devnodes serve \
         --evm-port "$EVM_PORT" --tron-port "$TRON_PORT" --btc-port "$BTC_PORT"
+    chain_pids=("${pids[@]}")
+    pids=()
     # The worker starts once the chains answer: its first ticks must not find them starting.
     echo -n "waiting for the dev chains"
     for _ in $(seq 1 180); do
         [ -f "$ready" ] && break
-        if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+        if ! kill -0 "${chain_pids[0]}" 2>/dev/null; then
             echo; echo "the dev chains did not start; the end of $VAR/log/devchains.log:" >&2
             tail -n 20 "$VAR/log/devchains.log" >&2
             exit 1
@@ -113,6 +127,6 @@ fi
 echo "Metrics: $BASE_URL/metrics   logs: $VAR/log/"
 echo "Press Ctrl-C to stop (the next run continues where this one stopped)."
 set +e
-wait -n "${pids[@]}"
+wait -n "${chain_pids[@]}" "${pids[@]}"
 echo "a process exited; stopping the others (see $VAR/log/)" >&2
 exit 1
