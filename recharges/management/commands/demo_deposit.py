@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from recharges import demo
 from recharges.models import RechargeStatus
+from wallet_project import logging as wallet_logging
 from wallet_project.errors import WalletError
 
 
@@ -43,6 +46,11 @@ class Command(BaseCommand):
         parser.add_argument("--no-wait", action="store_true", help="send and return at once")
 
     def handle(self, *args: object, **options: object) -> None:
+        # Its output is text for a person: log records go to a file, not between its lines.
+        with wallet_logging.console_logging_to_file(Path(settings.VAR_DIR) / "log" / "demo_deposit.log"):
+            self._handle(options)
+
+    def _handle(self, options: dict) -> None:
         try:
             sent = demo.demo_deposit_send_irreversible(
                 username=str(options["user"]), coin_id=str(options["coin"]), amount=str(options["amount"])

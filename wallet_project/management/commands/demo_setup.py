@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from django.conf import settings
@@ -10,23 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from chains import devsend
 from wallet_project import devsetup
-
-
-def _logging_to_file(path: Path) -> None:
-    """Send this command's log records to path instead of the console: its output is text for a person."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
-    for logger in loggers:
-        for handler in list(logger.handlers):
-            if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
-                continue  # a console handler (stdout, stderr) is replaced; other destinations stay
-            to_file = logging.FileHandler(path)
-            to_file.setFormatter(handler.formatter)
-            to_file.setLevel(handler.level)
-            for log_filter in handler.filters:
-                to_file.addFilter(log_filter)
-            logger.removeHandler(handler)
-            logger.addHandler(to_file)
+from wallet_project import logging as wallet_logging
 
 
 class Command(BaseCommand):
@@ -43,7 +26,11 @@ class Command(BaseCommand):
         if settings.PRODUCTION:
             raise CommandError("demo_setup is for development only; create real users with createsuperuser")
         log_file = Path(settings.VAR_DIR) / "log" / "demo_setup.log"
-        _logging_to_file(log_file)
+        # Its output is text for a person: log records go to a file, not between its lines.
+        with wallet_logging.console_logging_to_file(log_file):
+            self._handle(options, log_file=log_file)
+
+    def _handle(self, options: dict, *, log_file: Path) -> None:
         base_url = str(options["base_url"]).rstrip("/")
         credentials_file = Path(settings.VAR_DIR) / "demo-credentials.txt"
         record_path = Path(settings.DEVCHAIN_FILE)
