@@ -1092,3 +1092,31 @@ def _release_commit(
     assets_services.outbox_enqueue(event=_recharge_event(record=record, confirmations=record.confirmations, now=now))
     logger.info("deposit %s (%s) released and credited by %s", record.recharge_no, held, operator)
     return record
+
+
+# --- a dev chain that came back new ------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def scan_state_forget(*, chain_id: str, now: datetime) -> tuple[int, int]:
+    """
+    Forget what the scanner knew of a chain that was replaced by a new one (a dev chain started empty).
+
+    Drops the chain's cursor and recent block hashes, so the next tick starts afresh at
+    SCAN_START_HEIGHTS (or the tip) instead of stopping on a reorg deeper than every stored block,
+    and marks its pending deposits REORGED: their blocks are gone. Credited deposits stay as they
+    are in the ledger. Returns (recent blocks dropped, pending deposits orphaned).
+    """
+    coin_ids = [c.coin_id for c in _chain_coins(chain_id=chain_id)]
+    blocks, _ = RecentBlock.objects.filter(chain_id=chain_id).delete()
+    ScanCursor.objects.filter(chain_id=chain_id).delete()
+    orphaned = RechargeRecord.objects.filter(coin_id__in=coin_ids, status=RechargeStatus.PENDING).update(
+        status=RechargeStatus.REORGED, update_time=now
+    )
+    logger.warning(
+        "scan state of %s forgotten (new dev chain): %s recent blocks dropped, %s pending deposits orphaned",
+        chain_id,
+        blocks,
+        orphaned,
+    )
+    return blocks, orphaned

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "coins",
     "monitoring",
@@ -215,6 +216,8 @@ USE_TZ = True
 # Withdrawals paid on chain: the hot wallet pool (wallet_type) that pays them, how many are
 # signed per run, and when an unmined one is alerted as stuck.
 WITHDRAW_HOT_WALLET_TYPE = env_str("WITHDRAW_HOT_WALLET_TYPE", "withdraw")
+# The hot wallet pool that tops up gas (ETH) and energy/bandwidth (TRX) of deposit addresses before a sweep.
+GAS_STATION_WALLET_TYPE = env_str("GAS_STATION_WALLET_TYPE", "gas")
 # Chains whose withdrawals beat pays on chain (built for ETH and TRON with their tokens).
 WITHDRAW_ONCHAIN_CHAINS = [c for c in env_str("WITHDRAW_ONCHAIN_CHAINS", "ETH,TRON").split(",") if c]
 WITHDRAW_PAY_BATCH = env_int("WITHDRAW_PAY_BATCH", 20)
@@ -270,6 +273,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Swagger UI from the application's static files (drf-spectacular-sidecar), never from a CDN:
+    # the docs work offline and no third-party script runs in a wallet's pages.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Security ------------------------------------------------------------------------
