@@ -21,7 +21,7 @@ from addresses import selectors as addresses_selectors
 from addresses import services as addresses_services
 from addresses.models import AddressType, WalletAddress
 from chains.base import SignedTx
-from chains.btc import BtcAdapter, Utxo, btc_to_sats
+from chains.btc import BtcAdapter, Utxo
 from chains.codecs import segwit_encode
 from chains.testing import btc_adapter, btc_coinbase_utxo, btc_new_key, btc_node, btc_sign  # noqa: F401
 from coins.models import CoinConfig
@@ -33,6 +33,7 @@ from recharges.utxo_rebuild import utxo_set_rebuild
 from utxos import selectors as utxos_selectors
 from utxos import services as utxos_services
 from utxos.models import BtcUtxo
+from utxos.testing import utxo_set_differences
 
 pytestmark = pytest.mark.slow
 
@@ -125,45 +126,6 @@ def spendable(row: BtcUtxo) -> Utxo:
     )
 
 
-def assert_set_is_the_nodes(node, adapter: BtcAdapter, start: int) -> None:
-    """
-    The live set equals our outputs in the node's blocks start..tip: same outpoints, values, scripts,
-    owners and blocks; spent exactly where a block spends them; unspent ones known to gettxout.
-    """
-    owners = {adapter.match_key(row.address): row.id for row in WalletAddress.objects.filter(chain_id="BTC")}
-    outputs: dict[tuple[str, int], tuple] = {}
-    spends: dict[tuple[str, int], tuple] = {}
-    for height in range(start, node.rpc("getblockcount") + 1):
-        block_hash = node.rpc("getblockhash", height)
-        for tx in node.rpc("getblock", block_hash, True, True)["tx"]:
-            if "coinbase" in tx["vin"][0]:
-                continue
-            for vin in tx["vin"]:
-                spends[(vin["txid"], vin["vout"])] = (tx["txid"], height, block_hash)
-            for out in tx["vout"]:
-                script = out["scriptPubKey"]["hex"]
-                if script in owners:
-                    outputs[(tx["txid"], out["n"])] = (
-                        btc_to_sats(out["value"]),
-                        script,
-                        owners[script],
-                        height,
-                        block_hash,
-                    )
-    rows = {(r.txid, r.vout): r for r in BtcUtxo.objects.filter(orphaned=False)}
-
-    assert sorted(rows) == sorted(outputs)
-    for outpoint, row in rows.items():
-        assert (row.value_sats, row.script_hex, row.address_id, row.block_height, row.block_hash) == outputs[outpoint]
-        assert (row.spent_txid, row.spent_height, row.spent_hash) == spends.get(outpoint, (None, None, None))
-        unspent = node.rpc("gettxout", row.txid, row.vout)
-        if row.spent_txid is None:
-            assert btc_to_sats(unspent["value"]) == row.value_sats
-            assert unspent["scriptPubKey"]["hex"] == row.script_hex
-        else:
-            assert unspent is None
-
-
 def test_deposits_and_a_hot_top_up_are_recorded_as_outputs_and_only_the_deposits_are_credited(
     btc,
     btc_node,  # noqa: F811
@@ -195,7 +157,7 @@ def test_deposits_and_a_hot_top_up_are_recorded_as_outputs_and_only_the_deposits
         AddressType.USER_DEPOSIT: 129_000_000,
         AddressType.HOT: 2 * BTC,
     }
-    assert_set_is_the_nodes(btc_node, btc, start)
+    assert utxo_set_differences(btc_node, btc, start) == []
 
 
 def test_spends_signed_from_our_addresses_mark_outputs_spent_and_record_their_change(btc, btc_node, hot, now):  # noqa: F811
@@ -245,7 +207,7 @@ def test_spends_signed_from_our_addresses_mark_outputs_spent_and_record_their_ch
     pool = utxos_selectors.utxo_balance(tip_height=spent_height, wallet_type="default", kinds=utxos_selectors.HOT_POOL)
     assert pool.spendable_sats == selection.change_sats + 69_000_000
     assert pool.locked_sats == 0  # the locked outputs are spent now
-    assert_set_is_the_nodes(btc_node, btc, start)
+    assert utxo_set_differences(btc_node, btc, start) == []
 
 
 def test_a_reorg_undoes_a_spend_and_a_receive_and_the_new_branch_records_them_again(btc, btc_node, hot, now):  # noqa: F811
@@ -280,7 +242,7 @@ def test_a_reorg_undoes_a_spend_and_a_receive_and_the_new_branch_records_them_ag
     pool = utxos_selectors.utxo_balance(tip_height=btc.tip_height(), wallet_type="default")
     assert (pool.spendable_sats, pool.locked_sats) == (0, 2 * BTC)
     assert AddressType.USER_DEPOSIT not in utxos_selectors.utxo_holdings(tip_height=btc.tip_height())
-    assert_set_is_the_nodes(btc_node, btc, start)
+    assert utxo_set_differences(btc_node, btc, start) == []
 
     btc.broadcast_irreversible(payout)  # the same signed transactions, mined on the new branch
     btc.broadcast_irreversible(receive)
@@ -296,7 +258,7 @@ def test_a_reorg_undoes_a_spend_and_a_receive_and_the_new_branch_records_them_ag
         revived.refresh_from_db()
         assert (revived.orphaned, revived.block_height, revived.block_hash) == (False, height, block_hash)
     assert BtcUtxo.objects.count() == 3  # revived, not inserted again
-    assert_set_is_the_nodes(btc_node, btc, start)
+    assert utxo_set_differences(btc_node, btc, start) == []
     assert utxo_set_rebuild(chain_id="BTC", from_height=start, apply=False, adapter=btc).identical is True
 
 
@@ -330,7 +292,7 @@ def test_a_rebuild_from_the_first_scanned_block_proves_the_set_and_rebuilds_it_f
     assert sorted(rebuilt.difference.missing) == sorted(stored)
     assert utxos_selectors.utxos_facts() == stored
     assert utxo_set_rebuild(chain_id="BTC", from_height=start, apply=False, adapter=btc).identical is True
-    assert_set_is_the_nodes(btc_node, btc, start)
+    assert utxo_set_differences(btc_node, btc, start) == []
 
 
 def test_a_rebuild_finds_and_repairs_a_damaged_set_and_the_command_says_so(btc, btc_node, hot, now, settings):  # noqa: F811
@@ -350,6 +312,10 @@ def test_a_rebuild_finds_and_repairs_a_damaged_set_and_the_command_says_so(btc, 
         txid="ee" * 32, vout=0, value_sats=BTC, script_hex=kept.script_hex, address=hot, kind=AddressType.HOT,
         wallet_type="default", block_height=start, block_hash=kept.block_hash,
     )  # fmt: skip
+    differences = utxo_set_differences(btc_node, btc, start)
+    for damaged in (spent, kept):
+        assert any(text.startswith(f"{damaged.txid}:{damaged.vout} ") for text in differences)
+    assert f"{'ee' * 32}:0 is in the set, not on the chain" in differences
     settings.BTC_RPC_URL = btc_node.url
     from chains import registry
 
@@ -364,5 +330,6 @@ def test_a_rebuild_finds_and_repairs_a_damaged_set_and_the_command_says_so(btc, 
         registry.adapters_reset()
 
     assert utxos_selectors.utxos_facts() == stored
+    assert utxo_set_differences(btc_node, btc, start) == []
     assert BtcUtxo.objects.get(txid="ee" * 32).orphaned is True
     assert BtcUtxo.objects.get(id=spent.id).locked_by == "W-4"  # the payout's lock survives a repair
