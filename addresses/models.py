@@ -12,6 +12,10 @@ class AddressType(models.IntegerChoices):
     HOT = 1, "hot wallet"
     COLD = 2, "cold wallet (watch-only)"
     USER_DEPOSIT = 3, "user deposit address"
+    # UTXO chains: where a payout sends its change, one fresh address per transaction. Derived
+    # from the hot seed and part of its business pool (wallet_type), but never picked as a hot
+    # address of its own (hot_wallet_select, hot_addresses). assign_time marks it taken.
+    CHANGE = 4, "hot wallet change address"
 
 
 class AddressStatus(models.IntegerChoices):

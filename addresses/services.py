@@ -12,6 +12,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -94,9 +95,12 @@ def addresses_derive_next(
     count: int,
     wallet_type: str = "default",
     user: AbstractBaseUser | None = None,
+    address_type: AddressType | None = None,
 ) -> list[WalletAddress]:
     """
     Derive the next `count` addresses of the chain's HD seed for purpose and insert them.
+
+    The rows get address_type `purpose` unless another is given (CHANGE, from the hot seed).
 
     Joins the caller's transaction and locks the seed's vault row until it commits: index
     allocation is serialised, and the rows and the moved next_index commit (or vanish) together,
@@ -115,7 +119,7 @@ def addresses_derive_next(
                 coin=coin,
                 coin_name=coin.coin_name,
                 chain_id=chain_id,
-                address_type=purpose,
+                address_type=address_type if address_type is not None else purpose,
                 address=address,
                 wallet_type=wallet_type,
                 user=user,
@@ -413,6 +417,46 @@ def cold_address_add(*, chain_id: str, address: str, wallet_type: str = "default
         address=canonical,
         wallet_type=wallet_type,
     )
+
+
+# Change addresses derived at once when none is left: later payouts take the rest without
+# waiting for the hot seed's row lock.
+CHANGE_BATCH = 20
+
+
+@transaction.atomic(savepoint=False)
+def change_address_take(*, chain_id: str, wallet_type: str, now: datetime) -> WalletAddress:
+    """
+    Take a fresh change address of business pool (chain_id, wallet_type), never used before.
+
+    For a payout's change on a UTXO chain: joins the caller's transaction, which stores the
+    signed transaction paying to it. The row is taken with SKIP LOCKED (concurrent payouts take
+    different rows) and stamped (assign_time); if none is left, CHANGE_BATCH are derived from
+    the hot seed (its row stays locked until the caller commits). A rollback returns the address.
+    :raises NoHdWallet: the chain has no hot seed.
+    """
+    fresh = WalletAddress.objects.select_for_update(skip_locked=True).filter(
+        chain_id=chain_id,
+        address_type=AddressType.CHANGE,
+        wallet_type=wallet_type,
+        assign_time__isnull=True,
+        status=AddressStatus.NORMAL,
+    )
+    row = fresh.order_by("id").first()
+    if row is None:
+        addresses_derive_next(
+            chain_id=chain_id,
+            purpose=AddressType.HOT,
+            count=CHANGE_BATCH,
+            wallet_type=wallet_type,
+            address_type=AddressType.CHANGE,
+        )
+        row = fresh.order_by("id").first()  # ours now: this transaction wrote (and holds) them
+        if row is None:
+            raise NoHdWallet(f"No change address of {chain_id} pool {wallet_type!r} could be derived.")
+    row.assign_time = now
+    row.save(update_fields=["assign_time", "update_time"])
+    return row
 
 
 class HotWalletStrategy:

@@ -56,6 +56,14 @@ def chain_tips() -> dict[str, int]:
     return dict(ScanCursor.objects.values_list("chain_id", "tip_height"))
 
 
+def scan_height(*, chain_id: str) -> int | None:
+    """
+    Return the height up to which the chain's scanner has processed blocks (None before it started):
+    the tip the UTXO set has seen, from which coin selection counts an output's confirmations.
+    """
+    return ScanCursor.objects.filter(chain_id=chain_id).order_by("id").values_list("height", flat=True).first()
+
+
 def recharge_list(*, user_id: int, coin_id: str | None = None, status: int | None = None) -> QuerySet[RechargeRecord]:
     """
     Return the user's deposits, newest first, ready to paginate (coin joined for its chain).

@@ -45,6 +45,7 @@ from monitoring import services as monitoring_services
 from monitoring.models import Severity
 from recharges import matching, shortfalls, watchlist
 from recharges.models import RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
+from utxos import services as utxos_services
 from wallet_project import money
 from wallet_project.db import retry_on_deadlock, rows_insert, rows_insert_ignoring_conflicts
 from wallet_project.errors import Conflict, WalletError
@@ -393,7 +394,13 @@ def _scan_batch(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> ScanR
         try:
             expected = retry_on_deadlock(
                 functools.partial(
-                    _blocks_commit, chain_id=chain_id, scanned=scanned, rules=rules, expected=expected, now=now
+                    _blocks_commit,
+                    chain_id=chain_id,
+                    scanned=scanned,
+                    rules=rules,
+                    watch=watch,
+                    expected=expected,
+                    now=now,
                 )
             )
         except DepositNotStored as exc:
@@ -452,13 +459,15 @@ def _blocks_commit(
     chain_id: str,
     scanned: list[tuple[Block, list[matching.Candidate]]],
     rules: matching.CoinRules,
+    watch: matching.Watch,
     expected: tuple[int, int],
     now: datetime,
 ) -> tuple[int, int]:
     """
     Advance the cursor over consecutive blocks by one compare-and-set and record their deposits.
 
-    All or nothing: the cursor, the blocks' hashes and their deposits commit together.
+    All or nothing: the cursor, the blocks' hashes, their deposits and what they did to the
+    exchange's UTXO set commit together.
     """
     height, version = expected
     first, last = scanned[0][0].number, scanned[-1][0].number
@@ -488,6 +497,7 @@ def _blocks_commit(
         if record.block_hash != hashes[record.block_number]:
             _record_orphan(record=record, now=now)
     _records_upsert(scanned=scanned, now=now)
+    utxos_services.utxos_blocks_record(chain_id=chain_id, blocks=[block for block, _ in scanned], watch=watch)
     _step("scan.block_written")
     return last, version + 1
 
@@ -671,6 +681,7 @@ def _reorg_commit(
     if not moved:
         raise CursorMoved(f"cursor of {chain_id} is no longer at {height}")
     RecentBlock.objects.filter(chain_id=chain_id, height__gt=fork).delete()
+    utxos_services.utxos_blocks_orphan(chain_id=chain_id, above_height=fork)
     coin_ids = [c.coin_id for c in _chain_coins(chain_id=chain_id)]
     records = _records_lock(
         RechargeRecord.objects.filter(coin_id__in=coin_ids, block_number__gt=fork, status__in=LIVE_STATUSES)
@@ -998,20 +1009,25 @@ def deposits_rescan_range(
             error = _node_failure(chain_id=chain_id, action=f"rescan block({height})", exc=exc, now=now)
             return ScanResult(chain_id=chain_id, blocks=blocks, deposits=deposits, error=error)
         deposits += retry_on_deadlock(
-            functools.partial(_rescan_commit, chain_id=chain_id, block=block, candidates=candidates, now=now)
+            functools.partial(
+                _rescan_commit, chain_id=chain_id, block=block, candidates=candidates, watch=watch, now=now
+            )
         )
         blocks += 1
     return ScanResult(chain_id=chain_id, blocks=blocks, deposits=deposits, height=last)
 
 
 @transaction.atomic(durable=True)
-def _rescan_commit(*, chain_id: str, block: Block, candidates: list[matching.Candidate], now: datetime) -> int:
+def _rescan_commit(
+    *, chain_id: str, block: Block, candidates: list[matching.Candidate], watch: matching.Watch, now: datetime
+) -> int:
     # Lock the cursor so a reorg cannot rewind under us, then trust only a block the scanner saw.
     cursor = ScanCursor.objects.select_for_update().get(chain_id=chain_id)
     stored = RecentBlock.objects.filter(chain_id=chain_id, height=block.number).first()
     if block.number > cursor.height or (stored is not None and stored.hash != block.hash):
         logger.info("rescan of %s skips block %s: not the block the scanner holds", chain_id, block.number)
         return 0
+    utxos_services.utxos_blocks_record(chain_id=chain_id, blocks=[block], watch=watch)
     return _records_upsert(scanned=[(block, candidates)], now=now)
 
 
@@ -1098,6 +1114,7 @@ def _release_commit(
 
 
 @transaction.atomic(durable=True)
+@transaction.atomic(savepoint=False)
 def scan_state_forget(*, chain_id: str, now: datetime) -> tuple[int, int]:
     """
     Forget what the scanner knew of a chain that was replaced by a new one (a dev chain started empty).
@@ -1113,6 +1130,8 @@ def scan_state_forget(*, chain_id: str, now: datetime) -> tuple[int, int]:
     orphaned = RechargeRecord.objects.filter(coin_id__in=coin_ids, status=RechargeStatus.PENDING).update(
         status=RechargeStatus.REORGED, update_time=now
     )
+    # The old chain's outputs are gone with it: no payout may pick them.
+    utxos_services.utxos_blocks_orphan(chain_id=chain_id, above_height=-1)
     logger.warning(
         "scan state of %s forgotten (new dev chain): %s recent blocks dropped, %s pending deposits orphaned",
         chain_id,

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "chains",
     "addresses",
     "assets",
+    "utxos",
     "recharges",
     "withdrawals",
 ]
@@ -439,6 +440,10 @@ CHAIN_READ_TIMEOUT = float(env_str("CHAIN_READ_TIMEOUT", "15"))
 BTC_FEE_FALLBACK_SAT_VB = env_int("BTC_FEE_FALLBACK_SAT_VB", 10)
 ETH_GAS_PRICE_FALLBACK_WEI = env_int("ETH_GAS_PRICE_FALLBACK_WEI", 20_000_000_000)
 TRON_FEE_FALLBACK_SUN = env_int("TRON_FEE_FALLBACK_SUN", 1000)
+# The exchange's BTC UTXO set: confirmations an output needs before a payout may spend it, and the
+# most inputs one payout may spend (a consolidation is due when a payout needs more).
+BTC_UTXO_MIN_CONFIRMATIONS = env_int("BTC_UTXO_MIN_CONFIRMATIONS", 1)
+BTC_UTXO_MAX_INPUTS = env_int("BTC_UTXO_MAX_INPUTS", 100)
 # TRC20 transfers: most TRX (in sun) a transfer may burn on energy.
 TRON_FEE_LIMIT_SUN = env_int("TRON_FEE_LIMIT_SUN", 30_000_000)
 # Where the dev-chain command writes the deployed test contract addresses.
