@@ -67,6 +67,8 @@ def permissions_grant(*, apps: Apps, using: str, grants: Grants, revoke: bool = 
             permissions.extend(found)
         if revoke:
             group.permissions.remove(*permissions)
+            if not group.permissions.exists() and not group.user_set.exists():
+                group.delete()  # the first role migration undone: nothing of the role is left
         else:
             group.permissions.add(*permissions)
 

@@ -30,6 +30,3 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("django_prometheus.urls")),
 ]
-
-admin.site.site_header = "Wallet back-office"
-admin.site.site_title = "Wallet back-office"
