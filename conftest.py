@@ -49,6 +49,15 @@ def _coins_after_flush(request: pytest.FixtureRequest) -> None:
         coins_seed()
 
 
+@pytest.fixture
+def staff_roles(db) -> None:
+    # The Auditors and Operators groups of the role migrations: a transactional test's flush
+    # removed them along with every other row.
+    from wallet_project.testing import roles_seed
+
+    roles_seed()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     # Cached rows (the API's user cache, the coin list) must not leak from one test's users

@@ -99,6 +99,8 @@ class WalletAddress(models.Model):
 
     class Meta:
         db_table = "wallet_address"
+        verbose_name = "wallet address"
+        verbose_name_plural = "wallet addresses"
         permissions = [("change_address_status", "Can disable or enable an address")]
         constraints = [
             # One deposit address per user and chain. Pool, hot and cold rows have no user, and

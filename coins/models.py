@@ -67,6 +67,8 @@ class CoinConfig(models.Model):
 
     class Meta:
         db_table = "coin_config"
+        verbose_name = "coin"
+        verbose_name_plural = "coins"
         constraints = [
             models.CheckConstraint(condition=models.Q(decimals__gte=0, decimals__lte=18), name="coin_decimals_0_18"),
             models.CheckConstraint(

@@ -12,7 +12,7 @@ from recharges import selectors as recharges_selectors
 from recharges import services as recharges_services
 from recharges import shortfalls as recharges_shortfalls
 from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, ScanCursor
-from wallet_project.admin import ReadOnlyAdmin
+from wallet_project.admin import ReadOnlyAdmin, amount_column, hash_column
 from wallet_project.errors import WalletError
 
 
@@ -22,19 +22,21 @@ class RechargeRecordAdmin(ReadOnlyAdmin):
         "recharge_no",
         "user",
         "coin",
-        "amount",
+        "amount_shown",
         "status",
         "confirmations",
         "required_confirmations",
         "block_number",
-        "tx_hash",
+        "tx_hash_shown",
         "log_index",
         "create_time",
         "confirm_time",
     )
+    amount_shown = amount_column("amount", "amount")
+    tx_hash_shown = hash_column("tx_hash", "tx hash")
     # BELOW_MINIMUM and RECHARGE_DISABLED deposits (recorded, not credited) are found by status.
     list_filter = ("status", "coin", "coin__chain_id", "create_time")
-    search_fields = ("recharge_no", "tx_hash", "to_address", "from_address", "=user__id")
+    search_fields = ("recharge_no", "tx_hash", "to_address", "from_address", "=user__id", "user__username")
     list_select_related = ("user",)
     readonly_fields = [f.name for f in RechargeRecord._meta.fields]
     date_hierarchy = "create_time"

@@ -49,6 +49,8 @@ class RechargeRecord(models.Model):
 
     class Meta:
         db_table = "recharge_record"
+        verbose_name = "deposit"
+        verbose_name_plural = "deposits"
         permissions = [("release_rechargerecord", "Can credit a held deposit after review")]
         constraints = [
             models.UniqueConstraint(fields=["coin", "tx_hash", "log_index"], name="uk_recharge_coin_tx_index"),

@@ -1,8 +1,10 @@
-"""Test support for the back-office: what a browser sends back from an admin form."""
+"""Test support for the back-office: what a browser sends back from an admin form; the roles after a flush."""
 
 from __future__ import annotations
 
+import importlib
 from html.parser import HTMLParser
+from pathlib import Path
 
 
 class _FormFields(HTMLParser):
@@ -49,3 +51,19 @@ def admin_form_data(html: str) -> dict[str, list[str]]:
     parser = _FormFields()
     parser.feed(html)
     return parser.data
+
+
+def roles_seed() -> None:
+    """Replay the role migrations (their GRANTS and REVOKES) after a transactional test flushed the tables."""
+    from django.apps import apps
+    from django.db import DEFAULT_DB_ALIAS
+
+    from wallet_project import roles
+
+    folder = Path(__file__).parent / "migrations"
+    for path in sorted(folder.glob("[0-9][0-9][0-9][0-9]_*.py")):
+        module = importlib.import_module(f"wallet_project.migrations.{path.stem}")
+        if hasattr(module, "GRANTS"):
+            roles.permissions_grant(apps=apps, using=DEFAULT_DB_ALIAS, grants=module.GRANTS)
+        if hasattr(module, "REVOKES"):
+            roles.permissions_grant(apps=apps, using=DEFAULT_DB_ALIAS, grants=module.REVOKES, revoke=True)

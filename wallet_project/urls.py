@@ -34,6 +34,4 @@ urlpatterns = [
     path("metrics", monitoring_views.metrics, name="prometheus-django-metrics"),
 ]
 
-admin.site.site_header = "Wallet back-office"
 admin.site.login_form = ThrottledAdminLoginForm
-admin.site.site_title = "Wallet back-office"

@@ -65,6 +65,8 @@ class WithdrawRecord(models.Model):
 
     class Meta:
         db_table = "withdraw_record"
+        verbose_name = "withdrawal"
+        verbose_name_plural = "withdrawals"
         permissions = [("audit_withdrawrecord", "Can approve or reject withdrawals")]
         constraints = [
             models.UniqueConstraint(fields=["user", "idempotency_key"], name="uk_withdraw_user_idempotency"),
@@ -95,6 +97,8 @@ class WithdrawAuditLog(models.Model):
 
     class Meta:
         db_table = "withdraw_audit_log"
+        verbose_name = "withdrawal decision"
+        verbose_name_plural = "withdrawal audit log"
         indexes = [models.Index(fields=["withdraw", "id"], name="idx_withdraw_audit_withdraw")]
 
     def __str__(self) -> str:
