@@ -32,7 +32,6 @@ def superuser_client() -> Client:
     return client
 
 
-@pytest.mark.xfail(strict=True, reason="the coin admin and coin_save let decimals, chain and native flag change")
 @pytest.mark.parametrize(
     ("coin_id", "field", "value"),
     [
@@ -59,7 +58,6 @@ def test_a_superusers_save_cannot_change_what_a_coins_base_units_mean(superuser_
     assert coins_selectors.amount_from_base_units(coin=stored, base_units=10**12) == meant
 
 
-@pytest.mark.xfail(strict=True, reason="coin_save lets decimals, chain and native flag change")
 @pytest.mark.parametrize(
     ("field", "value"),
     [("decimals", 6), ("chain_id", "TRON"), ("is_native", False), ("coin_id", "ETH2")],
