@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from addresses.models import KeySecret
 from addresses.tests.conftest import TEST_KEK_V1, kek_env
@@ -26,11 +26,10 @@ def _kek(monkeypatch, settings, tmp_path):
     settings.WALLET_DEV_KEK_FILE = tmp_path / "DEV-ONLY-kek.txt"
 
 
-@pytest.mark.xfail(strict=True, reason="the seed is stored before the backup file is written")
 def test_a_backup_that_cannot_be_written_leaves_no_seed_and_the_command_can_run_again(tmp_path):
     missing_folder = tmp_path / "no-such-folder" / "eth-hot.txt"
 
-    with pytest.raises(Exception):  # noqa: B017 - whatever the failure, it must stop the command
+    with pytest.raises(CommandError, match="nothing was stored"):
         call_command(
             "create_hd_wallet", "--chain", "ETH", "--purpose", "hot", "--backup-file", str(missing_folder),
             stdout=io.StringIO(), stderr=io.StringIO(),
@@ -44,3 +43,16 @@ def test_a_backup_that_cannot_be_written_leaves_no_seed_and_the_command_can_run_
     )  # fmt: skip
     assert KeySecret.objects.filter(chain_id="ETH").count() == 1
     assert len(backup.read_text().split()) == 24
+
+
+def test_a_seed_refused_by_the_vault_leaves_no_backup_of_a_mnemonic_nobody_uses(tmp_path):
+    call_command("create_hd_wallet", "--chain", "ETH", "--purpose", "hot", stdout=io.StringIO(), stderr=io.StringIO())
+    backup = tmp_path / "second.txt"
+
+    with pytest.raises(CommandError, match="already has an HD seed"):
+        call_command(
+            "create_hd_wallet", "--chain", "ETH", "--purpose", "hot", "--backup-file", str(backup),
+            stdout=io.StringIO(), stderr=io.StringIO(),
+        )  # fmt: skip
+
+    assert not backup.exists()
