@@ -315,3 +315,31 @@ def test_two_payers_at_once_sign_each_withdrawal_once_with_distinct_nonces(
         assert evm_adapter.balance(to) == int(Decimal("0.997") * ONE_ETH)
     assert NonceCursor.objects.get(address=hot_row.address).next_nonce == 4
     assert assets_selectors.ledger_mismatches() == []
+
+
+@pytest.mark.xfail(
+    strict=True, reason="_unmined_payouts trusts block_number from the last confirm run: a reorg since is not seen"
+)
+def test_a_payout_a_reorg_unmined_counts_against_the_hot_address_even_before_the_next_confirm_run(
+    hot, user, evm_node, evm_adapter
+):
+    first, _ = approved(user, "6", key="a")  # the hot address holds 10 ETH
+    before = evm_node.snapshot()
+    withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)  # mined at once
+    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)  # seen mined
+    first.refresh_from_db()
+    evm_node.revert(before)  # its block is orphaned, and the transaction with it
+    evm_node.w3.provider.make_request("miner_stop", [])
+    try:
+        # A real node puts an orphaned block's transactions back in its pool: here, by hand.
+        evm_node.w3.provider.make_request("eth_sendRawTransaction", [first.signed_tx])
+        second, _ = approved(user, "5", key="b")  # 10 ETH on chain, 6 of them promised to the first again
+
+        # The payout run comes before the confirmation run that would notice the reorg.
+        result = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    finally:
+        evm_node.w3.provider.make_request("miner_start", [])
+
+    second.refresh_from_db()
+    # Signing it would promise 11 ETH of 10: one of the two could never be mined.
+    assert (result.signed, second.status, second.signed_tx) == (0, WithdrawStatus.APPROVED, None)
