@@ -317,9 +317,6 @@ def test_two_payers_at_once_sign_each_withdrawal_once_with_distinct_nonces(
     assert assets_selectors.ledger_mismatches() == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="_unmined_payouts trusts block_number from the last confirm run: a reorg since is not seen"
-)
 def test_a_payout_a_reorg_unmined_counts_against_the_hot_address_even_before_the_next_confirm_run(
     hot, user, evm_node, evm_adapter
 ):
