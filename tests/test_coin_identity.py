@@ -73,3 +73,18 @@ def test_coin_save_refuses_to_change_a_coins_id_chain_decimals_or_native_flag(fi
 
     assert field in refused.value.message_dict
     assert CoinConfig.objects.filter(coin_id="ETH", decimals=18, chain_id="ETH", is_native=True).exists()
+
+
+def test_a_new_coin_is_still_added_with_its_chain_decimals_and_contract(superuser_client):
+    url = "/admin/coins/coinconfig/add/"
+    form = admin_form_data(superuser_client.get(url).content.decode())
+    form.update(
+        coin_id="USDC-ERC20", coin_name="USD Coin", coin_symbol="USDC", chain_id="ETH", chain_name="Ethereum",
+        contract_address="0x" + "a0" * 20, decimals="6", min_recharge_amount="1", min_withdraw_amount="10",
+    )  # fmt: skip
+
+    response = superuser_client.post(url, {**form, "_save": "Save"})
+
+    assert response.status_code == 302
+    coin = CoinConfig.objects.get(coin_id="USDC-ERC20")
+    assert (coin.chain_id, coin.decimals, coin.is_native) == ("ETH", 6, False)
