@@ -322,6 +322,11 @@ class EvmAdapter:
         sender = to_checksum_address(self.match_key(address))
         return self._int(self.node.call("eth_getTransactionCount", [sender, "pending"]), "eth_getTransactionCount")
 
+    def mined_count(self, address: str) -> int:
+        """The node's count of transactions from address in its latest block: every nonce below it is mined."""
+        sender = to_checksum_address(self.match_key(address))
+        return self._int(self.node.call("eth_getTransactionCount", [sender, "latest"]), "eth_getTransactionCount")
+
     def network_id(self) -> int:
         if self._network_id is None:
             self._network_id = self._int(self.node.call("eth_chainId"), "eth_chainId")

@@ -49,6 +49,11 @@ class CoinConfigAdmin(admin.ModelAdmin):
     readonly_fields = ("create_time", "update_time")
     ordering = ("sort_order", "id")
 
+    def get_readonly_fields(self, request: HttpRequest, obj: CoinConfig | None = None) -> tuple[str, ...]:
+        # Set when the coin is added, shown afterwards: coin_save refuses to change them.
+        identity = coins_services.IDENTITY_FIELDS if obj is not None else ()
+        return (*identity, *self.readonly_fields)
+
     @csrf_protect_m
     def changeform_view(self, request: HttpRequest, object_id=None, form_url: str = "", extra_context=None):
         # Django wraps a POST in a transaction of its own; coin_save is a durable transaction

@@ -11,6 +11,12 @@ from coins.models import CoinConfig
 
 COIN_LIST_CACHE_KEY = "coins:list:v1"
 
+# What a coin's base units mean, fixed when the coin is created. Every stored amount was converted
+# with them: changing decimals would re-price every balance, deposit and withdrawal at once (ETH at
+# 6 decimals credits 10**12 wei as 1,000,000 ETH), and the id, chain and native flag say which
+# transfers are this coin. A coin configured wrongly is replaced by a new coin, never re-defined.
+IDENTITY_FIELDS = ("coin_id", "chain_id", "decimals", "is_native")
+
 
 def _editable_fields() -> list[str]:
     return [f.name for f in CoinConfig._meta.concrete_fields if f.editable and not f.primary_key]
@@ -32,8 +38,9 @@ def coin_save(*, coin: CoinConfig, changed_fields: list[str] | None = None) -> C
     An edit locks the coin's row and copies only changed_fields (default: every editable field)
     from coin onto the stored row, then writes only those: what another writer committed to other
     fields since the form was read is kept. A blank contract address is stored as NULL.
-    :raises django.core.exceptions.ValidationError: by field; a native coin with a contract, a
-        token without one, a second native coin of a chain, or another constraint broken.
+    :raises django.core.exceptions.ValidationError: by field; a change of the coin's id, chain,
+        decimals or native flag (IDENTITY_FIELDS), a native coin with a contract, a token without
+        one, a second native coin of a chain, or another constraint broken.
     """
     if coin.pk is None:
         _coin_check(coin)
@@ -42,6 +49,13 @@ def coin_save(*, coin: CoinConfig, changed_fields: list[str] | None = None) -> C
     else:
         saved = CoinConfig.objects.select_for_update().get(pk=coin.pk)
         fields = list(changed_fields) if changed_fields is not None else _editable_fields()
+        redefined = {
+            name: f"A coin's {CoinConfig._meta.get_field(name).verbose_name} cannot change: create a new coin instead."
+            for name in IDENTITY_FIELDS
+            if name in fields and getattr(coin, name) != getattr(saved, name)
+        }
+        if redefined:
+            raise ValidationError(redefined)
         for name in fields:
             setattr(saved, name, getattr(coin, name))
         _coin_check(saved)

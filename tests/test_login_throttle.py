@@ -10,6 +10,7 @@ import time
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import RequestFactory
 
 from monitoring.models import Alert
@@ -52,6 +53,19 @@ class TestTokenEndpoint:
             login(api_client, name, "wrong")
 
         assert login(api_client, "alice", "alice-password-1").status_code == 429
+
+    @pytest.mark.mysql
+    def test_spellings_the_database_takes_for_the_same_account_count_against_that_account(self, api_client, user):
+        # MariaDB's default collation compares "alicé" equal to "alice", so each of these logs in as
+        # alice: a counter per spelling would give an attacker ten guesses per accent variant.
+        spellings = ["alicé", "àlice", "ALÍCE"]
+        assert all(login(api_client, name, "alice-password-1").status_code == 200 for name in spellings[:1])
+
+        failures = [login(api_client, name, "wrong", address=f"198.51.100.{n}") for n, name in enumerate(spellings)]
+
+        assert [r.status_code for r in failures] == [401, 401, 401]
+        assert login(api_client, "alice", "alice-password-1", address="192.0.2.50").status_code == 429
+        assert login(api_client, "alíce", "alice-password-1", address="192.0.2.51").status_code == 429
 
     def test_a_success_before_the_limit_clears_the_usernames_failures(self, api_client, user):
         login(api_client, "alice", "wrong")
@@ -139,16 +153,24 @@ class TestAdminLogin:
 
 class TestSharedCounts:
     @pytest.mark.skipif(not django_settings.REDIS_URL, reason="needs REDIS_URL")
+    @pytest.mark.mysql  # the other process reads alice's account from the test database: a server's
+    @pytest.mark.django_db(transaction=True)
     def test_failures_counted_by_another_process_lock_this_one(self, api_client, user):
         # Another web worker (a separate process) sees two failures for alice; this one sees the third.
         script = (
-            "import django; django.setup()\n"
+            "import django, os; django.setup()\n"
             "from django.conf import settings\n"
+            "from django.db import connections\n"
+            "connections['default'].settings_dict['NAME'] = os.environ['WALLET_TEST_DB_NAME']\n"
             "settings.LOGIN_FAILURES_PER_USERNAME = 3\n"
             "from wallet_project import login_throttle as t\n"
             "for _ in range(2): t.login_failed(t.LoginAttempt(username='alice', address='192.0.2.1'))\n"
         )
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wallet_project.settings"}
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "wallet_project.settings",
+            "WALLET_TEST_DB_NAME": connection.settings_dict["NAME"],
+        }
         subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=60)  # noqa: S603
 
         third = login(api_client, "alice", "wrong")

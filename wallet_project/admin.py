@@ -7,6 +7,9 @@ from collections.abc import Callable, Sequence
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db.models import Model
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -147,3 +150,50 @@ class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
 
 admin.site.unregister(PeriodicTask)
 admin.site.register(PeriodicTask, PeriodicTaskAdmin)
+
+
+# --- back-office accounts -----------------------------------------------------------------------
+# Django's stock admins let whoever may change users or groups edit every field of every account,
+# their own included: make themselves superuser, give their group the audit permission, or set an
+# auditor's password and approve as a second auditor. Here only a superuser grants privileges or
+# changes a staff account (its password included); others with the permission manage customers.
+
+
+def _privileged(user: AbstractBaseUser) -> bool:
+    return bool(user.is_staff or user.is_superuser)
+
+
+class UserAdmin(auth_admin.UserAdmin):
+    privilege_fields = ("is_staff", "is_superuser", "groups", "user_permissions")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AbstractBaseUser | None = None) -> tuple[str, ...]:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if request.user.is_superuser else (*fields, *self.privilege_fields)
+
+    def has_change_permission(self, request: HttpRequest, obj: AbstractBaseUser | None = None) -> bool:
+        # Also guards the password form (user_change_password asks this for the account).
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or request.user.is_superuser or not _privileged(obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: AbstractBaseUser | None = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or request.user.is_superuser or not _privileged(obj))
+
+
+class GroupAdmin(auth_admin.GroupAdmin):
+    """Groups are roles: a bundle of permissions that only a superuser may change."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
+        return request.user.is_superuser
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), UserAdmin)
+admin.site.unregister(Group)
+admin.site.register(Group, GroupAdmin)

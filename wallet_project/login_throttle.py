@@ -13,8 +13,10 @@ rather than failures).
 
 Why two counters with different limits:
 - per username (LOGIN_FAILURES_PER_USERNAME, default 10): stops guessing one account's password,
-  from one address or from many. Anyone can lock an account this way for one window: the price of
-  the protection, and why the limit is not lower.
+  from one address or from many. An existing account is counted by its id, so every spelling the
+  database takes for its name ("ALICE", "alicé" under MariaDB's collation) counts as one. Anyone
+  can lock an account this way for one window: the price of the protection, and why the limit is
+  not lower.
 - per address (LOGIN_FAILURES_PER_ADDRESS, default 100): stops one address from spraying a common
   password over many usernames. Many users can share an address (an office, a carrier's NAT),
   so the limit is ten times the username's: a refused attempt is not a failure and is not counted,
@@ -29,6 +31,7 @@ A lock-out raises a LOGIN_THROTTLED alert, one open alert per username or addres
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import math
@@ -53,6 +56,23 @@ class LoginAttempt:
     @classmethod
     def of(cls, request: HttpRequest, username: object) -> LoginAttempt:
         return cls(username=username if isinstance(username, str) else "", address=client_address(request))
+
+    @functools.cached_property
+    def account(self) -> tuple[int, str] | None:
+        """(id, stored username) of the account this username logs in to, or None if it names none.
+
+        Looked up as authentication does (an exact match under the column's collation): on
+        MySQL/MariaDB "Alicé" and "alice " log in to alice, so their failures must count as hers.
+        """
+        users = get_user_model()
+        if not self.username:
+            return None
+        return (
+            users._default_manager.filter(**{users.USERNAME_FIELD: self.username})
+            .order_by("pk")
+            .values_list("pk", users.USERNAME_FIELD)
+            .first()
+        )
 
 
 @dataclass(frozen=True)
@@ -117,19 +137,28 @@ def login_failed(attempt: LoginAttempt) -> None:
 
 def login_succeeded(attempt: LoginAttempt) -> None:
     """Forget the username's failures: its owner got in. The address's count stays."""
-    cache.delete(f"{_PREFIX}:user:{_username_digest(attempt)}")
+    cache.delete(_username_key(attempt))
 
 
 def _counters(attempt: LoginAttempt) -> list[tuple[str, int, bool]]:
     return [
-        (f"{_PREFIX}:user:{_username_digest(attempt)}", settings.LOGIN_FAILURES_PER_USERNAME, False),
+        (_username_key(attempt), settings.LOGIN_FAILURES_PER_USERNAME, False),
         (f"{_PREFIX}:address:{attempt.address}", settings.LOGIN_FAILURES_PER_ADDRESS, True),
     ]
 
 
+def _username_key(attempt: LoginAttempt) -> str:
+    # An existing account is counted by its id, whatever spelling the database took for its name
+    # (case, accents, trailing spaces under MariaDB's collation); each spelling of its own would
+    # multiply the guesses allowed. Names of no account are counted by their digest.
+    account = attempt.account
+    if account is not None:
+        return f"{_PREFIX}:account:{account[0]}"
+    return f"{_PREFIX}:user:{_username_digest(attempt)}"
+
+
 def _username_digest(attempt: LoginAttempt) -> str:
-    # Usernames are compared as the database does on MySQL (case-insensitively) and hashed: the
-    # key's length is bounded and a password typed into the username field is not kept in clear.
+    # Hashed: the key's length is bounded and a password typed into the username field is not kept in clear.
     return hashlib.sha256(attempt.username.strip().casefold().encode()).hexdigest()[:32]
 
 
@@ -159,10 +188,8 @@ def _alert(*, attempt: LoginAttempt, by_address: bool, limit: int, window: int) 
         todo = "a password-spraying attack, or many users behind one NAT: block the address upstream if it goes on"
     else:
         # Named only if such a user exists: an unknown "username" may be a password typed in the wrong field.
-        users = get_user_model()
-        lookup = {f"{users.USERNAME_FIELD}__iexact": attempt.username.strip()}
-        exists = users._default_manager.filter(**lookup).exists()
-        name = attempt.username.strip()[:64] if exists else f"unknown username #{_username_digest(attempt)[:8]}"
+        account = attempt.account
+        name = str(account[1])[:64] if account is not None else f"unknown username #{_username_digest(attempt)[:8]}"
         subject = f"user {name}"
         what = f"{limit} failed logins for {name} within {minutes} min (last from {attempt.address})"
         todo = "if the user did not mistype, the account is under attack: ask them to change their password"

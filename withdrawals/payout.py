@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from addresses import services as addresses_services
@@ -267,7 +268,12 @@ def _sign_transfer(*, record: WithdrawRecord, adapter: ChainAdapter, gas_price: 
         contract=contract,
         **chain_terms,
     )
-    reserved_native, reserved_token = _unmined_payouts(record=record, coin=coin, from_address=hot.address)
+    # Read before the balance (in shortfall): a block mined between the two reads then makes the
+    # reserve err high (a payout counted though the balance already shows it), never low.
+    mined_below = adapter.mined_count(hot.address) if coin.chain_id in NONCE_CHAINS else None
+    reserved_native, reserved_token = _unmined_payouts(
+        record=record, coin=coin, from_address=hot.address, mined_below=mined_below
+    )
     short = adapter.shortfall(unsigned, reserved_native=reserved_native, reserved_token=reserved_token)
     if short is not None:
         # Rolled back with the nonce: nothing is signed that the node would refuse or that would revert.
@@ -388,7 +394,7 @@ def withdrawals_confirm(
 
 def _mined_at(*, record: WithdrawRecord, block_number: int | None) -> None:
     """
-    Keep the block the node shows a payout in (None: in no block), read by _unmined_payouts.
+    Keep the block the node shows a payout in (None: in no block), read by _unmined_payouts on TRON.
 
     One conditional statement, without the row lock: it changes nothing once the withdrawal was
     settled or signed again meanwhile. A reorg that takes the payout out of its block clears it.
@@ -399,19 +405,27 @@ def _mined_at(*, record: WithdrawRecord, block_number: int | None) -> None:
         )
 
 
-def _unmined_payouts(*, record: WithdrawRecord, coin: CoinConfig, from_address: str) -> tuple[int, int]:
+def _unmined_payouts(
+    *, record: WithdrawRecord, coin: CoinConfig, from_address: str, mined_below: int | None = None
+) -> tuple[int, int]:
     """
     What the address's other payouts not in a block yet promise: (native base units, this token's).
 
-    The node's balance (at its latest block) already excludes a payout in a block, so only those
-    without a block as last seen by withdrawals_confirm count: signed but not sent, or sent and not
-    mined. Without one RPC per payout at every signing, a payout mined since the last confirm run
-    still counts (the reserve errs high, never low, until that run).
+    The node's balance (at its latest block) already excludes a payout in a block, so only the
+    others count: signed but not sent, or sent and not mined. On EVM the node says which exactly:
+    mined_below, its count of the address's transactions in the latest block (a payout with a
+    nonce below it is in a block), read with the balance, so a reorg that took a payout out of its
+    block is seen at once. Elsewhere a payout counts while withdrawals_confirm last saw it in no
+    block: one mined since still counts until that run (the reserve errs high, never low).
     """
     native_id = coins_selectors.chain_native_coin(chain_id=coin.chain_id).coin_id
+    if mined_below is not None:
+        unmined = Q(nonce__gte=mined_below)
+    else:
+        unmined = Q(block_number__isnull=True)
     rows = (
         WithdrawRecord.objects.filter(status=WithdrawStatus.PROCESSING, from_address=from_address)
-        .filter(block_number__isnull=True)
+        .filter(unmined)
         .exclude(id=record.id)
         .filter(coin_id__in={native_id, coin.coin_id})
         .values_list("coin_id", "actual_amount")

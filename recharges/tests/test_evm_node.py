@@ -125,3 +125,27 @@ def test_a_spent_deposit_orphaned_then_re_mined_leaves_the_user_exactly_what_the
     assert AccountHold.objects.get().status == HoldStatus.REPAID
     assert recharges_selectors.withdrawals_held(user_id=user.id) is False
     ledger_is_consistent()
+
+
+# A forwarder contract (hand-assembled, no compiler): any call sends its value on to the address in
+# the first calldata word, i.e. CALL(gas, calldata[0:32], callvalue, 0, 0, 0, 0). How smart-contract
+# wallets (a Safe), other exchanges' batch payouts and bridges pay ETH: by an internal transaction.
+FORWARDER_RUNTIME = "6000600060006000346000355af100"
+FORWARDER_INIT = "600f600c600039600f6000f3" + FORWARDER_RUNTIME
+
+
+@pytest.mark.xfail(
+    strict=True, reason="native deposits are read from top-level transactions only: an internal ETH transfer is lost"
+)
+def test_eth_paid_to_a_deposit_address_by_a_contract_is_credited(eth, evm_node, user, now):  # noqa: F811
+    address = deposit_address(user=user, address=_fresh_address())
+    forwarder = evm_node.send_tx({"data": "0x" + FORWARDER_INIT, "gas": 100_000})["contractAddress"]
+    word = "0x" + address.address[2:].lower().rjust(64, "0")
+    paid = evm_node.send_tx({"to": forwarder, "value": 2 * 10**18, "data": word, "gas": 100_000})
+    assert paid["status"] == 1 and eth.balance(address.address) == 2 * 10**18  # the ether is at the address
+
+    tick(eth, now)
+    evm_node.mine(2)
+    tick(eth, now)
+
+    assert available(user, "ETH") == Decimal(2)
