@@ -83,8 +83,24 @@ class RechargeRecordAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Rescan the blocks of the selected deposits (idempotent)", permissions=["rescan"])
     def rescan_blocks(self, request: HttpRequest, queryset: QuerySet[RechargeRecord]) -> None:
+        # Each selected deposit's own block, not the span between them: two deposits years apart
+        # would otherwise make one web request read the chain's history.
         for chain_id, heights in _heights_by_chain(queryset).items():
-            _rescan(self, request, chain_id=chain_id, from_height=min(heights), to_height=max(heights))
+            blocks = sorted(set(heights))
+            if len(blocks) > RESCAN_ACTION_MAX_BLOCKS:
+                self.message_user(
+                    request,
+                    f"{chain_id}: {len(blocks)} blocks selected; rescan at most {RESCAN_ACTION_MAX_BLOCKS} at once "
+                    "(or a range from the scan cursor's page)",
+                    messages.ERROR,
+                )
+                continue
+            for height in blocks:
+                _rescan(self, request, chain_id=chain_id, from_height=height, to_height=height)
+
+
+# Distinct blocks one "rescan the selected deposits" action reads.
+RESCAN_ACTION_MAX_BLOCKS = 100
 
 
 def _heights_by_chain(queryset: QuerySet[RechargeRecord]) -> dict[str, list[int]]:
@@ -132,8 +148,8 @@ class RescanForm(forms.Form):
         if data.get("from_height") is not None and data.get("to_height") is not None:
             if data["from_height"] > data["to_height"]:
                 raise forms.ValidationError("from must not be above to")
-            if data["to_height"] - data["from_height"] > 10_000:
-                raise forms.ValidationError("at most 10000 blocks at once")
+            if data["to_height"] - data["from_height"] >= recharges_services.RESCAN_MAX_BLOCKS:
+                raise forms.ValidationError(f"at most {recharges_services.RESCAN_MAX_BLOCKS} blocks at once")
         return data
 
 

@@ -979,6 +979,10 @@ def _recharge_event(*, record: RechargeRecord, confirmations: int, now: datetime
 # --- ops ------------------------------------------------------------------------------------------
 
 
+# Blocks one rescan call may read: a web request or a command must not read a chain's history.
+RESCAN_MAX_BLOCKS = 10_000
+
+
 def deposits_rescan_range(
     *, chain_id: str, from_height: int, to_height: int, now: datetime, adapter: ChainAdapter | None = None
 ) -> ScanResult:
@@ -988,6 +992,8 @@ def deposits_rescan_range(
     Only blocks the scanner already passed are rescanned, and only while the node still agrees
     with the stored hash; the cursor does not move. Useful after an address was watched late.
     """
+    if to_height - from_height >= RESCAN_MAX_BLOCKS:
+        raise WalletError(f"A rescan reads at most {RESCAN_MAX_BLOCKS} blocks at once.", field="to_height")
     adapter = adapter or adapter_for(chain_id)
     cursor = ScanCursor.objects.filter(chain_id=chain_id).first()
     if cursor is None or from_height > to_height:

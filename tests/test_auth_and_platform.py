@@ -30,6 +30,43 @@ class TestTokenApi:
         assert response.status_code == 400
         assert set(response.json()["fields"]) == {"username", "password"}
 
+    @pytest.mark.parametrize("cached", [True, False])
+    def test_a_password_change_revokes_the_access_and_refresh_tokens_issued_before_it(self, api_client, user, cached):
+        from django.core.cache import cache
+
+        tokens = api_client.post(
+            "/api/v1/auth/token", {"username": "alice", "password": "alice-password-1"}, format="json"
+        ).json()
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+        assert api_client.get("/api/v1/balances").status_code == 200  # the user row is cached now
+
+        user.set_password("a-new-password-2")
+        user.save(update_fields=["password"])
+        if not cached:
+            cache.clear()  # what AUTH_USER_CACHE_SECONDS does after a few seconds
+        else:  # a token under the new password reloads the row: the old tokens are refused at once
+            fresh = api_client.post(
+                "/api/v1/auth/token", {"username": "alice", "password": "a-new-password-2"}, format="json"
+            ).json()
+            api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {fresh['access']}")
+            assert api_client.get("/api/v1/balances").status_code == 200
+            api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+        refused = api_client.get("/api/v1/balances")
+        api_client.credentials()
+        refreshed = api_client.post("/api/v1/auth/token/refresh", {"refresh": tokens["refresh"]}, format="json")
+        minted = refreshed.json().get("access")
+        if minted:  # a refresh may mint a token, but one that opens nothing
+            api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {minted}")
+            assert api_client.get("/api/v1/balances").status_code == 401
+
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "password_changed"
+        fresh = api_client.post(
+            "/api/v1/auth/token", {"username": "alice", "password": "a-new-password-2"}, format="json"
+        ).json()
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {fresh['access']}")
+        assert api_client.get("/api/v1/balances").status_code == 200
+
 
 class TestHealthApi:
     def test_is_ok_when_database_cache_and_broker_answer(self, api_client):

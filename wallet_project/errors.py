@@ -83,6 +83,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         # simplejwt's detail is a dict (detail, code, one message per token class tried) that would
         # be flattened into one unreadable line; whatever was wrong, the client does the same thing.
         body = {"code": InvalidToken.default_code, "message": INVALID_TOKEN_MESSAGE, "fields": {}}
+    elif isinstance(exc, exceptions.APIException) and isinstance(exc.detail, dict) and "code" in exc.detail:
+        # simplejwt's other refusals (user not found, inactive, password changed) carry their own
+        # code and message as a dict.
+        body = {"code": str(exc.detail["code"]), "message": str(exc.detail.get("detail", "")), "fields": {}}
     else:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
         code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"

@@ -259,6 +259,8 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 1)),
     "SIGNING_KEY": env_str("JWT_SIGNING_KEY", "") or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
+    # A password change revokes every access and refresh token issued before it.
+    "CHECK_REVOKE_TOKEN": True,
 }
 # Seconds the API remembers a token's user row (0: load it on every request).
 AUTH_USER_CACHE_SECONDS = env_int("AUTH_USER_CACHE_SECONDS", 10)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
@@ -78,6 +79,40 @@ class TestAdmin:
             assert response.status_code == 302
 
         assert RechargeRecord.objects.get().status == RechargeStatus.PENDING
+
+    def test_rescanning_selected_deposits_reads_their_own_blocks_not_the_span_between(
+        self, chain, user, client, now, settings, monkeypatch
+    ):
+        settings.SCAN_START_HEIGHTS = {"ETH": 0}
+        admin_user = get_user_model().objects.create_superuser("root", "root@localhost", "root-password-1")
+        client.force_login(admin_user)
+        address = deposit_address(user=user, n=1).address
+        chain.mine([transfer(to=address, amount=ONE_ETH)], count=1)
+        chain.mine([], count=30)
+        chain.mine([transfer(to=address, amount=ONE_ETH)], count=1)
+        tick(chain, now)
+        read: list[int] = []
+        real_block = chain.block
+        monkeypatch.setattr(chain, "block", lambda height, *a, **k: read.append(height) or real_block(height, *a, **k))
+        monkeypatch.setattr("recharges.services.adapter_for", lambda chain_id: chain)
+
+        response = client.post(
+            "/admin/recharges/rechargerecord/",
+            {"action": "rescan_blocks", "_selected_action": list(RechargeRecord.objects.values_list("pk", flat=True))},
+        )
+
+        assert response.status_code == 302
+        assert sorted(read) == sorted(RechargeRecord.objects.values_list("block_number", flat=True))
+
+    def test_a_rescan_longer_than_the_limit_is_refused_before_reading_anything(self, chain, now, monkeypatch):
+        from recharges import services as recharges_services
+        from wallet_project.errors import WalletError
+
+        monkeypatch.setattr("recharges.services.adapter_for", lambda chain_id: pytest.fail("no node call expected"))
+        with pytest.raises(WalletError, match="at most 10000 blocks"):
+            recharges_services.deposits_rescan_range(
+                chain_id="ETH", from_height=0, to_height=recharges_services.RESCAN_MAX_BLOCKS, now=now
+            )
 
     def test_pages_show_deposits_holds_and_cursors(self, client, db):
         admin_user = get_user_model().objects.create_superuser("root", "root@localhost", "root-password-1")

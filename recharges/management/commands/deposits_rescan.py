@@ -19,12 +19,18 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         if options["from_height"] > options["to_height"]:
             raise CommandError("--from must not be above --to")
-        result = recharges_services.deposits_rescan_range(
-            chain_id=str(options["chain"]),
-            from_height=int(options["from_height"]),
-            to_height=int(options["to_height"]),
-            now=timezone.now(),
-        )
-        if result.error:
-            raise CommandError(f"rescan stopped: {result.error}")
+        # A long range is read in pieces of at most RESCAN_MAX_BLOCKS, each as one service call.
+        first, last, step = int(options["from_height"]), int(options["to_height"]), recharges_services.RESCAN_MAX_BLOCKS
+        blocks = deposits = 0
+        for start in range(first, last + 1, step):
+            result = recharges_services.deposits_rescan_range(
+                chain_id=str(options["chain"]),
+                from_height=start,
+                to_height=min(start + step - 1, last),
+                now=timezone.now(),
+            )
+            if result.error:
+                raise CommandError(f"rescan stopped: {result.error}")
+            blocks, deposits = blocks + result.blocks, deposits + result.deposits
+        result = recharges_services.ScanResult(chain_id=str(options["chain"]), blocks=blocks, deposits=deposits)
         self.stdout.write(f"{result.chain_id}: {result.blocks} blocks read, {result.deposits} deposits added")
