@@ -17,7 +17,7 @@ from chains.base import ChainError, SignedTx, TxRejected
 from chains.devnodes import free_port
 from chains.testing import tron_sign
 from chains.tron import TronAdapter
-from chains.tron_fake import CREATE_ACCOUNT_FEE_SUN, ENERGY_FEE_SUN
+from chains.tron_fake import CREATE_ACCOUNT_FEE_SUN, CREATE_NEW_ACCOUNT_FEE_SUN, ENERGY_FEE_SUN
 
 
 def new_account(tron_node, trx_sun: int = 0) -> tuple[bytes, str]:
@@ -50,8 +50,11 @@ class TestTrx:
         assert (transfer.tx_hash, transfer.amount_base_units, transfer.contract) == (txid, 12_345_678, None)
         assert transfer.success is True and transfer.from_address == sender and transfer.index == -1
         assert tron_adapter.balance(to) == 12_345_678
-        # A new account costs the creation fee; this small transaction fits the free bandwidth.
-        assert tron_adapter.balance(sender) == 50_000_000 - 12_345_678 - CREATE_ACCOUNT_FEE_SUN
+        # A new account costs its activation and the bandwidth of creating it, burnt.
+        assert (
+            tron_adapter.balance(sender)
+            == 50_000_000 - 12_345_678 - CREATE_ACCOUNT_FEE_SUN - CREATE_NEW_ACCOUNT_FEE_SUN
+        )
         status = tron_adapter.tx_status(txid)
         assert (status.success, status.block_number, status.block_hash) == (True, height, block.hash)
 
