@@ -236,8 +236,11 @@ def evm_accounts(count: int) -> list[LocalAccount]:
     return [Account.from_mnemonic(GANACHE_TEST_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)]
 
 
-def evm_start(*, port: int | None = None, accounts: int = 10) -> EvmDevNode:
-    """Start ganache on 127.0.0.1 (a free port unless given) and wait until it answers."""
+def evm_start(*, port: int | None = None, accounts: int = 10, hardfork: str = "shanghai") -> EvmDevNode:
+    """Start ganache on 127.0.0.1 (a free port unless given) and wait until it answers.
+
+    hardfork "berlin" gives a chain without EIP-1559 (no base fee: legacy transactions only).
+    """
     port = port or free_port()
     process = _Process(
         [
@@ -247,7 +250,7 @@ def evm_start(*, port: int | None = None, accounts: int = 10) -> EvmDevNode:
             "--wallet.deterministic=true",
             f"--wallet.totalAccounts={accounts}",
             f"--chain.chainId={EVM_CHAIN_ID}",
-            "--chain.hardfork=shanghai",
+            f"--chain.hardfork={hardfork}",
             "--logging.quiet=true",
         ],
         "ganache",

@@ -6,8 +6,9 @@ from django.template.response import TemplateResponse
 
 from wallet_project.admin import ReadOnlyAdmin
 from wallet_project.errors import WalletError
+from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
-from withdrawals.models import WithdrawAuditLog, WithdrawRecord
+from withdrawals.models import Payout, PayoutTx, WithdrawAuditLog, WithdrawRecord
 
 
 class WithdrawAuditLogInline(admin.TabularInline):
@@ -40,7 +41,7 @@ class WithdrawRecordAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in WithdrawRecord._meta.fields]
     inlines = [WithdrawAuditLogInline]
     date_hierarchy = "create_time"
-    actions = ["approve", "reject"]
+    actions = ["approve", "reject", "resign_payout"]
 
     def has_audit_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("withdrawals.audit_withdrawrecord")
@@ -88,6 +89,75 @@ class WithdrawRecordAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: WithdrawRecord | None = None) -> bool:
         return False
+
+    # --- ops: a payout whose nonce another transaction took (alert WITHDRAW_NONCE_TAKEN) ----------
+    def has_resign_payout_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("withdrawals.resign_payout")
+
+    @admin.action(
+        description="Re-sign the payout with a new nonce (its nonce was taken by another transaction)",
+        permissions=["resign_payout"],
+    )
+    def resign_payout(self, request: HttpRequest, queryset: QuerySet[WithdrawRecord]) -> HttpResponse | None:
+        records = list(queryset.order_by("id"))
+        form = ResignForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            for record in records:
+                try:
+                    tx = withdrawals_payout.payout_resign_nonce(
+                        withdraw_id=record.id, operator_id=request.user.id, remark=form.cleaned_data["remark"]
+                    )
+                except WalletError as error:
+                    self.message_user(request, f"{record.withdraw_no}: {error}", messages.WARNING)
+                    continue
+                sent = withdrawals_payout.payout_resign_broadcast(tx=tx)
+                status = "sent" if sent else "stored; the payout job sends it"
+                self.message_user(
+                    request,
+                    f"{record.withdraw_no}: re-signed as {tx.tx_hash}, nonce {tx.nonce}, {status}",
+                    messages.SUCCESS,
+                )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Re-sign payouts with a new nonce",
+            "form": form,
+            "records": records,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/withdrawals/resign.html", context)
+
+
+class ResignForm(forms.Form):
+    remark = forms.CharField(
+        max_length=300,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Which transaction took the nonce, and that it did not pay this withdrawal (kept in the audit log).",
+    )
+
+
+class PayoutTxInline(admin.TabularInline):
+    model = PayoutTx
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = (
+        "kind", "status", "tx_hash", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas",
+        "gas_price", "fee_limit", "fee_rate", "fee", "block_number", "broadcast_at", "created_at",
+    )  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest, obj: Payout | None = None) -> bool:
+        return False
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdmin):
+    """Each on-chain payment and every transaction signed for it (replacements, re-signs): read-only."""
+
+    list_display = ("id", "chain_id", "coin", "from_address", "nonce", "status", "created_at", "settled_at")
+    list_filter = ("chain_id", "status")
+    search_fields = ("from_address", "txs__tx_hash", "links__withdraw__withdraw_no")
+    inlines = [PayoutTxInline]
 
 
 @admin.register(WithdrawAuditLog)

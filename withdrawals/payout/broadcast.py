@@ -28,8 +28,8 @@ def broadcast(*, tx: PayoutTx, adapter: ChainAdapter, now: datetime) -> int:
             severity=Severity.CRITICAL,
             kind="WITHDRAW_BROADCAST_REJECTED",
             subject=label(tx.payout),
-            text=f"the node refused transaction {tx.tx_hash} of {label(tx.payout)} from "
-            f"{tx.payout.from_address}: {str(exc)[:200]}",
+            text=f"the node refused the {tx.kind.lower()} transaction of {label(tx.payout)} (payout {tx.payout_id}) "
+            f"from {tx.payout.from_address}: {str(exc)[:200]}",
         )
         return 0
     except NODE_ERRORS as exc:

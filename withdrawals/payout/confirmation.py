@@ -133,13 +133,14 @@ def _follow(*, payout: Payout, adapter: ChainAdapter, tip: int, mined_nonces: di
     started = current.broadcast_at or current.created_at
     if (now - started).total_seconds() <= settings.WITHDRAW_STUCK_SECONDS:
         return "waiting"
-    if payout.chain_id in NONCE_CHAINS and replacement.evm_replace(payout=payout, tx=current, adapter=adapter, now=now):
-        return "replaced"
+    if payout.chain_id in NONCE_CHAINS:
+        # Replaced, or alerted as stuck with the reason it cannot be replaced (the fee ceiling).
+        return "replaced" if replacement.evm_replace(payout=payout, tx=current, adapter=adapter, now=now) else "waiting"
     alert(
         severity=Severity.CRITICAL,
         kind="WITHDRAW_STUCK",
         subject=label(payout),
-        text=f"{label(payout)}: transaction {current.tx_hash} is not mined after {settings.WITHDRAW_STUCK_SECONDS} s",
+        text=f"{label(payout)} (payout {payout.id}) is not mined after {settings.WITHDRAW_STUCK_SECONDS} s",
     )
     return "waiting"
 
@@ -273,7 +274,7 @@ def _fail(*, record: WithdrawRecord, outcome: str, payout: Payout, now: datetime
     else:
         why, kind = "the token moved nothing", "WITHDRAW_TOKEN_NOT_PAID"
         text = (
-            f"withdrawal {record.withdraw_no}: transaction {record.tx_hash} succeeded but holds no Transfer of "
+            f"withdrawal {record.withdraw_no} (payout {payout.id}): its transaction succeeded but holds no Transfer of "
             f"{record.actual_amount.normalize():f} {record.coin_id} from {payout.from_address} to {record.to_address} "
             f"by token {payout.coin.contract_address}; nothing was paid and its amount is unfrozen. Check the token "
             "(paused, blacklisting, a transfer that returns false) before paying this recipient again"
@@ -301,14 +302,14 @@ def _fail(*, record: WithdrawRecord, outcome: str, payout: Payout, now: datetime
 
 
 def _nonce_taken_alert(*, payout: Payout, txs: list[PayoutTx], used: int) -> None:
-    hashes = ", ".join(tx.tx_hash for tx in txs)
     alert(
         severity=Severity.CRITICAL,
         kind="WITHDRAW_NONCE_TAKEN",
         subject=label(payout),
         text=(
             f"{label(payout)}: nonce {payout.nonce} of hot address {payout.from_address} was used by another "
-            f"transaction (the address has {used} mined), and none of its transactions ({hashes}) is in a block: "
+            f"transaction (the address has {used} mined), and none of the {len(txs)} transaction(s) of payout "
+            f"{payout.id} is in a block: "
             "it can never be mined. Check in the address's history that the transaction which took the nonce "
             "did not pay this withdrawal, then use the admin action 'Re-sign with a new nonce' on it (permission "
             "withdrawals.resign_payout, a remark required); it re-signs only once the nonce is used at the "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -71,7 +72,7 @@ def evm_replace(*, payout: Payout, tx: PayoutTx, adapter: ChainAdapter, now: dat
             severity=Severity.CRITICAL,
             kind="WITHDRAW_STUCK",
             subject=label(payout),
-            text=f"{label(payout)}: transaction {tx.tx_hash} is stuck and cannot be replaced: {exc.message}",
+            text=f"{label(payout)} (payout {payout.id}) is stuck and cannot be replaced: {exc.message}",
         )
         return False
     except (WalletError, *NODE_ERRORS) as exc:
@@ -79,7 +80,7 @@ def evm_replace(*, payout: Payout, tx: PayoutTx, adapter: ChainAdapter, now: dat
             severity=Severity.CRITICAL,
             kind="WITHDRAW_STUCK",
             subject=label(payout),
-            text=f"{label(payout)}: transaction {tx.tx_hash} is stuck; replacing it failed: {str(exc)[:300]}",
+            text=f"{label(payout)} (payout {payout.id}) is stuck; replacing it failed: {str(exc)[:300]}",
         )
         return False
     if replaced is None:
@@ -91,8 +92,9 @@ def evm_replace(*, payout: Payout, tx: PayoutTx, adapter: ChainAdapter, now: dat
         kind="WITHDRAW_REPLACED",
         subject=label(payout),
         text=(
-            f"{label(payout)}: transaction {tx.tx_hash} was not mined in time and is replaced by {replaced.tx_hash} "
-            f"(nonce {replaced.nonce}, {_fee_text(replaced)}); whichever is mined completes the withdrawal"
+            f"{label(payout)} (payout {payout.id}) was not mined in {settings.WITHDRAW_STUCK_SECONDS} s: its "
+            f"transaction is replaced by one with the same nonce {replaced.nonce} and {_fee_text(replaced)}; "
+            "whichever is mined completes the withdrawal, the other is recorded as dropped"
         ),
     )
     return True

@@ -17,7 +17,7 @@ from coins.models import CoinConfig
 from monitoring.models import Alert
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
-from withdrawals.models import WithdrawStatus
+from withdrawals.models import PayoutTx, WithdrawStatus
 from withdrawals.tests.test_onchain import ONE_ETH, approved, hot  # noqa: F401
 
 GWEI = 10**9
@@ -115,3 +115,70 @@ def _fund(user, coin_id: str, amount: str) -> None:
         business_type=BusinessType.RECHARGE,
         biz_ref=f"fund-{coin_id}-{amount}",
     )
+
+
+def test_payouts_are_eip1559_transactions_with_the_node_s_fees_and_estimated_gas(hot, user, evm_node, evm_adapter):
+    eth, _ = approved(user, "1", key="eth")
+    usdt, _ = approved(user, "25", coin_id="USDT-ERC20", key="usdt")
+    market = evm_adapter.fee_market()
+    estimate = evm_adapter.estimate_gas(
+        from_address=hot.address, to_address=evm_node.contracts["USDT"], data=_data(usdt)
+    )
+
+    _pay_and_settle(evm_node, evm_adapter)
+
+    eth_tx = PayoutTx.objects.get(payout__links__withdraw=eth)
+    usdt_tx = PayoutTx.objects.get(payout__links__withdraw=usdt)
+    assert eth_tx.raw.startswith("0x02") and usdt_tx.raw.startswith("0x02")  # type 2
+    assert eth_tx.gas_price is None and eth_tx.max_priority_fee_per_gas == GWEI  # ganache suggests 1 gwei
+    assert eth_tx.max_fee_per_gas == 2 * market.base_fee + GWEI  # base fee x 2 + priority fee
+    assert eth_tx.gas_limit == 21_000  # a plain transfer to an address without code
+    assert estimate > 21_000 and usdt_tx.gas_limit == -(-estimate * 5 // 4)  # the estimate x 1.25, rounded up
+    assert (
+        eth_tx.fee
+        == Decimal(evm_node.w3.eth.get_transaction_receipt(eth_tx.tx_hash)["gasUsed"])
+        * Decimal(evm_node.w3.eth.get_transaction_receipt(eth_tx.tx_hash)["effectiveGasPrice"])
+        / ONE_ETH
+    )
+    eth.refresh_from_db()
+    usdt.refresh_from_db()
+    assert (eth.status, usdt.status) == (WithdrawStatus.COMPLETED, WithdrawStatus.COMPLETED)
+
+
+def _data(record) -> str:
+    to = record.to_address.lower()[2:].rjust(64, "0")
+    return "0xa9059cbb" + to + format(int(record.actual_amount * 10**6), "064x")
+
+
+@pytest.fixture(scope="module")
+def legacy_node():
+    """ganache on berlin: blocks without a base fee, a chain that knows no EIP-1559."""
+    from chains.devnodes import evm_start
+
+    node = evm_start(hardfork="berlin")
+    try:
+        node.contracts["USDT"] = node.token_deploy()
+        yield node
+    finally:
+        node.stop()
+
+
+def test_on_a_chain_without_a_base_fee_payouts_are_legacy_transactions(
+    db, user, monkeypatch, settings, tmp_path, legacy_node
+):
+    from chains.evm import EvmAdapter
+    from withdrawals.tests.test_onchain import _hot_address
+
+    _hot_address(monkeypatch, settings, tmp_path, legacy_node)
+    adapter = EvmAdapter(url=legacy_node.url, connect_timeout=1, read_timeout=10)
+    record, to = approved(user, "1")
+
+    _pay_and_settle(legacy_node, adapter)
+
+    tx = PayoutTx.objects.get(payout__links__withdraw=record)
+    record.refresh_from_db()
+    assert adapter.fee_market().base_fee is None
+    assert not tx.raw.startswith("0x02") and tx.max_fee_per_gas is None
+    assert tx.gas_price == int(legacy_node.w3.provider.make_request("eth_gasPrice", [])["result"], 16)
+    assert record.status == WithdrawStatus.COMPLETED
+    assert adapter.balance(to) == int(Decimal("0.997") * ONE_ETH)
