@@ -28,6 +28,10 @@ def new_account(tron_node, trx_sun: int = 0) -> tuple[bytes, str]:
     return bytes.fromhex(key.hex()), address
 
 
+def fresh_account() -> str:
+    return PrivateKey.random().public_key.to_base58check_address()  # TEST-ONLY, never funded
+
+
 def send(tron_adapter, tron_node, private_key, sender, to, amount, contract=None, **kwargs) -> str:
     unsigned = tron_adapter.build_transfer(
         from_address=sender, to_address=to, amount_base_units=amount, contract=contract, **kwargs
@@ -146,6 +150,28 @@ class TestTrc20:
         assert (transfer.index, transfer.contract, transfer.amount_base_units) == (-1, token, 5_000_000)
         assert tron_adapter.balance(to, contract=token) == 0
         assert tron_adapter.tx_status(txid).success is False
+
+    def test_estimates_the_energy_a_transfer_burns_and_the_fee_of_a_new_account(self, tron_node, tron_adapter):
+        key, sender = new_account(tron_node, 100_000_000)
+        token = tron_node.trc20_deploy(owner=sender, supply=10**9)
+        _, to = new_account(tron_node)
+
+        energy = tron_adapter.estimate_energy(owner=sender, contract=token, to_address=to, amount_base_units=1_000)
+        too_much = tron_adapter.estimate_energy(owner=sender, contract=token, to_address=to, amount_base_units=10**10)
+        txid = send(
+            tron_adapter, tron_node, key, sender, to, 1_000, contract=token, fee_limit_sun=energy * ENERGY_FEE_SUN
+        )
+        info = tron_node.post("/wallet/gettransactioninfobyid", {"value": txid})
+        activation = tron_adapter.transfer_fee(
+            tron_adapter.build_transfer(from_address=sender, to_address=fresh_account(), amount_base_units=1)
+        )
+
+        assert info["receipt"]["result"] == "SUCCESS" and 0 < info["receipt"]["energy_usage_total"] <= energy
+        assert too_much is None  # the sender lacks the tokens: the call would fail
+        assert activation == (
+            CREATE_NEW_ACCOUNT_FEE_SUN + CREATE_ACCOUNT_FEE_SUN,
+            "the activation of the new recipient account",
+        )
 
     def test_runs_out_of_energy_under_a_tiny_fee_limit(self, tron_node, tron_adapter):
         key, sender = new_account(tron_node, 100_000_000)
