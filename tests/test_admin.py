@@ -19,6 +19,9 @@ READ_ONLY = [
     "recharges.ScanCursor",
     "withdrawals.WithdrawAuditLog",
     "chains.NonceCursor",
+    "withdrawals.Payout",
+    "withdrawals.PayoutTx",
+    "withdrawals.PayoutWithdrawal",
 ]
 
 

@@ -8,7 +8,7 @@ from wallet_project.admin import ReadOnlyAdmin
 from wallet_project.errors import WalletError
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
-from withdrawals.models import Payout, PayoutTx, WithdrawAuditLog, WithdrawRecord
+from withdrawals.models import Payout, PayoutTx, PayoutWithdrawal, WithdrawAuditLog, WithdrawRecord
 
 
 class WithdrawAuditLogInline(admin.TabularInline):
@@ -158,6 +158,25 @@ class PayoutAdmin(ReadOnlyAdmin):
     list_filter = ("chain_id", "status")
     search_fields = ("from_address", "txs__tx_hash", "links__withdraw__withdraw_no")
     inlines = [PayoutTxInline]
+
+
+@admin.register(PayoutTx)
+class PayoutTxAdmin(ReadOnlyAdmin):
+    """Every signed transaction of every payout, stored before broadcast: read-only."""
+
+    list_display = ("tx_hash", "payout", "kind", "status", "nonce", "max_fee_per_gas", "gas_price", "block_number")
+    list_filter = ("kind", "status")
+    search_fields = ("tx_hash", "payout__from_address")
+    list_select_related = ("payout",)
+
+
+@admin.register(PayoutWithdrawal)
+class PayoutWithdrawalAdmin(ReadOnlyAdmin):
+    """Which withdrawals each payout pays (a BTC batch: several, each its output and fee share): read-only."""
+
+    list_display = ("payout", "withdraw", "output_index", "amount", "fee_share")
+    search_fields = ("withdraw__withdraw_no",)
+    list_select_related = ("payout", "withdraw")
 
 
 @admin.register(WithdrawAuditLog)

@@ -102,7 +102,9 @@ def _txs(record) -> list[PayoutTx]:
     return list(PayoutTx.objects.filter(payout__links__withdraw=record).order_by("id"))
 
 
-def test_a_stuck_payout_is_replaced_with_the_same_nonce_and_completes_once(hot, user, evm_node, evm_adapter, miner):
+def test_a_stuck_payout_is_replaced_with_the_same_nonce_and_completes_once(
+    hot, user, evm_node, evm_adapter, miner, admin_client
+):
     _warm_up(user, evm_node, evm_adapter, miner)
     record, to = approved(user, "2", key="stuck")
     start = timezone.now()
@@ -145,6 +147,9 @@ def test_a_stuck_payout_is_replaced_with_the_same_nonce_and_completes_once(hot, 
     assert actions == ["apply", "auto_approve", "sign", "replace", "confirm"]
     assert Alert.objects.get(kind="WITHDRAW_REPLACED").subject == f"withdrawal {record.withdraw_no}"
     assert assets_selectors.ledger_mismatches() == []
+    page = admin_client.get(f"/admin/withdrawals/payout/{original.payout_id}/change/")  # ops see both, read-only
+    assert page.status_code == 200 and original.tx_hash in page.content.decode()
+    assert replacement.tx_hash in page.content.decode()
 
 
 def test_when_the_original_is_mined_before_its_replacement_is_sent_the_original_completes(
