@@ -32,6 +32,7 @@ from withdrawals.models import (
     Payout,
     PayoutStatus,
     PayoutTx,
+    PayoutTxKind,
     PayoutTxStatus,
     PayoutWithdrawal,
     WithdrawRecord,
@@ -110,8 +111,10 @@ def _follow(*, payout: Payout, adapter: ChainAdapter, tip: int, mined_nonces: di
     statuses = {tx.id: adapter.tx_status(tx.tx_hash) for tx in txs}
     for tx in txs:
         _mined_at(tx=tx, status=statuses[tx.id])
+    # A CPFP child (BTC) is mined with or after its parent and never settles the payout itself.
     mined = sorted(
-        (tx for tx in txs if statuses[tx.id].block_number is not None), key=lambda t: statuses[t.id].block_number or 0
+        (tx for tx in txs if statuses[tx.id].block_number is not None and tx.kind != PayoutTxKind.CPFP_CHILD),
+        key=lambda t: statuses[t.id].block_number or 0,
     )
     if mined:
         return _settle_when_confirmed(
@@ -231,10 +234,11 @@ def _settle(*, payout_id: int, tx_id: int, status: TxStatus, outcome: str, confi
     winner.status = PayoutTxStatus.MINED if outcome == PAID else PayoutTxStatus.FAILED
     winner.block_number, winner.block_hash, winner.fee = status.block_number, status.block_hash, fee
     winner.save(update_fields=["status", "block_number", "block_hash", "fee", "updated_at"])
-    # The others of the payout can never be mined now (same nonce, or inputs spent by the winner).
-    PayoutTx.objects.filter(payout=payout, status__in=LIVE_TX).exclude(id=winner.id).update(
-        status=PayoutTxStatus.DROPPED, block_number=None, block_hash=None
-    )
+    # The others of the payout can never be mined now (same nonce, or inputs spent by the winner);
+    # a CPFP child is not one of them: it spends the winner's change and is followed on its own.
+    PayoutTx.objects.filter(payout=payout, status__in=LIVE_TX).exclude(id=winner.id).exclude(
+        kind=PayoutTxKind.CPFP_CHILD
+    ).update(status=PayoutTxStatus.DROPPED, block_number=None, block_hash=None)
     payout.status = PayoutStatus.COMPLETED if outcome == PAID else PayoutStatus.FAILED
     payout.settled_at = now
     payout.save(update_fields=["status", "settled_at", "updated_at"])
