@@ -11,8 +11,9 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir -r requirements-mysql.txt
 
 FROM python:3.11-slim-bookworm
+# mariadb-client: mariadb-dump and mariadb for backup_create / backup_restore.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libmariadb3 curl \
+    && apt-get install -y --no-install-recommends libmariadb3 curl mariadb-client \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /app wallet
 COPY --from=builder /opt/venv /opt/venv

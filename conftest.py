@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 
@@ -45,10 +44,18 @@ def _coins_after_flush(request: pytest.FixtureRequest) -> None:
     marker = request.node.get_closest_marker("django_db")
     if marker is not None and marker.kwargs.get("transaction"):
         request.getfixturevalue("transactional_db")
-        from django.apps import apps
+        from coins.testing import coins_seed
 
-        seed_coins = importlib.import_module("coins.migrations.0002_seed_coins")
-        seed_coins.load_coins(apps, None)
+        coins_seed()
+
+
+@pytest.fixture
+def staff_roles(db) -> None:
+    # The Auditors and Operators groups of the role migrations: a transactional test's flush
+    # removed them along with every other row.
+    from wallet_project.testing import roles_seed
+
+    roles_seed()
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,24 @@
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 
-from addresses.models import HotWalletCursor, KeySecret, WalletAddress
+from addresses import services as addresses_services
+from addresses.models import AddressStatus, AddressStatusChange, HotWalletCursor, KeySecret, WalletAddress
+from wallet_project.admin import ReadOnlyAdmin, ReadOnlyInline, RemarkForm, remark_page
+from wallet_project.errors import WalletError
+
+
+class AddressStatusChangeInline(ReadOnlyInline):
+    model = AddressStatusChange
+    fields = ("from_status", "to_status", "operator", "remark", "create_time")
+    readonly_fields = fields
+    ordering = ("-id",)
 
 
 @admin.register(WalletAddress)
-class WalletAddressAdmin(admin.ModelAdmin):
+class WalletAddressAdmin(ReadOnlyAdmin):
+    """Addresses are derived, assigned and paid from by services; ops only disable or enable one, with a remark."""
+
     list_display = (
         "address",
         "chain_id",
@@ -21,19 +34,67 @@ class WalletAddressAdmin(admin.ModelAdmin):
     list_filter = ("chain_id", "address_type", "wallet_type", "status")
     search_fields = ("address", "=user__id", "user__username")
     list_select_related = ("user", "coin")
-    readonly_fields = [f.name for f in WalletAddress._meta.fields if f.name != "status"]
+    inlines = [AddressStatusChangeInline]
+    actions = ["disable_addresses", "enable_addresses"]
     # A pool holds hundreds of thousands of rows: no full COUNT(*) per page.
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def has_change_status_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("addresses.change_address_status")
 
-    def has_delete_permission(self, request: HttpRequest, obj: WalletAddress | None = None) -> bool:
-        return False
+    @admin.action(description="Disable the selected addresses (with a remark)", permissions=["change_status"])
+    def disable_addresses(self, request: HttpRequest, queryset: QuerySet[WalletAddress]) -> HttpResponse | None:
+        return self._set_status(
+            request,
+            queryset,
+            status=AddressStatus.DISABLED,
+            explanation=(
+                "A disabled address is not given to a user, not used to pay withdrawals, and a user whose "
+                "deposit address it is cannot fetch it. Deposits that still arrive are recorded as usual."
+            ),
+        )
+
+    @admin.action(description="Enable the selected addresses again (with a remark)", permissions=["change_status"])
+    def enable_addresses(self, request: HttpRequest, queryset: QuerySet[WalletAddress]) -> HttpResponse | None:
+        return self._set_status(
+            request, queryset, status=AddressStatus.NORMAL, explanation="The addresses are used again as before."
+        )
+
+    def _set_status(
+        self, request: HttpRequest, queryset: QuerySet[WalletAddress], *, status: AddressStatus, explanation: str
+    ) -> HttpResponse | None:
+        rows = list(queryset.exclude(status=status).order_by("id"))
+        form = RemarkForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            remark = form.cleaned_data["remark"]
+            for row in rows:
+                try:
+                    done = addresses_services.address_status_set(
+                        address_id=row.id, status=status, operator_id=request.user.id, remark=remark
+                    )
+                except WalletError as error:  # changed meanwhile by someone else
+                    self.message_user(request, f"{row.address}: {error.message}", messages.WARNING)
+                else:
+                    self.log_change(request, done, f"{status.label}: {remark}")
+                    self.message_user(request, f"{row.address}: {status.label}", messages.SUCCESS)
+            return None
+        action = "disable_addresses" if status == AddressStatus.DISABLED else "enable_addresses"
+        title = "Disable addresses" if status == AddressStatus.DISABLED else "Enable addresses"
+        return remark_page(self, request, action=action, title=title, explanation=explanation, rows=rows, form=form)
+
+
+@admin.register(AddressStatusChange)
+class AddressStatusChangeAdmin(ReadOnlyAdmin):
+    """Every disable and enable of an address: who, when, why. Append-only."""
+
+    list_display = ("address", "from_status", "to_status", "operator", "remark", "create_time")
+    list_filter = ("to_status",)
+    search_fields = ("address__address", "operator__username")
+    list_select_related = ("address", "operator")
 
 
 @admin.register(KeySecret)
-class KeySecretAdmin(admin.ModelAdmin):
+class KeySecretAdmin(ReadOnlyAdmin):
     """The key vault, shown by ids, versions and public fingerprints only: never a secret or its ciphertext."""
 
     list_display = (
@@ -71,20 +132,7 @@ class KeySecretAdmin(admin.ModelAdmin):
         # The ciphertext never even leaves the database for an admin page.
         return super().get_queryset(request).defer("ciphertext", "account_xpub")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: KeySecret | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: KeySecret | None = None) -> bool:
-        return False
-
 
 @admin.register(HotWalletCursor)
-class HotWalletCursorAdmin(admin.ModelAdmin):
+class HotWalletCursorAdmin(ReadOnlyAdmin):
     list_display = ("chain_id", "wallet_type", "last_address_id", "update_time")
-    readonly_fields = ("chain_id", "wallet_type", "last_address_id", "update_time")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False

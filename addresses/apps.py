@@ -4,6 +4,7 @@ from django.conf import settings
 
 class AddressesConfig(AppConfig):
     name = "addresses"
+    verbose_name = "Addresses and keys"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -29,8 +29,6 @@ XPRV_VERSION = bytes.fromhex("0488ade4")
 XPUB_VERSION = bytes.fromhex("0488b21e")
 
 CHAINS = ("BTC", "ETH", "TRON")
-# The native coin (coin_config.coin_id) of each chain: the coin a deposit address row carries.
-NATIVE_COIN = {"BTC": "BTC", "ETH": "ETH", "TRON": "TRX"}
 
 
 class DerivationError(ValueError):

@@ -12,6 +12,10 @@ class AddressType(models.IntegerChoices):
     HOT = 1, "hot wallet"
     COLD = 2, "cold wallet (watch-only)"
     USER_DEPOSIT = 3, "user deposit address"
+    # UTXO chains: where a payout sends its change, one fresh address per transaction. Derived
+    # from the hot seed and part of its business pool (wallet_type), but never picked as a hot
+    # address of its own (hot_wallet_select, hot_addresses). assign_time marks it taken.
+    CHANGE = 4, "hot wallet change address"
 
 
 class AddressStatus(models.IntegerChoices):
@@ -95,6 +99,9 @@ class WalletAddress(models.Model):
 
     class Meta:
         db_table = "wallet_address"
+        verbose_name = "wallet address"
+        verbose_name_plural = "wallet addresses"
+        permissions = [("change_address_status", "Can disable or enable an address")]
         constraints = [
             # One deposit address per user and chain. Pool, hot and cold rows have no user, and
             # NULLs never collide in a unique index (MySQL has no partial unique indexes).
@@ -110,6 +117,25 @@ class WalletAddress(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+
+class AddressStatusChange(models.Model):
+    """Who disabled or enabled an address, when and why: append-only."""
+
+    address = models.ForeignKey(WalletAddress, on_delete=models.PROTECT, related_name="status_changes")
+    from_status = models.SmallIntegerField(choices=AddressStatus.choices)
+    to_status = models.SmallIntegerField(choices=AddressStatus.choices)
+    operator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    remark = models.CharField(max_length=500)
+    create_time = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "wallet_address_status_log"
+        indexes = [models.Index(fields=["address", "id"], name="idx_address_status_log")]
+        constraints = [models.CheckConstraint(condition=~models.Q(remark=""), name="address_status_log_remark")]
+
+    def __str__(self) -> str:
+        return f"{self.address_id}: {self.get_from_status_display()} -> {self.get_to_status_display()}"
 
 
 class HotWalletCursor(models.Model):

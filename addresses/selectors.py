@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from django.db.models import Q, QuerySet
 
+from addresses import hd
 from addresses.models import AddressStatus, AddressType, WalletAddress
 from addresses.validation import InvalidAddress, address_validate
 
@@ -14,9 +16,15 @@ __all__ = [
     "address_find",
     "address_pool_available",
     "address_validate",
+    "addresses_by_address",
     "deposit_addresses_assigned",
+    "exchange_addresses_owned",
     "hot_addresses",
+    "public_keys",
 ]
+
+# The exchange's own addresses that are no user's: they hold the exchange's money on a UTXO chain.
+OWN_TYPES = (AddressType.HOT, AddressType.CHANGE, AddressType.COLD)
 
 
 def deposit_addresses_assigned(
@@ -65,3 +73,62 @@ def hot_addresses(*, chain_id: str, wallet_type: str | None = None) -> QuerySet[
     if wallet_type is not None:
         rows = rows.filter(wallet_type=wallet_type)
     return rows.order_by("id")
+
+
+def exchange_addresses_owned(
+    *, chain_id: str, since: datetime | None = None, after_id: int | None = None
+) -> QuerySet[WalletAddress]:
+    """
+    Return the chain's hot, change and cold addresses (all of them, or only those created at or
+    after `since` OR with an id above `after_id`): what the UTXO scanner watches besides deposits.
+    """
+    rows = WalletAddress.objects.filter(chain_id=chain_id, address_type__in=OWN_TYPES)
+    changed = Q()
+    if since is not None:
+        changed |= Q(create_time__gte=since)
+    if after_id is not None:
+        changed |= Q(id__gt=after_id)
+    return rows.filter(changed).order_by("id")
+
+
+def addresses_by_address(*, chain_id: str, addresses: Collection[str]) -> dict[str, WalletAddress]:
+    """
+    Return {address: row} for those of the given stored address strings that are ours on chain_id.
+
+    The strings are compared exactly (the column's collation may ignore case; base58 must not).
+    """
+    wanted = set(addresses)
+    found: dict[str, WalletAddress] = {}
+    wanted_list = sorted(wanted)
+    for start in range(0, len(wanted_list), 500):
+        for row in WalletAddress.objects.filter(chain_id=chain_id, address__in=wanted_list[start : start + 500]):
+            if row.address in wanted:
+                found[row.address] = row
+    return found
+
+
+def public_keys(*, address_ids: Collection[int]) -> dict[int, tuple[str, str]]:
+    """
+    Return {address id: (address, compressed public key hex)} of our addresses: what a BTC input
+    needs to be signed (bitcoinlib puts the key in the witness; the signer checks it is its own).
+
+    Derived from the HD seed's account xpub at the row's index (no secret is opened), or read from
+    the row (an imported key). Rows with neither (cold, watch-only) are left out.
+    """
+    keys: dict[int, tuple[str, str]] = {}
+    rows = WalletAddress.objects.filter(id__in=list(address_ids)).select_related("key_secret")
+    accounts: dict[int, hd.ExtendedKey] = {}
+    for row in rows:
+        if row.public_key:
+            keys[row.id] = (row.address, row.public_key)
+            continue
+        secret = row.key_secret
+        if secret is None or not secret.account_xpub or row.derivation_index is None:
+            continue
+        if secret.id not in accounts:
+            accounts[secret.id] = hd.ExtendedKey.from_xpub(secret.account_xpub).child(0)
+        public = accounts[secret.id].child(row.derivation_index).public_key
+        # A row whose index or address was tampered with must not hand out another key.
+        if hd.address_from_public_key(row.chain_id, public) == row.address:
+            keys[row.id] = (row.address, public.hex())
+    return keys

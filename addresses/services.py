@@ -12,6 +12,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -20,11 +21,19 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from addresses import hd
-from addresses.models import AddressStatus, AddressType, HotWalletCursor, KeySecret, SecretKind, WalletAddress
+from addresses.models import (
+    AddressStatus,
+    AddressStatusChange,
+    AddressType,
+    HotWalletCursor,
+    KeySecret,
+    SecretKind,
+    WalletAddress,
+)
 from addresses.validation import address_validate
 from coins import selectors as coins_selectors
 from coins.models import Switch
-from wallet_project.errors import NotFound, WalletError
+from wallet_project.errors import Conflict, NotFound, WalletError
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +41,8 @@ POOL_BATCH_ROWS = 2000
 _PLAIN_ADDRESS = re.compile(r"[0-9A-Za-z]{20,100}")
 
 
-class UnknownCoin(WalletError):
-    code = "unknown_coin"
+class UnsupportedChain(WalletError):
+    code = "unsupported_chain"
 
 
 class RechargeDisabled(WalletError):
@@ -55,6 +64,20 @@ class UnknownStrategy(WalletError):
     code = "unknown_strategy"
 
 
+class DepositAddressDisabled(Conflict):
+    """The user's deposit address of this chain was disabled by ops: it is not handed out."""
+
+    code = "deposit_address_disabled"
+
+
+class AddressStatusConflict(Conflict):
+    code = "address_status_conflict"
+
+
+class RemarkRequired(WalletError):
+    code = "remark_required"
+
+
 def _hd_wallet_lock(*, chain_id: str, purpose: AddressType) -> KeySecret:
     try:
         return KeySecret.objects.select_for_update().get(
@@ -72,9 +95,12 @@ def addresses_derive_next(
     count: int,
     wallet_type: str = "default",
     user: AbstractBaseUser | None = None,
+    address_type: AddressType | None = None,
 ) -> list[WalletAddress]:
     """
     Derive the next `count` addresses of the chain's HD seed for purpose and insert them.
+
+    The rows get address_type `purpose` unless another is given (CHANGE, from the hot seed).
 
     Joins the caller's transaction and locks the seed's vault row until it commits: index
     allocation is serialised, and the rows and the moved next_index commit (or vanish) together,
@@ -82,7 +108,7 @@ def addresses_derive_next(
     :raises NoHdWallet: no seed for this chain and purpose.
     """
     secret = _hd_wallet_lock(chain_id=chain_id, purpose=purpose)
-    coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[chain_id])
+    coin = coins_selectors.chain_native_coin(chain_id=chain_id)
     start = secret.next_index
     now = timezone.now() if user is not None else None
     rows = []
@@ -93,7 +119,7 @@ def addresses_derive_next(
                 coin=coin,
                 coin_name=coin.coin_name,
                 chain_id=chain_id,
-                address_type=purpose,
+                address_type=address_type if address_type is not None else purpose,
                 address=address,
                 wallet_type=wallet_type,
                 user=user,
@@ -179,7 +205,7 @@ def _pool_batch_store(*, secret_id: int, start: int, count: int, derived: list[t
     # filler took them meanwhile, the unique (key_secret, derivation_index) would refuse anyway.
     if secret.next_index != start:
         raise PoolConflict(f"The {secret.chain_id} deposit seed's next index moved; run the fill again.")
-    coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[secret.chain_id])
+    coin = coins_selectors.chain_native_coin(chain_id=secret.chain_id)
     _pool_rows_insert(secret=secret, coin_id=coin.coin_id, coin_name=coin.coin_name, derived=derived)
     secret.next_index = start + count
     secret.save(update_fields=["next_index"])
@@ -275,14 +301,11 @@ def address_pool_top_up(*, chain_id: str, minimum: int, batch: int) -> int:
 
 
 def _coin_for_deposit(coin_id: str):
-    try:
-        coin = coins_selectors.coin_get_enabled(coin_id=coin_id)
-    except NotFound:
-        raise UnknownCoin(f"Unknown coin {coin_id!r}.", field="coin") from None
+    coin = coins_selectors.coin_get_enabled(coin_id=coin_id)
     if coin.recharge_enabled != Switch.ENABLED:
         raise RechargeDisabled(f"Deposits of {coin.coin_id} are switched off.", field="coin")
     if coin.chain_id not in hd.CHAINS:
-        raise UnknownCoin(f"Coin {coin.coin_id} is on an unsupported chain.", field="coin")
+        raise UnsupportedChain(f"Coin {coin.coin_id} is on an unsupported chain.", field="coin")
     return coin
 
 
@@ -295,7 +318,7 @@ def deposit_address_assign(*, user: AbstractBaseUser, coin_id: str) -> WalletAdd
     ones find the address the first assigned. A pool row is taken with SKIP LOCKED, so users
     being served at the same time take different rows; with the pool empty one is derived.
     The unique (user, chain_id) key keeps one address per user and chain whatever happens.
-    :raises UnknownCoin, CoinDisabled, RechargeDisabled: the coin cannot receive deposits.
+    :raises UnknownCoin, CoinDisabled, RechargeDisabled, UnsupportedChain: the coin cannot receive deposits.
     :raises NoHdWallet: the pool is empty and the chain has no deposit seed.
     """
     coin = _coin_for_deposit(coin_id)
@@ -306,6 +329,11 @@ def deposit_address_assign(*, user: AbstractBaseUser, coin_id: str) -> WalletAdd
         .first()
     )
     if existing is not None:
+        if existing.status != AddressStatus.NORMAL:
+            # One address per user and chain: a disabled one is not replaced, and never handed out.
+            raise DepositAddressDisabled(
+                f"Your {coin.chain_id} deposit address is disabled: contact support before depositing.", field="coin"
+            )
         return existing
     row = (
         WalletAddress.objects.select_for_update(skip_locked=True)
@@ -329,6 +357,41 @@ def deposit_address_assign(*, user: AbstractBaseUser, coin_id: str) -> WalletAdd
     return row
 
 
+# Each status change, and the status it must start from.
+_STATUS_SOURCE = {AddressStatus.DISABLED: AddressStatus.NORMAL, AddressStatus.NORMAL: AddressStatus.DISABLED}
+
+
+@transaction.atomic(durable=True)
+def address_status_set(*, address_id: int, status: AddressStatus, operator_id: int, remark: str) -> WalletAddress:
+    """
+    Disable (or enable again) one address in the name of operator, and record who, when and why.
+
+    The row is locked and only its status is written: an assignment to a user or a balance that
+    another service committed meanwhile is kept. A disabled address is not handed to a user, not
+    picked to pay a withdrawal, and a user whose deposit address is disabled is refused.
+    :raises RemarkRequired: remark is blank.
+    :raises NotFound: no such address.
+    :raises AddressStatusConflict: the address is not in the status this change starts from.
+    """
+    remark = remark.strip()
+    if not remark:
+        raise RemarkRequired("Say why the address's status changes.", field="remark")
+    target = AddressStatus(status)
+    row = WalletAddress.objects.select_for_update().filter(id=address_id).first()
+    if row is None:
+        raise NotFound(f"Unknown address {address_id}.")
+    source = row.status
+    if source != _STATUS_SOURCE[target]:
+        raise AddressStatusConflict(f"Address {row.address} is already {target.label}.")
+    row.status = target
+    row.save(update_fields=["status", "update_time"])
+    AddressStatusChange.objects.create(
+        address=row, from_status=source, to_status=target, operator_id=operator_id, remark=remark
+    )
+    logger.info("address %s set %s by user %s", row.id, target.label, operator_id)
+    return row
+
+
 @transaction.atomic(durable=True)
 def hot_addresses_create(*, chain_id: str, wallet_type: str, count: int = 1) -> list[WalletAddress]:
     """Derive `count` new hot wallet addresses of business pool wallet_type from the chain's hot seed.
@@ -345,7 +408,7 @@ def cold_address_add(*, chain_id: str, address: str, wallet_type: str = "default
     :raises InvalidAddress: malformed or another network's address.
     """
     canonical = address_validate(chain_id, address)
-    coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[chain_id])
+    coin = coins_selectors.chain_native_coin(chain_id=chain_id)
     return WalletAddress.objects.create(
         coin=coin,
         coin_name=coin.coin_name,
@@ -354,6 +417,46 @@ def cold_address_add(*, chain_id: str, address: str, wallet_type: str = "default
         address=canonical,
         wallet_type=wallet_type,
     )
+
+
+# Change addresses derived at once when none is left: later payouts take the rest without
+# waiting for the hot seed's row lock.
+CHANGE_BATCH = 20
+
+
+@transaction.atomic(savepoint=False)
+def change_address_take(*, chain_id: str, wallet_type: str, now: datetime) -> WalletAddress:
+    """
+    Take a fresh change address of business pool (chain_id, wallet_type), never used before.
+
+    For a payout's change on a UTXO chain: joins the caller's transaction, which stores the
+    signed transaction paying to it. The row is taken with SKIP LOCKED (concurrent payouts take
+    different rows) and stamped (assign_time); if none is left, CHANGE_BATCH are derived from
+    the hot seed (its row stays locked until the caller commits). A rollback returns the address.
+    :raises NoHdWallet: the chain has no hot seed.
+    """
+    fresh = WalletAddress.objects.select_for_update(skip_locked=True).filter(
+        chain_id=chain_id,
+        address_type=AddressType.CHANGE,
+        wallet_type=wallet_type,
+        assign_time__isnull=True,
+        status=AddressStatus.NORMAL,
+    )
+    row = fresh.order_by("id").first()
+    if row is None:
+        addresses_derive_next(
+            chain_id=chain_id,
+            purpose=AddressType.HOT,
+            count=CHANGE_BATCH,
+            wallet_type=wallet_type,
+            address_type=AddressType.CHANGE,
+        )
+        row = fresh.order_by("id").first()  # ours now: this transaction wrote (and holds) them
+        if row is None:
+            raise NoHdWallet(f"No change address of {chain_id} pool {wallet_type!r} could be derived.")
+    row.assign_time = now
+    row.save(update_fields=["assign_time", "update_time"])
+    return row
 
 
 class HotWalletStrategy:

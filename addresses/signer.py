@@ -196,7 +196,7 @@ def private_key_import(
     )
     _secret_seal(secret, key, keyring, keyring.current_version)
     secret.save()
-    coin = coins_selectors.coin_get(coin_id=hd.NATIVE_COIN[chain_id])
+    coin = coins_selectors.chain_native_coin(chain_id=chain_id)
     row = WalletAddress.objects.create(
         coin=coin,
         coin_name=coin.coin_name,

@@ -11,12 +11,13 @@ MONEY = {"max_digits": 38, "decimal_places": 18, "normalize_output": True}
 
 
 class BalanceListApi(APIView):
-    """The caller's balances: available and frozen per coin."""
+    """The caller's balances per coin: available, frozen, and debt (owed after a reorg; repaid by the next credits)."""
 
     class OutputSerializer(serializers.Serializer):
         coin_id = serializers.CharField()
         available = serializers.DecimalField(**MONEY)
         frozen = serializers.DecimalField(**MONEY)
+        debt = serializers.DecimalField(**MONEY)
 
     def get(self, request: Request) -> Response:
         balances = assets_selectors.balance_list(user_id=request.user.id)
@@ -56,6 +57,8 @@ class FlowListApi(APIView):
         frozen_amount = serializers.DecimalField(**MONEY)
         frozen_before = serializers.DecimalField(**MONEY)
         frozen_after = serializers.DecimalField(**MONEY)
+        debt_amount = serializers.DecimalField(**MONEY)
+        debt_after = serializers.DecimalField(**MONEY)
         ref_tx_hash = serializers.CharField()
         create_time = serializers.DateTimeField()
 

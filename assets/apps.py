@@ -3,6 +3,7 @@ from django.apps import AppConfig
 
 class AssetsConfig(AppConfig):
     name = "assets"
+    verbose_name = "Balances and events"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

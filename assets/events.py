@@ -73,8 +73,17 @@ def asset_changed(
     biz_ref: str,
     ref_tx_hash: str,
     at: datetime,
+    debt_amount: Decimal = Decimal(0),
+    debt_before: Decimal = Decimal(0),
+    debt_after: Decimal = Decimal(0),
 ) -> Event:
-    """ASSET_CHANGE (seed 4.2.2), with the frozen side and the business reference added."""
+    """
+    ASSET_CHANGE (seed 4.2.2), with the frozen side, the debt side and the business reference added.
+
+    The debt (what the user owes after a reorg took back more than the balance held) is shown as
+    debt_amount (its signed change), debt_before and debt_after, always present ("0" for the
+    postings that do not touch it). The user's net position is balance + frozen - debt.
+    """
     body = {
         "flow_no": flow_no,
         "user_id": user_id,
@@ -87,6 +96,9 @@ def asset_changed(
         "frozen_amount": amount_str(frozen_amount),
         "frozen_before": amount_str(frozen_before),
         "frozen_after": amount_str(frozen_after),
+        "debt_amount": amount_str(debt_amount),
+        "debt_before": amount_str(debt_before),
+        "debt_after": amount_str(debt_after),
         "biz_ref": biz_ref,
     }
     header = _header(topic=ASSET_TOPIC, tags=TAG_ASSET_CHANGE, keys=flow_no, at=at)

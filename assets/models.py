@@ -3,8 +3,11 @@ The ledger: one balance row per (user, coin), an append-only flow journal, and t
 
 Every change of a balance writes exactly one flow row and one outbox row in the same
 transaction. For each (user, coin):
-    available == sum(flow.amount)        frozen == sum(flow.frozen_amount)
-and each flow's *_before equals the previous flow's *_after.
+    available == sum(flow.amount)   frozen == sum(flow.frozen_amount)   debt == sum(flow.debt_amount)
+and each flow's *_before equals the previous flow's *_after. What the user owns is
+available + frozen - debt; `debt` is what a reorg took back beyond the balance (see
+assets.services: a negative available balance, kept in a column of its own so that no column is
+ever negative), and while it is open nothing is available.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from django.conf import settings
 from django.db import models
 
 from coins.models import AMOUNT, CoinConfig
-from wallet_project.db import DecimalArithmeticCheck
+from wallet_project.db import DecimalArithmeticCheck, ExactCharField
 
 
 class BusinessType(models.IntegerChoices):
@@ -25,9 +28,15 @@ class BusinessType(models.IntegerChoices):
     WITHDRAW_SETTLE = 4, "withdrawal completed: frozen amount paid out"
     INTERNAL_TRANSFER_IN = 5, "internal withdrawal received"
     REORG_REVERSAL = 6, "credited deposit orphaned by a reorg: reversed"
+    # No longer booked: a shortfall is a REORG_DEBT now. Holds made before still carry this freeze.
     REORG_FREEZE = 7, "reorg shortfall: remaining balance frozen"
     ADJUSTMENT_CREDIT = 8, "manual adjustment: credit"
     ADJUSTMENT_DEBIT = 9, "manual adjustment: debit"
+    REORG_DEBT = 10, "reorg shortfall: what the balance could not cover, booked as the user's debt"
+    REORG_DEBT_REPAY = 11, "reorg debt repaid from a credit of the same user and coin"
+    REORG_DEBT_SETTLE = 12, "reorg debt settled by ops: the user paid it back off-system"
+    REORG_DEBT_WRITE_OFF = 13, "reorg debt written off by ops: the exchange's loss"
+    WITHDRAW_CANCEL = 14, "withdrawal cancelled by its owner: amount released"
 
 
 class Balance(models.Model):
@@ -35,6 +44,9 @@ class Balance(models.Model):
     coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
     available = models.DecimalField(**AMOUNT, default=0)
     frozen = models.DecimalField(**AMOUNT, default=0)
+    debt = models.DecimalField(
+        **AMOUNT, default=0, help_text="What the user owes after a reorg took back more than the balance held."
+    )
     create_time = models.DateTimeField(auto_now_add=True)
     update_time = models.DateTimeField(auto_now=True)
 
@@ -44,6 +56,12 @@ class Balance(models.Model):
             models.UniqueConstraint(fields=["user", "coin"], name="uk_asset_balance_user_coin"),
             models.CheckConstraint(condition=models.Q(available__gte=0), name="asset_balance_available_gte_0"),
             models.CheckConstraint(condition=models.Q(frozen__gte=0), name="asset_balance_frozen_gte_0"),
+            models.CheckConstraint(condition=models.Q(debt__gte=0), name="asset_balance_debt_gte_0"),
+            # A debt is a negative available balance: any credit repays it before money is available.
+            models.CheckConstraint(
+                condition=models.Q(debt=0) | models.Q(available=0),
+                name="asset_balance_debt_only_when_nothing_available",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -53,19 +71,22 @@ class Balance(models.Model):
 class Flow(models.Model):
     """One balance change. Append-only: a mistake is corrected by a compensating flow."""
 
-    flow_no = models.CharField(max_length=32, unique=True)
+    flow_no = ExactCharField(max_length=32, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_column="user_id")
     coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
     business_type = models.SmallIntegerField(choices=BusinessType.choices)
     # What caused the change: a recharge_no, withdraw_no, adjustment ticket... Unique per type,
     # which is what makes every posting idempotent.
-    biz_ref = models.CharField(max_length=64)
+    biz_ref = ExactCharField(max_length=64)
     amount = models.DecimalField(**AMOUNT, help_text="Change of the available balance (signed).")
     balance_before = models.DecimalField(**AMOUNT)
     balance_after = models.DecimalField(**AMOUNT)
     frozen_amount = models.DecimalField(**AMOUNT, default=0, help_text="Change of the frozen balance (signed).")
     frozen_before = models.DecimalField(**AMOUNT, default=0)
     frozen_after = models.DecimalField(**AMOUNT, default=0)
+    debt_amount = models.DecimalField(**AMOUNT, default=0, help_text="Change of the debt (signed).")
+    debt_before = models.DecimalField(**AMOUNT, default=0)
+    debt_after = models.DecimalField(**AMOUNT, default=0)
     ref_tx_hash = models.CharField(max_length=255, blank=True, default="")
     memo = models.CharField(max_length=255, blank=True, default="")
     create_time = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -85,6 +106,11 @@ class Flow(models.Model):
             models.CheckConstraint(
                 condition=models.Q(balance_after__gte=0, frozen_after__gte=0), name="asset_flow_not_negative"
             ),
+            DecimalArithmeticCheck(
+                condition=models.Q(debt_after=models.F("debt_before") + models.F("debt_amount")),
+                name="asset_flow_debt_chains",
+            ),
+            models.CheckConstraint(condition=models.Q(debt_after__gte=0), name="asset_flow_debt_not_negative"),
         ]
         indexes = [models.Index(fields=["user", "coin", "id"], name="idx_asset_flow_user_coin")]
 
@@ -105,10 +131,10 @@ class OutboxMessage(models.Model):
     delivery is at-least-once, consumers deduplicate by message_id.
     """
 
-    message_id = models.CharField(max_length=64, unique=True)
+    message_id = ExactCharField(max_length=64, unique=True)
     topic = models.CharField(max_length=64)
     tags = models.CharField(max_length=64)
-    keys = models.CharField(max_length=64, help_text="The business number: flow_no, recharge_no, withdraw_no.")
+    keys = ExactCharField(max_length=64, help_text="The business number: flow_no, recharge_no, withdraw_no.")
     # Events of one partition key (the user id) are published in id order.
     partition_key = models.CharField(max_length=64)
     payload = models.JSONField()
@@ -168,7 +194,7 @@ class ConsumedMessage(models.Model):
     """
 
     consumer = models.CharField(max_length=64)
-    message_id = models.CharField(max_length=64)
+    message_id = ExactCharField(max_length=64)
     create_time = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import QuerySet, Sum
 
 from assets.models import Balance, Flow
+from coins import selectors as coins_selectors
 from wallet_project.money import exact
 
 
@@ -25,10 +26,14 @@ def flow_list(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[Flow]:
-    """Return the user's flows, newest first, ready to paginate."""
+    """
+    Return the user's flows, newest first, ready to paginate.
+
+    :raises UnknownCoin: coin_id names no coin (a disabled one still lists its history).
+    """
     flows = Flow.objects.filter(user_id=user_id)
     if coin_id is not None:
-        flows = flows.filter(coin_id=coin_id)
+        flows = flows.filter(coin_id=coins_selectors.coin_get(coin_id=coin_id).coin_id)
     if business_type is not None:
         flows = flows.filter(business_type=business_type)
     if since is not None:
@@ -38,9 +43,28 @@ def flow_list(
     return flows.order_by("-id")
 
 
+def debts_open(*, user_id: int) -> dict[str, Decimal]:
+    """Return {coin_id: debt} of the user's balances that carry a debt (what a reorg took back beyond them)."""
+    return dict(Balance.objects.filter(user_id=user_id, debt__gt=0).values_list("coin_id", "debt"))
+
+
+def debts_of(*, pairs: set[tuple[int, str]]) -> dict[tuple[int, str], Decimal]:
+    """Return {(user_id, coin_id): debt} of the given (user, coin) balances (0 when none or no row)."""
+    found = {pair: Decimal(0) for pair in pairs}
+    users = {user_id for user_id, _ in pairs}
+    coins = {coin_id for _, coin_id in pairs}
+    if pairs:
+        rows = Balance.objects.filter(user_id__in=users, coin_id__in=coins).values_list("user_id", "coin_id", "debt")
+        for user_id, coin_id, debt in rows:
+            if (user_id, coin_id) in found:
+                found[(user_id, coin_id)] = debt
+    return found
+
+
 def ledger_mismatches(*, user_id: int | None = None) -> list[dict[str, object]]:
     """
-    Return every (user, coin) whose balance differs from the sum of its flows.
+    Return every (user, coin) whose balance differs from the sum of its flows, in any column
+    (available, frozen, debt).
 
     An empty list is a healthy ledger; reconciliation and the tests use this one definition.
     """
@@ -49,39 +73,52 @@ def ledger_mismatches(*, user_id: int | None = None) -> list[dict[str, object]]:
     if user_id is not None:
         balances = balances.filter(user_id=user_id)
         flows = flows.filter(user_id=user_id)
-    sums: dict[tuple[int, str], tuple[Decimal, Decimal]] = {}
+    zero = (Decimal(0), Decimal(0), Decimal(0))
+    sums: dict[tuple[int, str], tuple[Decimal, Decimal, Decimal]] = {}
     if connection.vendor == "sqlite":
         # SQLite sums decimals in floating point; add them up exactly here instead.
-        for user, coin, amount, frozen in flows.values_list("user_id", "coin_id", "amount", "frozen_amount"):
-            available_sum, frozen_sum = sums.get((user, coin), (Decimal(0), Decimal(0)))
+        rows = flows.values_list("user_id", "coin_id", "amount", "frozen_amount", "debt_amount")
+        for user, coin, amount, frozen, debt in rows:
+            available_sum, frozen_sum, debt_sum = sums.get((user, coin), zero)
             with exact():
-                sums[(user, coin)] = (available_sum + amount, frozen_sum + frozen)
+                sums[(user, coin)] = (available_sum + amount, frozen_sum + frozen, debt_sum + debt)
     else:
-        for row in flows.values("user_id", "coin_id").annotate(available=Sum("amount"), frozen=Sum("frozen_amount")):
-            sums[(row["user_id"], row["coin_id"])] = (row["available"] or Decimal(0), row["frozen"] or Decimal(0))
+        totals = flows.values("user_id", "coin_id").annotate(
+            available=Sum("amount"), frozen=Sum("frozen_amount"), debt=Sum("debt_amount")
+        )
+        for row in totals:
+            sums[(row["user_id"], row["coin_id"])] = (
+                row["available"] or Decimal(0),
+                row["frozen"] or Decimal(0),
+                row["debt"] or Decimal(0),
+            )
     mismatches = []
     for balance in balances.order_by("id"):
-        expected = sums.pop((balance.user_id, balance.coin_id), (Decimal(0), Decimal(0)))
-        if (balance.available, balance.frozen) != expected:
+        expected = sums.pop((balance.user_id, balance.coin_id), zero)
+        if (balance.available, balance.frozen, balance.debt) != expected:
             mismatches.append(
                 {
                     "user_id": balance.user_id,
                     "coin_id": balance.coin_id,
                     "available": balance.available,
                     "frozen": balance.frozen,
+                    "debt": balance.debt,
                     "flows_available": expected[0],
                     "flows_frozen": expected[1],
+                    "flows_debt": expected[2],
                 }
             )
-    for (orphan_user, orphan_coin), (available, frozen) in sums.items():
+    for (orphan_user, orphan_coin), (available, frozen, debt) in sums.items():
         mismatches.append(
             {
                 "user_id": orphan_user,
                 "coin_id": orphan_coin,
                 "available": None,
                 "frozen": None,
+                "debt": None,
                 "flows_available": available,
                 "flows_frozen": frozen,
+                "flows_debt": debt,
             }
         )
     return mismatches

@@ -6,6 +6,14 @@ the caller's transaction (`atomic(savepoint=False)`), lock the (user, coin) bala
 and write the balance, one flow row and one ASSET_CHANGE outbox row together. A posting is
 idempotent per (business_type, biz_ref): a replay with the same user, coin and amount returns the
 first flow and changes nothing; a replay that differs raises FlowConflict.
+
+A balance may carry a debt (assets.debts books it when a reorg takes back more than the balance
+holds): it is a negative available balance kept in a non-negative column of its own. So, as a
+negative balance would, every posting that adds to the available balance of a user with a debt
+repays the debt first: a REORG_DEBT_REPAY flow (referenced by the triggering flow's flow_no)
+follows it in the same statements, and only the rest stays available. Hence nothing is ever
+available while a debt is open (a CHECK on asset_balance). The debt is read by the same locking
+SELECT, so the ordinary posting costs no extra round trip.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from wallet_project.db import Statement, insert_statement, row_insert, rows_inse
 from wallet_project.errors import WalletError
 from wallet_project.ids import business_no
 from wallet_project.money import exact
+
+_ZERO = Decimal(0)
 
 
 class InsufficientFunds(WalletError):
@@ -95,15 +105,19 @@ def _book(
     ref_tx_hash: str,
     memo: str,
     now: datetime,
+    debt_delta: Decimal = _ZERO,
 ) -> tuple[Flow, OutboxMessage]:
     """Apply one posting to a locked balance in memory; return its unsaved flow and event."""
     with exact():
         available_after = balance.available + available_delta
         frozen_after = balance.frozen + frozen_delta
+        debt_after = balance.debt + debt_delta
     if available_after < 0:
         raise InsufficientFunds("The available balance is too low.", field="amount")
     if frozen_after < 0:
         raise InsufficientFunds("The frozen balance is too low.", field="amount")
+    if debt_after < 0:
+        raise InsufficientFunds("The debt is smaller than that.", field="amount")
     flow = Flow(
         flow_no=business_no(prefix="F", now=now),
         user_id=balance.user_id,
@@ -116,6 +130,9 @@ def _book(
         frozen_amount=frozen_delta,
         frozen_before=balance.frozen,
         frozen_after=frozen_after,
+        debt_amount=debt_delta,
+        debt_before=balance.debt,
+        debt_after=debt_after,
         ref_tx_hash=ref_tx_hash,
         memo=memo,
         create_time=now,
@@ -134,11 +151,40 @@ def _book(
         biz_ref=biz_ref,
         ref_tx_hash=ref_tx_hash,
         at=now,
+        debt_amount=debt_delta,
+        debt_before=flow.debt_before,
+        debt_after=debt_after,
     )
     balance.available = available_after
     balance.frozen = frozen_after
+    balance.debt = debt_after
     balance.update_time = now
     return flow, _outbox_row(event)
+
+
+def _repay(*, balance: Balance, trigger: Flow, now: datetime) -> tuple[Flow, OutboxMessage] | None:
+    """
+    Book the repayment of the balance's debt from what `trigger` made available, if both are there.
+
+    Referenced by the trigger's flow_no (unique), so it is booked exactly when its trigger is:
+    a replay of the trigger returns the first flow before reaching this.
+    """
+    if trigger.amount <= 0 or balance.debt <= 0 or balance.available <= 0:
+        return None
+    repaid = min(balance.available, balance.debt)
+    with exact():
+        taken = -repaid
+    return _book(
+        balance=balance,
+        business_type=BusinessType.REORG_DEBT_REPAY,
+        biz_ref=trigger.flow_no,
+        available_delta=taken,
+        frozen_delta=_ZERO,
+        debt_delta=taken,
+        ref_tx_hash=trigger.ref_tx_hash,
+        memo=f"reorg debt repaid from {BusinessType(trigger.business_type).name} {trigger.biz_ref}"[:255],
+        now=now,
+    )
 
 
 def outbox_enqueue_many(*, events_to_send: Sequence[events.Event]) -> list[OutboxMessage]:
@@ -193,6 +239,7 @@ def _post(
                 available_delta=available_delta,
                 frozen_delta=frozen_delta,
             )
+        now = timezone.now()
         flow, event = _book(
             balance=balance,
             business_type=business_type,
@@ -201,14 +248,19 @@ def _post(
             frozen_delta=frozen_delta,
             ref_tx_hash=ref_tx_hash,
             memo=memo,
-            now=timezone.now(),
+            now=now,
         )
+        flows, events_out = [flow], [event]
+        repaid = _repay(balance=balance, trigger=flow, now=now)
+        if repaid is not None:
+            flows.append(repaid[0])
+            events_out.append(repaid[1])
         # Prepared statements instead of the ORM's compiler, sent in one round trip: this path
         # runs once per deposit, withdrawal step and adjustment, and the compiler and three
         # round trips cost more than the database's work.
         try:
-            balance_update = _balances_write_statements(balances=[balance])
-            statements_run([insert_statement([flow]), *balance_update, insert_statement([event])])
+            balance_update = _balances_write_statements(balances=[balance], with_debt=repaid is not None)
+            statements_run([insert_statement(flows), *balance_update, insert_statement(events_out)])
         except IntegrityError as error:
             # Another user's posting of the same reference committed while we held our lock.
             if "uk_asset_flow_business_ref" in str(error) or "biz_ref" in str(error):
@@ -221,6 +273,7 @@ def _post(
 
 _AVAILABLE = Balance._meta.get_field("available")
 _FROZEN = Balance._meta.get_field("frozen")
+_DEBT = Balance._meta.get_field("debt")
 _UPDATE_TIME = Balance._meta.get_field("update_time")
 
 
@@ -234,7 +287,7 @@ def _balance_lock_with_replay(
     which is harmless: it is a replay and is only read.
     """
     sql = (
-        f"SELECT b.id, b.available, b.frozen, f.id FROM {Balance._meta.db_table} b "  # noqa: S608
+        f"SELECT b.id, b.available, b.frozen, b.debt, f.id FROM {Balance._meta.db_table} b "  # noqa: S608
         f"LEFT JOIN {Flow._meta.db_table} f ON f.business_type = %s AND f.biz_ref = %s "
         "WHERE b.user_id = %s AND b.coin_id = %s"
     )
@@ -245,13 +298,14 @@ def _balance_lock_with_replay(
         row = cursor.fetchone()
     if row is None:
         return None
-    balance_id, available, frozen, booked_id = row
+    balance_id, available, frozen, debt, booked_id = row
     balance = Balance(
         id=balance_id,
         user_id=user_id,
         coin_id=coin.coin_id,
         available=_AVAILABLE.to_python(_from_db(available)),
         frozen=_FROZEN.to_python(_from_db(frozen)),
+        debt=_DEBT.to_python(_from_db(debt)),
     )
     balance._state.adding = False
     return balance, booked_id
@@ -425,19 +479,30 @@ class Credit:
     memo: str = ""
 
 
-def balance_credit_batch(*, coin: CoinConfig, business_type: BusinessType, credits: Sequence[Credit]) -> list[Flow]:
+class CreditBatch(list[Flow]):
+    """The credit flows of balance_credit_batch, one per line in line order, and whose debt they repaid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.debt_repaid_user_ids: set[int] = set()  # a REORG_DEBT_REPAY flow was booked for them
+        self.debt_cleared_user_ids: set[int] = set()  # ... and their debt is now zero
+
+
+def balance_credit_batch(*, coin: CoinConfig, business_type: BusinessType, credits: Sequence[Credit]) -> CreditBatch:
     """
     Credit many (user, amount, reference) lines of one coin in a few statements.
 
     The result is what calling balance_credit for each line in order would give — same flows,
-    same replay rules — but the balances are locked with one query (in id order, as every
-    writer locks them), replays found with one query, and flows, events and balances written
-    in bulk. Joins the caller's transaction.
+    same replay rules, the same repayment of a debt — but the balances (their debts included)
+    are locked with one query (in id order, as every writer locks them), replays found with one
+    query, and flows, events and balances written in bulk: a user with a debt adds flows to the
+    same statements, not a round trip. Joins the caller's transaction.
     :raises InvalidAmount, FlowConflict: as balance_credit, for the first offending line.
     """
     lines = [(c, coins_selectors.amount_check(coin=coin, amount=c.amount), _checked_ref(c.biz_ref)) for c in credits]
+    result = CreditBatch()
     if not lines:
-        return []
+        return result
     with transaction.atomic(savepoint=False):
         user_ids = sorted({c.user_id for c, _, _ in lines})
         balances = _balances_lock(user_ids=user_ids, coin=coin)
@@ -447,7 +512,6 @@ def balance_credit_batch(*, coin: CoinConfig, business_type: BusinessType, credi
             for flow in Flow.objects.filter(business_type=business_type, biz_ref__in=refs[start : start + 1000]):
                 booked[flow.biz_ref] = flow
         now = timezone.now()
-        result: list[Flow] = []
         new_flows: list[Flow] = []
         new_events: list[OutboxMessage] = []
         changed: dict[int, Balance] = {}
@@ -479,26 +543,43 @@ def balance_credit_batch(*, coin: CoinConfig, business_type: BusinessType, credi
             new_flows.append(flow)
             new_events.append(event)
             result.append(flow)
+            repaid = _repay(balance=balance, trigger=flow, now=now)
+            if repaid is not None:
+                new_flows.append(repaid[0])
+                new_events.append(repaid[1])
+                result.debt_repaid_user_ids.add(balance.user_id)
+        result.debt_cleared_user_ids = {u for u in result.debt_repaid_user_ids if balances[u].debt == 0}
         statements = []
         for start in range(0, len(new_flows), 500):
             statements.append(insert_statement(new_flows[start : start + 500]))
             statements.append(insert_statement(new_events[start : start + 500]))
-        statements += _balances_write_statements(balances=list(changed.values()))
+        statements += _balances_write_statements(
+            balances=list(changed.values()), with_debt=bool(result.debt_repaid_user_ids)
+        )
         for start in range(0, len(statements), 3):  # three 500-row statements: ~600 KB a query
             statements_run(statements[start : start + 3])
         return result
 
 
-def _balances_write_statements(*, balances: list[Balance]) -> list[Statement]:
-    """The UPDATEs writing available, frozen and update_time of locked rows, 500 per UPDATE ... CASE."""
+def _balances_write_statements(*, balances: list[Balance], with_debt: bool = False) -> list[Statement]:
+    """
+    The UPDATEs writing available, frozen and update_time of locked rows, 500 per UPDATE ... CASE.
+
+    with_debt: the debt column changed too, for some of them: write it as well.
+    """
     # QuerySet.bulk_update builds the same statement through the expression API at several
     # milliseconds per row; plain parameters keep a 500-line batch, and a single posting, cheap.
     if len(balances) == 1:  # a single posting: the plain statement, cheaper to build and to run
         (balance,) = balances
-        sql = f"UPDATE {Balance._meta.db_table} SET available = %s, frozen = %s, update_time = %s WHERE id = %s"  # noqa: S608
+        debt_set = "debt = %s, " if with_debt else ""
+        sql = (
+            f"UPDATE {Balance._meta.db_table} SET available = %s, frozen = %s, "  # noqa: S608 - no user input
+            f"{debt_set}update_time = %s WHERE id = %s"
+        )
         params = [
             _AVAILABLE.get_db_prep_save(balance.available, connection),
             _FROZEN.get_db_prep_save(balance.frozen, connection),
+            *([_DEBT.get_db_prep_save(balance.debt, connection)] if with_debt else []),
             _UPDATE_TIME.get_db_prep_save(balance.update_time, connection),
             balance.id,
         ]
@@ -513,11 +594,16 @@ def _balances_write_statements(*, balances: list[Balance]) -> list[Statement]:
             params += [balance.id, _AVAILABLE.get_db_prep_save(balance.available, connection)]
         for balance in chunk:
             params += [balance.id, _FROZEN.get_db_prep_save(balance.frozen, connection)]
+        debt_set = ""
+        if with_debt:
+            debt_set = f"debt = CASE id {cases} END, "
+            for balance in chunk:
+                params += [balance.id, _DEBT.get_db_prep_save(balance.debt, connection)]
         params.append(_UPDATE_TIME.get_db_prep_save(chunk[0].update_time, connection))
         params += [balance.id for balance in chunk]
         sql = (
             f"UPDATE {Balance._meta.db_table} SET available = CASE id {cases} END, "  # noqa: S608 - no user input
-            f"frozen = CASE id {cases} END, update_time = %s WHERE id IN ({marks})"
+            f"frozen = CASE id {cases} END, {debt_set}update_time = %s WHERE id IN ({marks})"
         )
         statements.append(Statement(sql=sql, params=params))
     return statements

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class ChainError(Exception):
@@ -43,6 +43,18 @@ class Transfer:
     success: bool
 
 
+class Spend(NamedTuple):
+    """One input of a block's transaction on a UTXO chain: the output it spends, and by which transaction.
+
+    A tuple rather than a dataclass: a block carries thousands of them and the scanner only
+    looks each one up in a set of known outpoints.
+    """
+
+    txid: str  # the transaction that created the spent output
+    vout: int  # its output index
+    spender: str  # txid of the spending transaction
+
+
 @dataclass(frozen=True)
 class Block:
     number: int
@@ -50,6 +62,9 @@ class Block:
     parent_hash: str
     timestamp: int  # seconds since the epoch
     transfers: list[Transfer] = field(default_factory=list)
+    # UTXO chains (BTC): every input of every non-coinbase transaction, whatever `watched` was;
+    # empty on account chains.
+    spends: list[Spend] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -138,7 +153,8 @@ class ChainAdapter(Protocol):
         """The best chain's block at height with every transfer it carries (native and token).
 
         With `watched` (a set of match keys) only the transfers to those keys are returned, and
-        only they cost extra node calls (EVM receipts): the fast path for the scanner.
+        only they cost extra node calls (EVM receipts): the fast path for the scanner. On a UTXO
+        chain the block also lists every input (`Block.spends`), watched or not.
         """
 
     def blocks(self, first: int, last: int, watched: Collection[str] | None = None) -> list[Block]:

@@ -8,6 +8,8 @@ BTC adapter over Bitcoin Core's JSON-RPC (also bcoin's, which differs in a few a
 - Full transactions: `getblock HASH 2` on Core, `getblock HASH true true` on bcoin; the adapter
   tries Core's form first and remembers which one the node speaks.
 - Coinbase outputs are not reported: they cannot be spent for 100 blocks and are no deposit.
+- Every input of every non-coinbase transaction is reported (`Block.spends`), whatever the watch
+  list: only the caller knows which outpoints are its own (the exchange's UTXO set).
 - `sendrawtransaction` answers a txid even when bcoin's mempool refuses the transaction, so a
   broadcast counts only once the transaction is in the mempool (or a block).
 """
@@ -25,7 +27,7 @@ from typing import Any
 
 import base58
 
-from chains.base import Block, ChainError, SignedTx, Transfer, TxRejected, TxStatus, UnsignedTx
+from chains.base import Block, ChainError, SignedTx, Spend, Transfer, TxRejected, TxStatus, UnsignedTx
 from chains.codecs import hash160, segwit_decode
 from chains.rpc import HttpNode, RpcError, decimal_float
 
@@ -77,6 +79,16 @@ def address_to_script(address: str, network: str) -> str:
     if raw[0] == params["p2sh"]:
         return "a914" + raw[1:].hex() + "87"
     raise ValueError("address of another network")
+
+
+def p2wpkh_vsize(inputs: int, outputs: int) -> int:
+    """Virtual size of a transaction spending P2WPKH inputs to P2WPKH outputs, rounded up a little.
+
+    build_transfer prices its fee with it; coin selection must use the same figure to pick
+    inputs the builder then uses all of.
+    """
+    # ~68 vB per input, 31 per output, 11 of overhead.
+    return 11 + 68 * inputs + 31 * outputs + 2
 
 
 def btc_to_sats(value: object) -> int:
@@ -162,7 +174,8 @@ class BtcAdapter:
         return answer
 
     def block(self, height: int, watched: Collection[str] | None = None) -> Block:
-        """The block at height with every non-coinbase output (only those to `watched` scripts if given).
+        """The block at height with every non-coinbase output (only those to `watched` scripts if given)
+        and every non-coinbase input (`spends`).
 
         :raises ChainError: node down, no such block, or a malformed answer.
         """
@@ -173,11 +186,20 @@ class BtcAdapter:
                 raise ChainError(f"BTC node: asked block {height}, got another")
             parent_hash = raw.get("previousblockhash") or "0" * 64
             transfers: list[Transfer] = []
+            spends: list[Spend] = []
             for tx in raw["tx"]:
                 if not isinstance(tx, dict):
                     raise ChainError(f"BTC node: block {height} came without its transactions")
                 if tx["vin"] and "coinbase" in tx["vin"][0]:
                     continue
+                txid = tx["txid"]
+                if not isinstance(txid, str) or len(txid) != 64:
+                    raise ValueError("malformed txid")
+                for vin in tx["vin"]:
+                    prev = vin["txid"]
+                    if not isinstance(prev, str) or len(prev) != 64:
+                        raise ValueError("malformed input")
+                    spends.append(Spend(prev, int(vin["vout"]), txid))
                 for out in tx["vout"]:
                     script = out["scriptPubKey"]
                     key = script["hex"].lower()
@@ -186,7 +208,7 @@ class BtcAdapter:
                     address = script.get("address") or next(iter(script.get("addresses") or []), "")
                     transfers.append(
                         Transfer(
-                            tx_hash=tx["txid"],
+                            tx_hash=txid,
                             index=int(out["n"]),
                             from_address="",  # inputs carry no address without a prevout lookup
                             to_address=address,
@@ -201,7 +223,14 @@ class BtcAdapter:
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             raise ChainError(f"BTC node: malformed block {height}") from None
-        return Block(number=height, hash=block_hash, parent_hash=parent_hash, timestamp=timestamp, transfers=transfers)
+        return Block(
+            number=height,
+            hash=block_hash,
+            parent_hash=parent_hash,
+            timestamp=timestamp,
+            transfers=transfers,
+            spends=spends,
+        )
 
     def blocks(self, first: int, last: int, watched: Collection[str] | None = None) -> list[Block]:
         """Blocks first..last (inclusive), each as block() gives it, checked to form one chain.
@@ -215,8 +244,10 @@ class BtcAdapter:
         return found
 
     def balance(self, address: str, contract: str | None = None) -> int:
-        """Confirmed balance by `scantxoutset` (Bitcoin Core); bcoin has no such call.
+        """Confirmed balance of any address by `scantxoutset` (Bitcoin Core only; bcoin has no such call).
 
+        The exchange's own BTC holdings are never read this way: they come from the UTXO set the
+        scanner keeps (utxos.selectors), which works on any node and knows what is locked by payouts.
         :raises ChainError: the node cannot scan the UTXO set.
         """
         if contract is not None:
@@ -297,8 +328,7 @@ class BtcAdapter:
 
     @staticmethod
     def _vsize(inputs: int, outputs: int) -> int:
-        # P2WPKH: ~68 vB per input, 31 per output, 11 overhead; rounded up a little.
-        return 11 + 68 * inputs + 31 * outputs + 2
+        return p2wpkh_vsize(inputs, outputs)
 
     def broadcast_irreversible(self, signed: SignedTx) -> str:
         """sendrawtransaction, then check the mempool (or a block) really holds the transaction.

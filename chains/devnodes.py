@@ -3,31 +3,30 @@ Local chain dev nodes for tests, benchmarks and the dev run: each starts on a fr
 waits until it answers, and returns a handle with `url` and `stop()`.
 
 - EVM: ganache (npm), deterministic wallet, chain id 1337, shanghai; test tokens deployed via web3.
-- BTC: bcoin (npm) in regtest, in memory, no wallet, 500 blocks mined so segwit is active.
+- BTC: bcoin (npm) in regtest, no wallet, 500 blocks mined so segwit is active.
 - TRON: chains.tron_fake (a loopback fake of the TRON HTTP API) with a ganache of its own behind it
   that runs the TRC20 contracts.
+
+Tests start them in memory, mining only when asked (instant mining on ganache, `mine()` elsewhere).
+Given a data folder they keep their chain there across restarts, and given a block time they
+make blocks on their own: the dev run (chains.devchain) uses both.
 
 Every key here is a throwaway TEST-ONLY key of a local dev chain.
 
     python -m chains.devnodes serve --evm-port 8545 --tron-port 8090 --btc-port 18443
 
-starts all three for the dev run, deploys the test USDT on both EVM and TRON, writes the
-addresses to settings.DEVCHAIN_FILE and, when the database is migrated, sets the USDT coins'
-contract_address through coins.services.
+runs the dev chains of the run command: see chains.devchain.
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import contextlib
-import json
 import os
 import secrets
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -140,6 +139,7 @@ class EvmDevNode:
     # Deterministic ganache accounts, funded with 1000 ETH each. TEST-ONLY keys.
     accounts: list[LocalAccount]
     contracts: dict[str, str] = field(default_factory=dict)
+    block_time: float = 0.0  # 0: ganache mines each transaction at once
 
     def stop(self) -> None:
         self.process.stop()
@@ -184,7 +184,8 @@ class EvmDevNode:
         full.pop("from", None)
         signed = self.accounts[sender].sign_transaction(full)
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10, poll_latency=0.02)
+        timeout = 10 + 3 * self.block_time
+        return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.02)
 
     def transact(self, call: Any, *, sender: int = 0, gas: int = 300_000) -> TxReceipt:
         """Send a contract function call (web3 ContractFunction) from accounts[sender]."""
@@ -236,29 +237,43 @@ def evm_accounts(count: int) -> list[LocalAccount]:
     return [Account.from_mnemonic(GANACHE_TEST_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)]
 
 
-def evm_start(*, port: int | None = None, accounts: int = 10, hardfork: str = "shanghai") -> EvmDevNode:
+def evm_start(
+    *,
+    port: int | None = None,
+    accounts: int = 10,
+    hardfork: str = "shanghai",
+    block_time: float = 0.0,
+    db_path: Path | None = None,
+) -> EvmDevNode:
     """Start ganache on 127.0.0.1 (a free port unless given) and wait until it answers.
 
     hardfork "berlin" gives a chain without EIP-1559 (no base fee: legacy transactions only).
+    block_time > 0: a block every block_time seconds (transactions wait for it) instead of one per
+    transaction. db_path: the chain is kept in that folder and continues there on the next start.
     """
     port = port or free_port()
-    process = _Process(
-        [
-            _node_bin("ganache"),
-            "--host=127.0.0.1",
-            f"--port={port}",
-            "--wallet.deterministic=true",
-            f"--wallet.totalAccounts={accounts}",
-            f"--chain.chainId={EVM_CHAIN_ID}",
-            f"--chain.hardfork={hardfork}",
-            "--logging.quiet=true",
-        ],
-        "ganache",
-    )
+    args = [
+        _node_bin("ganache"),
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--wallet.deterministic=true",
+        f"--wallet.totalAccounts={accounts}",
+        f"--chain.chainId={EVM_CHAIN_ID}",
+        f"--chain.hardfork={hardfork}",
+        "--logging.quiet=true",
+    ]
+    if block_time > 0:
+        args.append(f"--miner.blockTime={block_time:g}")
+    if db_path is not None:
+        db_path.mkdir(parents=True, exist_ok=True)
+        args.append(f"--database.dbPath={db_path}")
+    process = _Process(args, "ganache")
     url = f"http://127.0.0.1:{port}/"
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 10}))
     process.wait_ready(lambda: w3.eth.chain_id == EVM_CHAIN_ID)
-    return EvmDevNode(url=url, port=port, process=process, w3=w3, accounts=evm_accounts(accounts))
+    return EvmDevNode(
+        url=url, port=port, process=process, w3=w3, accounts=evm_accounts(accounts), block_time=block_time
+    )
 
 
 # --- BTC: bcoin regtest --------------------------------------------------------------------
@@ -267,15 +282,17 @@ class BtcDevNode:
     url: str  # with the api key as basic-auth password: http://wallet:KEY@127.0.0.1:PORT/
     port: int
     process: _Process
-    data_dir: tempfile.TemporaryDirectory
+    # A temporary folder removed at stop(), or None when the chain is kept in a given folder.
+    data_dir: tempfile.TemporaryDirectory | None
     # A TEST-ONLY key the regtest coinbases pay to (P2WPKH), to fund test transactions.
     miner_private_key: bytes
     miner_public_key: bytes
 
     def stop(self) -> None:
         self.process.stop()
-        with contextlib.suppress(OSError):
-            self.data_dir.cleanup()
+        if self.data_dir is not None:
+            with contextlib.suppress(OSError):
+                self.data_dir.cleanup()
 
     def rpc(self, method: str, *params: object) -> Any:
         from chains.rpc import HttpNode, decimal_float
@@ -300,21 +317,35 @@ class BtcDevNode:
         return self.rpc("generatetoaddress", blocks, address or self.miner_address)
 
 
-def btc_start(*, port: int | None = None, blocks: int = 500, api_key: str | None = None) -> BtcDevNode:
-    """Start bcoin regtest in memory on 127.0.0.1 and mine `blocks` blocks (segwit needs ~432).
+def btc_start(
+    *,
+    port: int | None = None,
+    blocks: int = 500,
+    api_key: str | None = None,
+    data_dir: Path | None = None,
+    miner_key: bytes | None = None,
+) -> BtcDevNode:
+    """Start bcoin regtest on 127.0.0.1 and mine up to height `blocks` (segwit needs ~432).
 
-    The api key (the RPC password) is random unless given.
+    In memory unless data_dir is given: then the chain is kept there and continues on the next
+    start. The api key (the RPC password) and the miner's key are random unless given.
     """
     import coincurve
 
     port = port or free_port()
     api_key = api_key or secrets.token_hex(16)
-    data_dir = tempfile.TemporaryDirectory(prefix="bcoin-")
+    temporary = None
+    if data_dir is None:
+        temporary = tempfile.TemporaryDirectory(prefix="bcoin-")
+        prefix, storage = temporary.name, ["--memory=true"]
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        prefix, storage = str(data_dir), []
     process = _Process(
         [
             _node_bin("bcoin"),
             "--network=regtest",
-            "--memory=true",
+            *storage,
             "--http-host=127.0.0.1",
             f"--http-port={port}",
             f"--api-key={api_key}",
@@ -323,22 +354,23 @@ def btc_start(*, port: int | None = None, blocks: int = 500, api_key: str | None
             "--no-wallet=true",
             "--index-tx=true",
             "--log-level=" + os.environ.get("BCOIN_LOG_LEVEL", "warning"),
-            f"--prefix={data_dir.name}",
+            f"--prefix={prefix}",
         ],
         "bcoin",
     )
-    key = coincurve.PrivateKey()
+    key = coincurve.PrivateKey(miner_key) if miner_key is not None else coincurve.PrivateKey()
     node = BtcDevNode(
         url=f"http://wallet:{api_key}@127.0.0.1:{port}/",
         port=port,
         process=process,
-        data_dir=data_dir,
+        data_dir=temporary,
         miner_private_key=key.secret,
         miner_public_key=key.public_key.format(compressed=True),
     )
-    process.wait_ready(lambda: node.rpc("getblockcount") == 0)
-    if blocks:
-        node.mine(blocks)
+    process.wait_ready(lambda: isinstance(node.rpc("getblockcount"), int))
+    missing = blocks - node.rpc("getblockcount")
+    if missing > 0:
+        node.mine(missing)
     return node
 
 
@@ -394,12 +426,29 @@ class TronDevNode:
         return answer["address"]
 
 
-def tron_start(*, port: int | None = None, evm: EvmDevNode | None = None, block_interval: float = 0.0) -> TronDevNode:
-    """Start the TRON fake on 127.0.0.1 with a ganache of its own behind it (unless one is given)."""
+def tron_start(
+    *,
+    port: int | None = None,
+    evm: EvmDevNode | None = None,
+    block_interval: float = 0.0,
+    data_dir: Path | None = None,
+) -> TronDevNode:
+    """Start the TRON fake on 127.0.0.1 with a ganache of its own behind it (unless one is given).
+
+    block_interval > 0: a block every block_interval seconds. data_dir: the fake's chain and its
+    ganache are kept there and continue on the next start.
+    """
     from chains.tron_fake import TronFakeServer
 
-    backend = evm or evm_start()
-    server = TronFakeServer(("127.0.0.1", port or 0), evm=backend, block_interval=block_interval)
+    state = None
+    if data_dir is None:
+        backend = evm or evm_start()
+    else:
+        from chains.devchain import PersistentFakeTron
+
+        backend = evm or evm_start(db_path=data_dir / "evm")
+        state = PersistentFakeTron(backend, path=data_dir / "chain")
+    server = TronFakeServer(("127.0.0.1", port or 0), evm=backend, block_interval=block_interval, state=state)
     thread = threading.Thread(target=server.serve_forever, name="tron-fake", daemon=True)
     thread.start()
     actual_port = server.server_address[1]
@@ -408,106 +457,12 @@ def tron_start(*, port: int | None = None, evm: EvmDevNode | None = None, block_
     )
 
 
-# --- the dev run -----------------------------------------------------------------------------
-def devchain_contracts_save(*, path: Path, contracts: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(contracts, indent=2) + "\n")
-    tmp.replace(path)
-
-
-def _coins_update(contracts: dict[str, str]) -> None:
-    """Point the USDT coins of the dev database at the freshly deployed tokens."""
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings")
-    django.setup()
-    from django.core.exceptions import ObjectDoesNotExist
-    from django.db.utils import DatabaseError
-
-    from coins import services as coins_services
-
-    for coin_id, address in contracts.items():
-        try:
-            coins_services.coin_set_contract(coin_id=coin_id, contract_address=address)
-        except (DatabaseError, ObjectDoesNotExist) as exc:
-            print(f"devchain: {coin_id} not updated ({type(exc).__name__}); run migrate first", file=sys.stderr)
-
-
-def serve(
-    *, evm_port: int, tron_port: int, btc_port: int | None, tron_block_interval: float, update_coins: bool
-) -> None:
-    """Start the dev chains, deploy the test USDT on EVM and TRON, and run until SIGTERM/SIGINT."""
-    from django.conf import settings
-
-    stop = threading.Event()
-
-    def _interrupt(*_: object) -> None:
-        if stop.is_set():
-            return
-        stop.set()
-        raise KeyboardInterrupt  # leave start-up at once; `finally` stops what was started
-
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
-    handles: list[Any] = []
-    try:
-        evm = evm_start(port=evm_port)
-        handles.append(evm)
-        usdt_erc20 = evm.token_deploy()
-        evm.transact(evm.contract(usdt_erc20).functions.mint(evm.accounts[0].address, 10**6 * 10**USDT_DECIMALS))
-        tron = tron_start(port=tron_port, block_interval=tron_block_interval)
-        handles.append(tron)
-        usdt_trc20 = tron.trc20_deploy()
-        contracts: dict[str, Any] = {
-            "ETH_RPC_URL": evm.url,
-            "TRON_API_URL": tron.url,
-            "USDT-ERC20": usdt_erc20,
-            "USDT-TRC20": usdt_trc20,
-            "evm_funded_account": evm.accounts[0].address,
-        }
-        if btc_port:
-            from chains.rpc import url_without_credentials
-
-            _, auth = url_without_credentials(settings.BTC_RPC_URL)
-            btc = btc_start(port=btc_port, api_key=auth[1] if auth and auth[1] else None)
-            handles.append(btc)
-            contracts["BTC_RPC_PORT"] = btc.port
-        devchain_contracts_save(path=Path(settings.DEVCHAIN_FILE), contracts=contracts)
-        if update_coins:
-            _coins_update({"USDT-ERC20": usdt_erc20, "USDT-TRC20": usdt_trc20})
-        print(json.dumps(contracts), flush=True)
-        while not stop.wait(1):
-            if any(isinstance(h, (EvmDevNode, BtcDevNode)) and not h.process.alive() for h in handles):
-                raise DevNodeError("a dev node exited")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for handle in reversed(handles):
-            handle.stop()
-
-
+# --- the dev run ---------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m chains.devnodes")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("serve", help="start the dev chains and keep them running")
-    run.add_argument("--evm-port", type=int, default=8545)
-    run.add_argument("--tron-port", type=int, default=8090)
-    run.add_argument("--btc-port", type=int, default=18443, help="bcoin regtest port (0: no BTC node)")
-    run.add_argument("--tron-block-interval", type=float, default=3.0, help="seconds between TRON fake blocks")
-    run.add_argument("--no-coins-update", action="store_true", help="do not touch coin_config")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings")
-    import django
+    """`python -m chains.devnodes serve ...`: the dev chains of the run command (chains.devchain)."""
+    from chains import devchain
 
-    django.setup()
-    serve(
-        evm_port=args.evm_port,
-        tron_port=args.tron_port,
-        btc_port=args.btc_port or None,
-        tron_block_interval=args.tron_block_interval,
-        update_coins=not args.no_coins_update,
-    )
+    devchain.main(argv)
 
 
 if __name__ == "__main__":

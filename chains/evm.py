@@ -403,9 +403,9 @@ class EvmAdapter:
         sender = to_checksum_address(self.match_key(address))
         return self._int(self.node.call("eth_getTransactionCount", [sender, "pending"]), "eth_getTransactionCount")
 
-    def mined_nonce(self, address: str, *, height: int | None = None) -> int:
-        """How many transactions of address are mined (at height, else at the latest block): the
-        nonces below it are used for good on that chain."""
+    def mined_count(self, address: str, *, height: int | None = None) -> int:
+        """The node's count of transactions from address in its block at height (else its latest
+        block): every nonce below it is mined, used for good on that chain."""
         sender = to_checksum_address(self.match_key(address))
         at = hex(height) if height is not None else "latest"
         return self._int(self.node.call("eth_getTransactionCount", [sender, at]), "eth_getTransactionCount")

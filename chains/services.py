@@ -27,3 +27,15 @@ def nonce_allocate(*, chain_id: str, address: str, node_next: int) -> int:
         cursor.next_nonce = nonce + 1
         cursor.save(update_fields=["next_nonce", "update_time"])
         return nonce
+
+
+@transaction.atomic(durable=True)
+def nonces_forget(*, chain_id: str) -> int:
+    """
+    Forget the nonces given out on a chain that was replaced by a new one (a dev chain started empty).
+
+    The new chain counts every address from 0 again: a cursor left ahead of it would number the
+    next transaction past a gap that the node never mines. Returns how many cursors were dropped.
+    """
+    dropped, _ = NonceCursor.objects.filter(chain_id=chain_id).delete()
+    return dropped

@@ -456,10 +456,12 @@ class TronAdapter:
         the index still names it, or a load-balanced API answered from backends that disagree),
         the transaction is reported as in no block: the caller follows it as unmined.
         """
+        # The info first: read the other way round, a transaction mined between the two reads came
+        # back pending (no result yet) with the info of a mined one, and a success read as a failure.
+        info = self._post("wallet/gettransactioninfobyid", {"value": tx_hash})
         tx = self._post("wallet/gettransactionbyid", {"value": tx_hash})
         if not tx:
             return TxStatus(tx_hash=tx_hash, found=False)
-        info = self._post("wallet/gettransactioninfobyid", {"value": tx_hash})
         if not info or "blockNumber" not in info:
             return TxStatus(tx_hash=tx_hash, found=True)
         ret = (tx.get("ret") or [{}])[0].get("contractRet")

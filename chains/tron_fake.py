@@ -419,8 +419,10 @@ def _visible(obj: Any) -> Any:
 class TronFakeServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], *, evm: Any, block_interval: float = 0.0) -> None:
-        self.state = FakeTron(evm)
+    def __init__(
+        self, address: tuple[str, int], *, evm: Any, block_interval: float = 0.0, state: FakeTron | None = None
+    ) -> None:
+        self.state = state if state is not None else FakeTron(evm)
         super().__init__(address, _Handler)
         self._stop = threading.Event()
         if block_interval > 0:

@@ -25,7 +25,22 @@ class CoinConfig(models.Model):
     coin_symbol = models.CharField(max_length=20)
     chain_id = models.CharField(max_length=32, db_index=True, help_text="BTC, ETH or TRON")
     chain_name = models.CharField(max_length=50)
-    contract_address = models.CharField(max_length=255, null=True, blank=True)
+    contract_address = models.CharField(
+        max_length=255, null=True, blank=True, help_text="A token's contract; empty for the chain's native coin."
+    )
+    # Said explicitly, never inferred from a missing contract: a token saved without its contract
+    # would otherwise be taken for the native coin and credit native deposits as tokens.
+    is_native = models.BooleanField(
+        default=False, help_text="The chain's own coin (BTC, ETH, TRX): moved by plain transfers, not by a contract."
+    )
+    # chain_id for the native coin, NULL for a token, computed by the database. Its unique index
+    # allows one native coin per chain: MariaDB has no partial unique index, and NULLs never
+    # collide. Generated rather than written by the code, so it can never disagree with is_native.
+    native_chain = models.GeneratedField(
+        expression=models.Case(models.When(is_native=True, then=models.F("chain_id")), default=models.Value(None)),
+        output_field=models.CharField(max_length=32, null=True),
+        db_persist=True,
+    )
     decimals = models.IntegerField(default=18)
     min_recharge_amount = models.DecimalField(**AMOUNT, default=Decimal("0.00000001"))
     max_recharge_amount = models.DecimalField(**AMOUNT, default=Decimal("1000000"))
@@ -52,6 +67,8 @@ class CoinConfig(models.Model):
 
     class Meta:
         db_table = "coin_config"
+        verbose_name = "coin"
+        verbose_name_plural = "coins"
         constraints = [
             models.CheckConstraint(condition=models.Q(decimals__gte=0, decimals__lte=18), name="coin_decimals_0_18"),
             models.CheckConstraint(
@@ -65,6 +82,13 @@ class CoinConfig(models.Model):
             models.CheckConstraint(condition=models.Q(withdraw_fee__gte=0), name="coin_fee_not_negative"),
             models.CheckConstraint(
                 condition=models.Q(required_confirmations__gte=1), name="coin_confirmations_positive"
+            ),
+            models.UniqueConstraint(fields=["native_chain"], name="uk_coin_native_chain"),
+            # A native coin has no contract; any other coin is a token and has one.
+            models.CheckConstraint(
+                condition=models.Q(is_native=True, contract_address__isnull=True)
+                | (models.Q(is_native=False, contract_address__isnull=False) & ~models.Q(contract_address="")),
+                name="coin_native_xor_contract",
             ),
             # Two auditors are never needed below the amount one auditor must look at.
             models.CheckConstraint(

@@ -3,27 +3,66 @@
 from __future__ import annotations
 
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from coins import selectors as coins_selectors
 from coins.models import CoinConfig
 
 COIN_LIST_CACHE_KEY = "coins:list:v1"
+
+# What a coin's base units mean, fixed when the coin is created. Every stored amount was converted
+# with them: changing decimals would re-price every balance, deposit and withdrawal at once (ETH at
+# 6 decimals credits 10**12 wei as 1,000,000 ETH), and the id, chain and native flag say which
+# transfers are this coin. A coin configured wrongly is replaced by a new coin, never re-defined.
+IDENTITY_FIELDS = ("coin_id", "chain_id", "decimals", "is_native")
+
+
+def _editable_fields() -> list[str]:
+    return [f.name for f in CoinConfig._meta.concrete_fields if f.editable and not f.primary_key]
+
+
+def _coin_check(coin: CoinConfig) -> None:
+    coin.contract_address = (coin.contract_address or "").strip() or None
+    errors = coins_selectors.coin_config_errors(coin=coin)
+    if errors:
+        raise ValidationError(errors)
+    coin.full_clean()
 
 
 @transaction.atomic(durable=True)
 def coin_save(*, coin: CoinConfig, changed_fields: list[str] | None = None) -> CoinConfig:
     """
-    Save an edited coin (from the admin) and drop the cached public coin list.
+    Save a new coin, or the edit of one (from the admin), and drop the cached public coin list.
 
-    :raises django.core.exceptions.ValidationError: a database constraint would be broken.
+    An edit locks the coin's row and copies only changed_fields (default: every editable field)
+    from coin onto the stored row, then writes only those: what another writer committed to other
+    fields since the form was read is kept. A blank contract address is stored as NULL.
+    :raises django.core.exceptions.ValidationError: by field; a change of the coin's id, chain,
+        decimals or native flag (IDENTITY_FIELDS), a native coin with a contract, a token without
+        one, a second native coin of a chain, or another constraint broken.
     """
-    coin.full_clean()
-    if coin.pk is None or not changed_fields:
+    if coin.pk is None:
+        _coin_check(coin)
         coin.save()
+        saved = coin
     else:
-        coin.save(update_fields=[*changed_fields, "update_time"])
+        saved = CoinConfig.objects.select_for_update().get(pk=coin.pk)
+        fields = list(changed_fields) if changed_fields is not None else _editable_fields()
+        redefined = {
+            name: f"A coin's {CoinConfig._meta.get_field(name).verbose_name} cannot change: create a new coin instead."
+            for name in IDENTITY_FIELDS
+            if name in fields and getattr(coin, name) != getattr(saved, name)
+        }
+        if redefined:
+            raise ValidationError(redefined)
+        for name in fields:
+            setattr(saved, name, getattr(coin, name))
+        _coin_check(saved)
+        if fields:
+            saved.save(update_fields=[*fields, "update_time"])
     transaction.on_commit(lambda: cache.delete(COIN_LIST_CACHE_KEY))
-    return coin
+    return saved
 
 
 @transaction.atomic(durable=True)
@@ -32,9 +71,11 @@ def coin_set_contract(*, coin_id: str, contract_address: str) -> CoinConfig:
     Point a token coin at its contract (the dev chain redeploys its test USDT on every start).
 
     :raises CoinConfig.DoesNotExist: no such coin.
+    :raises django.core.exceptions.ValidationError: the coin is native, or the address is blank.
     """
     coin = CoinConfig.objects.select_for_update().get(coin_id=coin_id)
     coin.contract_address = contract_address
+    _coin_check(coin)
     coin.save(update_fields=["contract_address", "update_time"])
     transaction.on_commit(lambda: cache.delete(COIN_LIST_CACHE_KEY))
     return coin

@@ -1,12 +1,48 @@
-"""Reads of alerts (may come from the read replica)."""
+"""Reads of alerts, their deliveries and the monitoring state (reports may come from the read replica)."""
 
-from django.db.models import QuerySet
+from __future__ import annotations
 
-from monitoring.models import Alert
+from datetime import datetime
+
+from django.db.models import Count, Max, QuerySet
+
+from monitoring.models import Alert, AlertDelivery, BackupKind, BackupRun, DeliveryStatus, HotBalance
 
 
 def alert_list_open(*, kind: str | None = None) -> QuerySet[Alert]:
-    alerts = Alert.objects.filter(acknowledged_at__isnull=True)
+    """Return the alerts nobody acknowledged and whose condition has not cleared, most severe first."""
+    alerts = Alert.objects.filter(acknowledged_at__isnull=True, resolved_at__isnull=True)
     if kind is not None:
         alerts = alerts.filter(kind=kind)
     return alerts.order_by("-severity", "-last_seen", "-id")
+
+
+def alert_list_unresolved(*, kind: str) -> list[Alert]:
+    """Return the alerts of a kind whose condition has not cleared (open or acknowledged), from the primary."""
+    return list(Alert.objects.using("default").filter(kind=kind, resolved_at__isnull=True).order_by("id"))
+
+
+def alerts_open_by_severity() -> dict[int, int]:
+    """Return {severity: number of open alerts} (through the unique open_key index)."""
+    rows = Alert.objects.filter(open_key__isnull=False).values("severity").annotate(n=Count("id"))
+    return {row["severity"]: row["n"] for row in rows}
+
+
+def deliveries_by_status(*, statuses: tuple[str, ...] = (DeliveryStatus.PENDING, DeliveryStatus.FAILED)) -> dict:
+    """Return {(status, channel): count} of the deliveries in the given statuses (sent ones are not counted)."""
+    rows = AlertDelivery.objects.filter(status__in=statuses).values("status", "channel").annotate(n=Count("id"))
+    return {(row["status"], row["channel"]): row["n"] for row in rows}
+
+
+def hot_balance_list() -> list[HotBalance]:
+    return list(HotBalance.objects.order_by("chain_id", "coin_id", "address"))
+
+
+def backup_last_finished() -> dict[str, datetime]:
+    """Return {kind: when its last backup finished} for each kind that has one."""
+    rows = BackupRun.objects.values("kind").annotate(last=Max("finished_at"))
+    return {row["kind"]: row["last"] for row in rows}
+
+
+def backup_finished_since(*, kind: BackupKind, since: datetime) -> bool:
+    return BackupRun.objects.using("default").filter(kind=kind, finished_at__gt=since).exists()

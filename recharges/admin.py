@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -5,9 +7,12 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from assets import events as assets_events
+from recharges import selectors as recharges_selectors
 from recharges import services as recharges_services
+from recharges import shortfalls as recharges_shortfalls
 from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, ScanCursor
-from wallet_project.admin import ReadOnlyAdmin
+from wallet_project.admin import ReadOnlyAdmin, amount_column, hash_column
 from wallet_project.errors import WalletError
 
 
@@ -17,19 +22,21 @@ class RechargeRecordAdmin(ReadOnlyAdmin):
         "recharge_no",
         "user",
         "coin",
-        "amount",
+        "amount_shown",
         "status",
         "confirmations",
         "required_confirmations",
         "block_number",
-        "tx_hash",
+        "tx_hash_shown",
         "log_index",
         "create_time",
         "confirm_time",
     )
+    amount_shown = amount_column("amount", "amount")
+    tx_hash_shown = hash_column("tx_hash", "tx hash")
     # BELOW_MINIMUM and RECHARGE_DISABLED deposits (recorded, not credited) are found by status.
     list_filter = ("status", "coin", "coin__chain_id", "create_time")
-    search_fields = ("recharge_no", "tx_hash", "to_address", "from_address", "=user__id")
+    search_fields = ("recharge_no", "tx_hash", "to_address", "from_address", "=user__id", "user__username")
     list_select_related = ("user",)
     readonly_fields = [f.name for f in RechargeRecord._meta.fields]
     date_hierarchy = "create_time"
@@ -71,7 +78,10 @@ class RechargeRecordAdmin(ReadOnlyAdmin):
         }
         return TemplateResponse(request, "admin/recharges/release.html", context)
 
-    @admin.action(description="Rescan the blocks of the selected deposits (idempotent)")
+    def has_rescan_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("recharges.rescan_blocks")
+
+    @admin.action(description="Rescan the blocks of the selected deposits (idempotent)", permissions=["rescan"])
     def rescan_blocks(self, request: HttpRequest, queryset: QuerySet[RechargeRecord]) -> None:
         for chain_id, heights in _heights_by_chain(queryset).items():
             _rescan(self, request, chain_id=chain_id, from_height=min(heights), to_height=max(heights))
@@ -90,6 +100,11 @@ def _rescan(
     result = recharges_services.deposits_rescan_range(
         chain_id=chain_id, from_height=from_height, to_height=to_height, now=timezone.now()
     )
+    # Who rescanned what, and when (the admin history of the chain's cursor).
+    cursor = ScanCursor.objects.filter(chain_id=chain_id).first()
+    if cursor is not None:
+        text = f"rescan of blocks {from_height}..{to_height}: {result.deposits} deposit(s) added"
+        model_admin.log_change(request, cursor, text + (f", stopped: {result.error}" if result.error else ""))
     if result.error:
         model_admin.message_user(request, f"{chain_id}: rescan stopped: {result.error}", messages.ERROR)
     else:
@@ -127,7 +142,10 @@ class ScanCursorAdmin(ReadOnlyAdmin):
     list_display = ("chain_id", "height", "tip_height", "tip_time", "version", "update_time")
     actions = ["rescan_range"]
 
-    @admin.action(description="Rescan a block range of the selected chain (idempotent)")
+    def has_rescan_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("recharges.rescan_blocks")
+
+    @admin.action(description="Rescan a block range of the selected chain (idempotent)", permissions=["rescan"])
     def rescan_range(self, request: HttpRequest, queryset: QuerySet[ScanCursor]) -> HttpResponse | None:
         cursor = queryset.order_by("id").first()
         if cursor is None:
@@ -155,19 +173,88 @@ class ScanCursorAdmin(ReadOnlyAdmin):
 
 @admin.register(AccountHold)
 class AccountHoldAdmin(ReadOnlyAdmin):
-    """Reorg shortfalls: what the user still owes after a credited deposit was orphaned."""
+    """
+    Reorg shortfalls: what a user owes after a credited deposit was orphaned (see recharges.shortfalls).
 
-    list_display = ("user", "coin", "amount", "frozen_amount", "shortfall", "status", "recharge", "create_time")
+    A hold closes itself when the user's credits repay the debt. Ops close it otherwise, each way
+    with its own permission and a remark: settle (the user paid it back off-system) or write off
+    (the exchange takes the loss).
+    """
+
+    list_display = (
+        "id",
+        "user",
+        "coin",
+        "amount",
+        "reversed_amount",
+        "debt_amount",
+        "status",
+        "recharge",
+        "create_time",
+        "resolve_time",
+        "resolved_by",
+        "resolved_amount",
+    )
     list_filter = ("status", "coin")
     search_fields = ("=user__id", "biz_ref")
+    list_select_related = ("user", "recharge", "resolved_by")
     readonly_fields = [f.name for f in AccountHold._meta.fields]
-    actions = ["resolve"]
+    actions = ["settle", "write_off"]
 
-    @admin.action(description="Mark resolved (shortfall settled): release the withdrawal hold")
-    def resolve(self, request: HttpRequest, queryset: QuerySet[AccountHold]) -> None:
-        for hold in queryset.filter(status=HoldStatus.ACTIVE).order_by("id"):
-            recharges_services.account_hold_resolve(hold_id=hold.id, now=timezone.now())
-        self.message_user(request, "holds resolved", messages.SUCCESS)
+    def has_settle_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("recharges.settle_accounthold")
+
+    def has_write_off_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("recharges.write_off_accounthold")
+
+    @admin.action(description="Settle: the user paid the shortfall back off-system", permissions=["settle"])
+    def settle(self, request: HttpRequest, queryset: QuerySet[AccountHold]) -> HttpResponse | None:
+        return self._close(request, queryset, action="settle", service=recharges_shortfalls.account_hold_settle)
+
+    @admin.action(description="Write off: the exchange takes the loss of the shortfall", permissions=["write_off"])
+    def write_off(self, request: HttpRequest, queryset: QuerySet[AccountHold]) -> HttpResponse | None:
+        return self._close(request, queryset, action="write_off", service=recharges_shortfalls.account_hold_write_off)
+
+    def _close(
+        self, request: HttpRequest, queryset: QuerySet[AccountHold], *, action: str, service: Callable[..., AccountHold]
+    ) -> HttpResponse | None:
+        holds = list(queryset.filter(status=HoldStatus.ACTIVE).select_related("user", "recharge").order_by("id"))
+        form = ShortfallForm(request.POST if "apply" in request.POST else None)
+        verb = "Settled" if action == "settle" else "Written off"
+        if "apply" in request.POST and form.is_valid():
+            remark = form.cleaned_data["remark"]
+            for hold in holds:
+                now = timezone.now()
+                try:
+                    closed = service(hold_id=hold.id, operator=request.user, remark=remark, now=now)
+                except WalletError as error:  # closed meanwhile in another way (repaid, the other action)
+                    self.message_user(request, f"hold {hold.id}: {error}", messages.WARNING)
+                    continue
+                if closed.resolve_time == now:  # closed by this request, not found closed already
+                    amount = assets_events.amount_str(closed.resolved_amount)
+                    self.log_change(request, closed, f"{verb} ({amount} {closed.coin_id}): {remark}")
+                self.message_user(request, f"hold {hold.id}: {closed.get_status_display()}", messages.SUCCESS)
+            return None
+        debts = recharges_selectors.account_hold_debts(holds=holds)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Settle reorg shortfalls" if action == "settle" else "Write off reorg shortfalls",
+            "form": form,
+            "rows": [(hold, debts[hold.id]) for hold in holds],
+            "action": action,
+            "skipped": queryset.count() - len(holds),
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/recharges/shortfall.html", context)
+
+
+class ShortfallForm(forms.Form):
+    remark = forms.CharField(
+        max_length=255,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why (a payment reference, a ticket): kept on the hold, in the ledger flow and the admin history.",
+    )
 
 
 @admin.register(RecentBlock)

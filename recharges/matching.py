@@ -17,7 +17,9 @@ from chains.base import ChainError, Transfer
 
 logger = logging.getLogger(__name__)
 
-Watch = dict[str, tuple[int, str]]
+# match_key -> (user id, address); user id None: an address of the exchange's own (hot, change,
+# cold), watched for the UTXO set, never a deposit.
+Watch = dict[str, tuple[int | None, str]]
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def transfers_match(
     lookup = watch.get
     for transfer in transfers:
         owner = lookup(transfer.match_key)
-        if owner is None:
+        if owner is None or owner[0] is None:
             continue
         transfer_check(transfer)
         if not transfer.success:

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from coins.models import AMOUNT, CoinConfig
+from wallet_project.db import ExactCharField
 
 
 class RechargeStatus(models.IntegerChoices):
@@ -19,7 +20,7 @@ class RechargeStatus(models.IntegerChoices):
 
 
 class RechargeRecord(models.Model):
-    recharge_no = models.CharField(max_length=32, unique=True)
+    recharge_no = ExactCharField(max_length=32, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_column="user_id")
     coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
     coin_name = models.CharField(max_length=50)
@@ -48,6 +49,8 @@ class RechargeRecord(models.Model):
 
     class Meta:
         db_table = "recharge_record"
+        verbose_name = "deposit"
+        verbose_name_plural = "deposits"
         permissions = [("release_rechargerecord", "Can credit a held deposit after review")]
         constraints = [
             models.UniqueConstraint(fields=["coin", "tx_hash", "log_index"], name="uk_recharge_coin_tx_index"),
@@ -89,6 +92,7 @@ class ScanCursor(models.Model):
 
     class Meta:
         db_table = "recharge_scan_cursor"
+        permissions = [("rescan_blocks", "Can rescan blocks for missed deposits")]
 
     def __str__(self) -> str:
         return f"{self.chain_id}@{self.height}"
@@ -114,34 +118,73 @@ class RecentBlock(models.Model):
 
 
 class HoldStatus(models.IntegerChoices):
-    ACTIVE = 1, "active: withdrawals held"
-    RESOLVED = 2, "resolved by ops"
+    ACTIVE = 1, "active: debt open, withdrawals held"
+    # Closed by the removed "mark resolved" action, which cleared neither a freeze nor a debt.
+    RESOLVED = 2, "resolved by ops (before settle and write-off existed)"
+    REPAID = 3, "repaid from later credits of the user"
+    SETTLED = 4, "settled by ops: the user paid it back off-system"
+    WRITTEN_OFF = 5, "written off by ops: the exchange's loss"
+
+
+# Holds closed by a person: who, when and why must be on the row.
+HOLD_CLOSED_BY_OPS = (HoldStatus.SETTLED, HoldStatus.WRITTEN_OFF)
 
 
 class AccountHold(models.Model):
     """
     A credited deposit was orphaned by a reorg and the user's balance could not cover its reversal.
 
-    What the balance held was frozen; `shortfall` is what is still missing. While a hold is
-    active the user's withdrawals are held (withdrawals ask `recharges.selectors.withdrawals_held`).
+    What the available balance held was taken back (`reversed_amount`, REORG_REVERSAL) and the
+    rest booked as the user's debt in the ledger (`debt_amount`, REORG_DEBT). While the debt of
+    the hold's (user, coin) is open the user's withdrawals are held (withdrawals ask
+    `recharges.selectors.withdrawals_held`). The hold closes itself (REPAID) when later credits
+    repay the debt, or ops close it (SETTLED, WRITTEN_OFF) with `recharges.shortfalls`.
+    Holds made before debts were booked have a `frozen_amount` (REORG_FREEZE) and a shortfall
+    the ledger never saw (`shortfall` > `debt_amount`); settling or writing them off takes care of both.
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_column="user_id")
     coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
     recharge = models.ForeignKey(RechargeRecord, on_delete=models.PROTECT, related_name="+")
     # The reversal's business reference (one hold per orphaned crediting).
-    biz_ref = models.CharField(max_length=64, unique=True)
+    biz_ref = ExactCharField(max_length=64, unique=True)
     amount = models.DecimalField(**AMOUNT, help_text="The orphaned deposit's amount.")
-    frozen_amount = models.DecimalField(**AMOUNT, help_text="What the available balance held: now frozen.")
-    shortfall = models.DecimalField(**AMOUNT, help_text="amount - frozen_amount: still owed by the user.")
+    reversed_amount = models.DecimalField(
+        **AMOUNT, default=0, help_text="What the available balance held: taken back (REORG_REVERSAL)."
+    )
+    frozen_amount = models.DecimalField(
+        **AMOUNT, default=0, help_text="Holds made before debts were booked: what was frozen (REORG_FREEZE)."
+    )
+    shortfall = models.DecimalField(**AMOUNT, help_text="What the balance could not cover: owed by the user.")
+    debt_amount = models.DecimalField(
+        **AMOUNT, default=0, help_text="The part of the shortfall booked as the user's debt (REORG_DEBT)."
+    )
     reason = models.CharField(max_length=255)
     status = models.SmallIntegerField(choices=HoldStatus.choices, default=HoldStatus.ACTIVE)
     create_time = models.DateTimeField(auto_now_add=True)
     resolve_time = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolve_remark = models.CharField(max_length=255, blank=True, default="")
+    resolved_amount = models.DecimalField(
+        **AMOUNT, default=0, help_text="The debt ops settled or wrote off (the whole debt of the user and coin)."
+    )
 
     class Meta:
         db_table = "recharge_account_hold"
         indexes = [models.Index(fields=["user", "status"], name="idx_account_hold_user_status")]
+        permissions = [
+            ("settle_accounthold", "Can settle a reorg shortfall the user paid back off-system"),
+            ("write_off_accounthold", "Can write off a reorg shortfall as the exchange's loss"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(status__in=HOLD_CLOSED_BY_OPS)
+                | (models.Q(resolved_by__isnull=False, resolve_time__isnull=False) & ~models.Q(resolve_remark="")),
+                name="account_hold_ops_closure_says_who_when_why",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"hold {self.user_id}/{self.coin_id} {self.shortfall}"

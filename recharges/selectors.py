@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 
+from django.db.models import Count, QuerySet
+
+from assets import selectors as assets_selectors
+from coins import selectors as coins_selectors
 from recharges.models import AccountHold, HoldStatus, RechargeRecord, RechargeStatus, ScanCursor
+from wallet_project import stats
 
 
 def withdrawals_held(*, user_id: int) -> bool:
     """
-    Return whether the user's withdrawals are held: a credited deposit was orphaned by a reorg
-    and the balance could not cover its reversal. Withdrawal services refuse while this is True.
+    Return whether the user's withdrawals are held: a credited deposit was orphaned by a reorg,
+    the balance could not cover its reversal, and the debt it left is still open (on the coin of
+    an active hold). Withdrawal services refuse while this is True.
+
+    The debt is read from the ledger, so a debt repaid a moment ago (by a deposit, a released
+    withdrawal) releases withdrawals at once, before the hold's row is marked repaid. Holds made
+    before debts were booked hold until ops settle or write them off. One query when the user
+    has no active hold.
     """
-    return AccountHold.objects.filter(user_id=user_id, status=HoldStatus.ACTIVE).exists()
+    holds = list(
+        AccountHold.objects.filter(user_id=user_id, status=HoldStatus.ACTIVE).values_list(
+            "coin_id", "frozen_amount", "shortfall", "debt_amount"
+        )
+    )
+    if not holds:
+        return False
+    if any(frozen > 0 or shortfall > debt for _, frozen, shortfall, debt in holds):
+        return True
+    debts = assets_selectors.debts_open(user_id=user_id)
+    return any(coin_id in debts for coin_id, _, _, _ in holds)
 
 
 def account_hold_list(*, active_only: bool = True) -> QuerySet[AccountHold]:
@@ -22,16 +45,34 @@ def account_hold_list(*, active_only: bool = True) -> QuerySet[AccountHold]:
     return holds.order_by("-id")
 
 
+def account_hold_debts(*, holds: list[AccountHold]) -> dict[int, Decimal]:
+    """Return {hold id: the open debt of its (user, coin) in the ledger}, for holds about to be closed."""
+    debts = assets_selectors.debts_of(pairs={(hold.user_id, hold.coin_id) for hold in holds})
+    return {hold.id: debts[(hold.user_id, hold.coin_id)] for hold in holds}
+
+
 def chain_tips() -> dict[str, int]:
     """Return {chain_id: the node's tip height the scanner last saw}."""
     return dict(ScanCursor.objects.values_list("chain_id", "tip_height"))
 
 
+def scan_height(*, chain_id: str) -> int | None:
+    """
+    Return the height up to which the chain's scanner has processed blocks (None before it started):
+    the tip the UTXO set has seen, from which coin selection counts an output's confirmations.
+    """
+    return ScanCursor.objects.filter(chain_id=chain_id).order_by("id").values_list("height", flat=True).first()
+
+
 def recharge_list(*, user_id: int, coin_id: str | None = None, status: int | None = None) -> QuerySet[RechargeRecord]:
-    """Return the user's deposits, newest first, ready to paginate (coin joined for its chain)."""
+    """
+    Return the user's deposits, newest first, ready to paginate (coin joined for its chain).
+
+    :raises UnknownCoin: coin_id names no coin (a disabled one still lists its history).
+    """
     records = RechargeRecord.objects.filter(user_id=user_id).select_related("coin")
     if coin_id is not None:
-        records = records.filter(coin_id=coin_id)
+        records = records.filter(coin_id=coins_selectors.coin_get(coin_id=coin_id).coin_id)
     if status is not None:
         records = records.filter(status=status)
     return records.order_by("-id")
@@ -45,3 +86,20 @@ def recharge_confirmations(*, record: RechargeRecord, tips: dict[str, int]) -> i
     if tip is None:
         return record.confirmations
     return max(tip - record.block_number + 1, 0)
+
+
+def scan_cursor_list() -> list[ScanCursor]:
+    """Return every chain's scanner state (height processed, node tip seen and when), by chain."""
+    return list(ScanCursor.objects.order_by("chain_id"))
+
+
+def deposit_window_outcomes(*, since: datetime) -> dict[int, int]:
+    """Return {status: count} of the deposits first seen at or after since (indexed on create_time)."""
+    rows = RechargeRecord.objects.filter(create_time__gte=since).values("status").annotate(n=Count("id"))
+    return {row["status"]: row["n"] for row in rows}
+
+
+def deposit_confirm_latency(*, since: datetime, bounds: Sequence[float]) -> stats.LatencyHistogram:
+    """Return the histogram of first seen → credited of the deposits first seen at or after since."""
+    rows = RechargeRecord.objects.filter(create_time__gte=since, status=RechargeStatus.CONFIRMED)
+    return stats.latency_histogram(rows, start="create_time", end="confirm_time", bounds=bounds)

@@ -35,6 +35,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from assets import events as assets_events
+from assets import selectors as assets_selectors
 from assets import services as assets_services
 from assets.models import BusinessType
 from chains.base import Block, ChainAdapter, ChainError
@@ -42,8 +43,10 @@ from coins import selectors as coins_selectors
 from coins.models import CoinConfig, Switch
 from monitoring import services as monitoring_services
 from monitoring.models import Severity
-from recharges import matching, watchlist
-from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
+from recharges import matching, shortfalls, watchlist
+from recharges.models import RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
+from utxos import services as utxos_services
+from wallet_project import money
 from wallet_project.db import retry_on_deadlock, rows_insert, rows_insert_ignoring_conflicts
 from wallet_project.errors import Conflict, WalletError
 from wallet_project.ids import business_no
@@ -151,25 +154,37 @@ def _chain_coins(*, chain_id: str) -> list[CoinConfig]:
 
 
 def _coin_rules(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> matching.CoinRules:
-    native = None
-    tokens: dict[str, str] = {}
-    coins = _chain_coins(chain_id=chain_id)
-    for coin in coins:
-        if not coin.contract_address:
-            native = coin.coin_id
-            continue
+    """
+    Return which coin each transfer of the chain is, by the one rule of coins.selectors.
+
+    :raises CoinMisconfigured: the chain's coins are ambiguous (no native coin or two, a token
+        without a valid contract...); a critical COIN_MISCONFIGURED alert is raised first.
+    """
+
+    def contract_key(contract: str) -> str:
         try:
-            tokens[adapter.match_key(coin.contract_address)] = coin.coin_id
-        except (ChainError, ValueError, TypeError):
-            monitoring_services.alert_raise_alone(
-                severity=Severity.CRITICAL,
-                kind="COIN_MISCONFIGURED",
-                subject=f"coin {coin.coin_id}",
-                message=f"contract address of {coin.coin_id} is not a valid {chain_id} address",
-                now=now,
-            )
+            return adapter.match_key(contract)
+        except ChainError as exc:
+            raise ValueError(str(exc)) from exc
+
+    try:
+        coins = coins_selectors.chain_coins(chain_id=chain_id, contract_key=contract_key)
+    except coins_selectors.CoinMisconfigured as exc:
+        # Scanning on would record a transfer as the wrong coin (a native deposit credited as a
+        # token): nothing of the chain is recorded until ops fix its coins in the admin.
+        monitoring_services.alert_raise_alone(
+            severity=Severity.CRITICAL,
+            kind="COIN_MISCONFIGURED",
+            subject=f"chain {chain_id}",
+            message=f"{exc.message} Deposits of {chain_id} are not scanned until its coins are fixed in the admin.",
+            now=now,
+        )
+        raise
     return matching.CoinRules(
-        chain_id=chain_id, native_coin_id=native, tokens=tokens, coin_ids=tuple(c.coin_id for c in coins)
+        chain_id=chain_id,
+        native_coin_id=coins.native.coin_id,
+        tokens={key: coin.coin_id for key, coin in coins.tokens.items()},
+        coin_ids=tuple(c.coin_id for c in coins.coins),
     )
 
 
@@ -331,6 +346,10 @@ def _scan_batch(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> ScanR
             return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip)
         return _reorg_resolve(adapter=adapter, cursor=cursor, tip=tip, now=now)
 
+    try:
+        rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
+    except coins_selectors.CoinMisconfigured as exc:
+        return ScanResult(chain_id=chain_id, height=cursor.height, tip=tip, error=exc.message)
     last = min(tip, cursor.height + settings.SCAN_BATCH_BLOCKS)
     watch, version = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter, height=cursor.height)
     blocks, error = _blocks_fetch(adapter=adapter, first=cursor.height + 1, last=last, watch=watch, now=now)
@@ -342,7 +361,6 @@ def _scan_batch(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> ScanR
         blocks, error = _blocks_fetch(
             adapter=adapter, first=blocks[0].number, last=blocks[-1].number, watch=watch, now=now
         )
-    rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
     expected = (cursor.height, cursor.version)
     parent = stored_tip.hash if stored_tip is not None else None
     scanned: list[tuple[Block, list[matching.Candidate]]] = []
@@ -376,7 +394,13 @@ def _scan_batch(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> ScanR
         try:
             expected = retry_on_deadlock(
                 functools.partial(
-                    _blocks_commit, chain_id=chain_id, scanned=scanned, rules=rules, expected=expected, now=now
+                    _blocks_commit,
+                    chain_id=chain_id,
+                    scanned=scanned,
+                    rules=rules,
+                    watch=watch,
+                    expected=expected,
+                    now=now,
                 )
             )
         except DepositNotStored as exc:
@@ -435,13 +459,15 @@ def _blocks_commit(
     chain_id: str,
     scanned: list[tuple[Block, list[matching.Candidate]]],
     rules: matching.CoinRules,
+    watch: matching.Watch,
     expected: tuple[int, int],
     now: datetime,
 ) -> tuple[int, int]:
     """
     Advance the cursor over consecutive blocks by one compare-and-set and record their deposits.
 
-    All or nothing: the cursor, the blocks' hashes and their deposits commit together.
+    All or nothing: the cursor, the blocks' hashes, their deposits and what they did to the
+    exchange's UTXO set commit together.
     """
     height, version = expected
     first, last = scanned[0][0].number, scanned[-1][0].number
@@ -471,6 +497,7 @@ def _blocks_commit(
         if record.block_hash != hashes[record.block_number]:
             _record_orphan(record=record, now=now)
     _records_upsert(scanned=scanned, now=now)
+    utxos_services.utxos_blocks_record(chain_id=chain_id, blocks=[block for block, _ in scanned], watch=watch)
     _step("scan.block_written")
     return last, version + 1
 
@@ -654,6 +681,7 @@ def _reorg_commit(
     if not moved:
         raise CursorMoved(f"cursor of {chain_id} is no longer at {height}")
     RecentBlock.objects.filter(chain_id=chain_id, height__gt=fork).delete()
+    utxos_services.utxos_blocks_orphan(chain_id=chain_id, above_height=fork)
     coin_ids = [c.coin_id for c in _chain_coins(chain_id=chain_id)]
     records = _records_lock(
         RechargeRecord.objects.filter(coin_id__in=coin_ids, block_number__gt=fork, status__in=LIVE_STATUSES)
@@ -674,64 +702,8 @@ def _record_orphan(*, record: RechargeRecord, now: datetime) -> None:
     record.status = RechargeStatus.REORGED
     record.save(update_fields=["status", "update_time"])
     if credited:
-        _credit_reverse(record=record, now=now)
-
-
-def _credit_reverse(*, record: RechargeRecord, now: datetime) -> None:
-    """
-    Take back a credited deposit whose block was orphaned, in the caller's transaction.
-
-    If the available balance cannot cover it, what is there is frozen, the user's withdrawals
-    are held (AccountHold) and the shortfall waits for ops. A critical alert either way.
-    """
-    coin = record.coin
-    balance = assets_services.balance_lock(user_id=record.user_id, coin=coin)
-    subject = f"coin {coin.coin_id}"
-    if balance.available >= record.amount:
-        assets_services.balance_debit(
-            user_id=record.user_id,
-            coin=coin,
-            amount=record.amount,
-            business_type=BusinessType.REORG_REVERSAL,
-            biz_ref=record.biz_ref,
-            ref_tx_hash=record.tx_hash,
-            memo="credited deposit orphaned by a reorg",
-        )
-        message = (
-            f"credited deposit {record.recharge_no} of user {record.user_id} ({record.amount} {coin.coin_id}, "
-            f"block {record.block_number}) was orphaned by a reorg: reversed"
-        )
-    else:
-        held = balance.available
-        if held > 0:
-            assets_services.balance_freeze(
-                user_id=record.user_id,
-                coin=coin,
-                amount=held,
-                business_type=BusinessType.REORG_FREEZE,
-                biz_ref=record.biz_ref,
-                ref_tx_hash=record.tx_hash,
-                memo="reorg shortfall: balance frozen",
-            )
-        AccountHold.objects.create(
-            user_id=record.user_id,
-            coin=coin,
-            recharge=record,
-            biz_ref=record.biz_ref,
-            amount=record.amount,
-            frozen_amount=held,
-            shortfall=record.amount - held,
-            reason=f"deposit {record.recharge_no} orphaned by a reorg after crediting",
-        )
-        message = (
-            f"credited deposit {record.recharge_no} of user {record.user_id} ({record.amount} {coin.coin_id}) was "
-            f"orphaned by a reorg; balance short by {record.amount - held}: {held} frozen, withdrawals held"
-        )
-    assets_services.outbox_enqueue(event=_recharge_event(record=record, confirmations=0, now=now))
-    logger.critical("%s", message)
-    monitoring_services.alert_raise(
-        severity=Severity.CRITICAL, kind="DEEP_REORG", subject=subject, message=message, now=now
-    )
+        shortfalls.credit_reverse(record=record, now=now)
+        assets_services.outbox_enqueue(event=_recharge_event(record=record, confirmations=0, now=now))
 
 
 # --- confirmations and crediting ---------------------------------------------------------------------
@@ -750,6 +722,7 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
         return ConfirmResult(chain_id=chain_id)
     tip = cursor.tip_height
     coins = {c.coin_id: c for c in _chain_coins(chain_id=chain_id)}
+    shortfalls.account_holds_close_repaid(coin_ids=list(coins), now=now)
     pending = RechargeRecord.objects.filter(coin_id__in=coins.keys(), status=RechargeStatus.PENDING)
     # Pending rows are not rewritten every tick (readers compute live confirmations from the
     # stored tip, see selectors.recharge_confirmations); a settled row stores its final count.
@@ -837,9 +810,10 @@ def _settle_batch(
 def _settle_failure(*, record_id: int, exc: BaseException, now: datetime) -> None:
     """Log and alert (in a transaction of its own) a deposit the ledger refused; it stays PENDING."""
     record = RechargeRecord.objects.filter(id=record_id).values_list("recharge_no", "coin_id", "amount").first()
-    recharge_no, coin_id, amount = record if record is not None else (f"id {record_id}", "?", "?")
+    recharge_no, coin_id, amount = record if record is not None else (f"id {record_id}", "?", None)
+    shown = "?" if amount is None else money.decimal_plain(amount)
     text = (
-        f"deposit {recharge_no} ({amount} {coin_id}) could not be credited: {type(exc).__name__}: "
+        f"deposit {recharge_no} ({shown} {coin_id}) could not be credited: {type(exc).__name__}: "
         f"{str(exc)[:300]}; it stays pending and is retried every tick until ops fix the cause"
     )
     logger.error("%s", text)
@@ -922,7 +896,8 @@ def deposits_settle(*, verified: dict[int, tuple[str, int]], tip: int, now: date
                 severity=Severity.WARNING,
                 kind="RECHARGE_DISABLED",
                 subject=f"coin {coin.coin_id}",
-                message=f"deposit {record.recharge_no} ({record.amount} {coin.coin_id}) arrived while recharge is "
+                message=f"deposit {record.recharge_no} "
+                f"({coins_selectors.amount_format(coin=coin, amount=record.amount)}) arrived while recharge is "
                 "disabled: recorded, not credited",
                 now=now,
             )
@@ -935,8 +910,10 @@ def deposits_settle(*, verified: dict[int, tuple[str, int]], tip: int, now: date
                 severity=Severity.WARNING,
                 kind="RECHARGE_ABOVE_MAXIMUM",
                 subject=f"coin {coin.coin_id}",
-                message=f"deposit {record.recharge_no} of user {record.user_id} ({record.amount} {coin.coin_id}) is "
-                f"above the maximum of {coin.max_recharge_amount}: recorded, not credited; ops review it",
+                message=f"deposit {record.recharge_no} of user {record.user_id} "
+                f"({coins_selectors.amount_format(coin=coin, amount=record.amount)}) is above the maximum of "
+                f"{coins_selectors.amount_format(coin=coin, amount=coin.max_recharge_amount)}: recorded, not credited; "
+                "ops review it",
                 now=now,
             )
         else:
@@ -945,7 +922,7 @@ def deposits_settle(*, verified: dict[int, tuple[str, int]], tip: int, now: date
             credited.setdefault(coin.coin_id, []).append(record)
     _step("settle.locked")
     for group in credited.values():
-        assets_services.balance_credit_batch(
+        batch = assets_services.balance_credit_batch(
             coin=group[0].coin,
             business_type=BusinessType.RECHARGE,
             credits=[
@@ -959,6 +936,8 @@ def deposits_settle(*, verified: dict[int, tuple[str, int]], tip: int, now: date
                 for r in group
             ],
         )
+        # Only users whose debt these credits repaid to zero: no query for anyone else.
+        shortfalls.holds_close_repaid(user_ids=batch.debt_cleared_user_ids, coin_id=group[0].coin_id, now=now)
     _step("settle.credited")
     assets_services.outbox_enqueue_many(
         events_to_send=[
@@ -1015,8 +994,11 @@ def deposits_rescan_range(
         return ScanResult(chain_id=chain_id)
     last = min(to_height, cursor.height)
     deposits = blocks = 0
+    try:
+        rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
+    except coins_selectors.CoinMisconfigured as exc:
+        return ScanResult(chain_id=chain_id, error=exc.message)
     watch, _version = watchlist.watchlist_get(chain_id=chain_id, adapter=adapter)
-    rules = _coin_rules(chain_id=chain_id, adapter=adapter, now=now)
     for height in range(max(from_height, 0), last + 1):
         try:
             block = _block_checked(block=adapter.block(height), height=height)
@@ -1027,33 +1009,26 @@ def deposits_rescan_range(
             error = _node_failure(chain_id=chain_id, action=f"rescan block({height})", exc=exc, now=now)
             return ScanResult(chain_id=chain_id, blocks=blocks, deposits=deposits, error=error)
         deposits += retry_on_deadlock(
-            functools.partial(_rescan_commit, chain_id=chain_id, block=block, candidates=candidates, now=now)
+            functools.partial(
+                _rescan_commit, chain_id=chain_id, block=block, candidates=candidates, watch=watch, now=now
+            )
         )
         blocks += 1
     return ScanResult(chain_id=chain_id, blocks=blocks, deposits=deposits, height=last)
 
 
 @transaction.atomic(durable=True)
-def _rescan_commit(*, chain_id: str, block: Block, candidates: list[matching.Candidate], now: datetime) -> int:
+def _rescan_commit(
+    *, chain_id: str, block: Block, candidates: list[matching.Candidate], watch: matching.Watch, now: datetime
+) -> int:
     # Lock the cursor so a reorg cannot rewind under us, then trust only a block the scanner saw.
     cursor = ScanCursor.objects.select_for_update().get(chain_id=chain_id)
     stored = RecentBlock.objects.filter(chain_id=chain_id, height=block.number).first()
     if block.number > cursor.height or (stored is not None and stored.hash != block.hash):
         logger.info("rescan of %s skips block %s: not the block the scanner holds", chain_id, block.number)
         return 0
+    utxos_services.utxos_blocks_record(chain_id=chain_id, blocks=[block], watch=watch)
     return _records_upsert(scanned=[(block, candidates)], now=now)
-
-
-@transaction.atomic(durable=True)
-def account_hold_resolve(*, hold_id: int, now: datetime) -> AccountHold:
-    """Mark a reorg hold resolved (ops settled the shortfall): the user's withdrawals resume."""
-    hold = AccountHold.objects.select_for_update().get(id=hold_id)
-    if hold.status != HoldStatus.ACTIVE:
-        raise WalletError("The hold is already resolved.", code="already_resolved")
-    hold.status = HoldStatus.RESOLVED
-    hold.resolve_time = now
-    hold.save(update_fields=["status", "resolve_time"])
-    return hold
 
 
 # Deposits recorded but held back by a coin rule, which ops may credit after a review.
@@ -1112,7 +1087,8 @@ def _release_commit(
     coin = CoinConfig.objects.get(coin_id=record.coin_id)
     if record.amount < coin.min_recharge_amount:
         raise Conflict(
-            f"Deposit {record.recharge_no} is below the minimum deposit of {coin.min_recharge_amount} {coin.coin_id}."
+            f"Deposit {record.recharge_no} is below the minimum deposit of "
+            f"{coins_selectors.amount_format(coin=coin, amount=coin.min_recharge_amount)}."
         )
     held = RechargeStatus(record.status).label
     assets_services.balance_credit(
@@ -1124,9 +1100,42 @@ def _release_commit(
         ref_tx_hash=record.tx_hash,
         memo=f"deposit {record.recharge_no} released by {operator}: {remark}"[:255],
     )
+    if assets_selectors.debts_open(user_id=record.user_id).get(coin.coin_id, 0) == 0:
+        shortfalls.holds_close_repaid(user_ids={record.user_id}, coin_id=coin.coin_id, now=now)
     record.status = RechargeStatus.CONFIRMED
     record.confirm_time = now
     record.save(update_fields=["status", "confirm_time", "update_time"])
     assets_services.outbox_enqueue(event=_recharge_event(record=record, confirmations=record.confirmations, now=now))
     logger.info("deposit %s (%s) released and credited by %s", record.recharge_no, held, operator)
     return record
+
+
+# --- a dev chain that came back new ------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+@transaction.atomic(savepoint=False)
+def scan_state_forget(*, chain_id: str, now: datetime) -> tuple[int, int]:
+    """
+    Forget what the scanner knew of a chain that was replaced by a new one (a dev chain started empty).
+
+    Drops the chain's cursor and recent block hashes, so the next tick starts afresh at
+    SCAN_START_HEIGHTS (or the tip) instead of stopping on a reorg deeper than every stored block,
+    and marks its pending deposits REORGED: their blocks are gone. Credited deposits stay as they
+    are in the ledger. Returns (recent blocks dropped, pending deposits orphaned).
+    """
+    coin_ids = [c.coin_id for c in _chain_coins(chain_id=chain_id)]
+    blocks, _ = RecentBlock.objects.filter(chain_id=chain_id).delete()
+    ScanCursor.objects.filter(chain_id=chain_id).delete()
+    orphaned = RechargeRecord.objects.filter(coin_id__in=coin_ids, status=RechargeStatus.PENDING).update(
+        status=RechargeStatus.REORGED, update_time=now
+    )
+    # The old chain's outputs are gone with it: no payout may pick them.
+    utxos_services.utxos_blocks_orphan(chain_id=chain_id, above_height=-1)
+    logger.warning(
+        "scan state of %s forgotten (new dev chain): %s recent blocks dropped, %s pending deposits orphaned",
+        chain_id,
+        blocks,
+        orphaned,
+    )
+    return blocks, orphaned

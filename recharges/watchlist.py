@@ -1,6 +1,11 @@
 """
 The scanner's in-process watch list: {match_key: (user_id, address)} per chain.
 
+On a chain with a UTXO set (BTC) it also holds the exchange's own hot, change and cold addresses,
+with user_id None: the adapter then returns the outputs paid to them, which the UTXO set records
+and deposit matching skips. They are refreshed like deposit addresses (by id, and by create_time
+within the look-back), so a change address a payout created is watched before its change is mined.
+
 Loaded once per process, then refreshed on every tick with one query for what changed: rows with
 a higher id than seen, or assigned recently (a pool address keeps its old id when a user gets it;
 the look-back margin covers an assignment that committed late). A full reload every
@@ -39,6 +44,7 @@ from django.utils import timezone
 from addresses import selectors as addresses_selectors
 from chains.base import ChainAdapter, ChainError
 from recharges.matching import Watch
+from utxos import selectors as utxos_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +93,7 @@ def watchlist_rescan_take(*, chain_id: str) -> int | None:
         return _rescans.pop(chain_id, None)
 
 
-def _add(watch: _ChainWatch, rows: list[tuple[int, str, int]], adapter: ChainAdapter) -> None:
+def _add(watch: _ChainWatch, rows: list[tuple[int, str, int | None]], adapter: ChainAdapter) -> None:
     for row_id, address, user_id in rows:
         try:
             key = adapter.match_key(address)
@@ -121,16 +127,18 @@ def watchlist_get(*, chain_id: str, adapter: ChainAdapter, height: int | None = 
                 version=(previous.version + 1 if previous else 0),
                 low_height=height if height is not None else (previous.low_height if previous else None),
             )
-            assigned = addresses_selectors.deposit_addresses_assigned(chain_id=chain_id)
+            since, after_id = None, None
         else:
             assert watch is not None
             since = (watch.refreshed_at or started) - timedelta(seconds=settings.SCAN_WATCH_LOOKBACK_SECONDS)
-            assigned = addresses_selectors.deposit_addresses_assigned(
-                chain_id=chain_id, since=since, after_id=watch.max_id
-            )
+            after_id = watch.max_id
+        assigned = addresses_selectors.deposit_addresses_assigned(chain_id=chain_id, since=since, after_id=after_id)
         if not full and height is not None and (watch.low_height is None or height < watch.low_height):
             watch.low_height = height
         rows = list(assigned.values_list("id", "address", "user_id"))
+        if utxos_selectors.tracks(chain_id=chain_id):
+            own = addresses_selectors.exchange_addresses_owned(chain_id=chain_id, since=since, after_id=after_id)
+            rows += own.values_list("id", "address", "user_id")
         _add(watch, rows, adapter)
         watch.refreshed_at = started
         _watches[chain_id] = watch

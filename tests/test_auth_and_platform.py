@@ -69,7 +69,7 @@ class TestPlatformPages:
         response = client.get("/admin/login/")
 
         assert response.status_code == 200
-        assert b"Wallet back-office" in response.content
+        assert "Exchange wallet — back office" in response.content.decode()
 
 
 class TestCachedUserAuthentication:

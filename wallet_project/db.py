@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from django.db import OperationalError, ProgrammingError, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.models.constants import OnConflict
 from django.utils import timezone
@@ -36,6 +37,27 @@ class DecimalArithmeticCheck(models.CheckConstraint):
 
     def remove_sql(self, model: type[models.Model], schema_editor: BaseDatabaseSchemaEditor) -> object:
         return None if self._skip(schema_editor) else super().remove_sql(model, schema_editor)
+
+
+class ExactCharField(models.CharField):
+    """
+    A CharField compared byte for byte, for idempotency keys and business numbers.
+
+    MySQL/MariaDB compare text with the column's collation, by default a case- and
+    accent-insensitive one (utf8mb4_unicode_ci): there "ABC" finds "abc" and a unique index
+    treats them as one key, so two different keys collide. This field's column gets the binary
+    utf8mb4_bin collation on MySQL/MariaDB. SQLite compares bytes already and knows no MySQL
+    collation name, so its column is left as it is (a plain db_collation would fail there).
+    utf8mb4_bin still ignores trailing spaces (PAD SPACE): keys are stripped before storing.
+    """
+
+    MYSQL_COLLATION = "utf8mb4_bin"
+
+    def db_parameters(self, connection: BaseDatabaseWrapper) -> dict[str, object]:
+        params = super().db_parameters(connection)
+        if connection.vendor == "mysql":
+            params["collation"] = self.MYSQL_COLLATION
+        return params
 
 
 @dataclass(frozen=True)

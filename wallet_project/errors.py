@@ -14,8 +14,12 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+from rest_framework_simplejwt.exceptions import InvalidToken
 
 logger = logging.getLogger(__name__)
+
+# A message for the client, not a secret (ruff's S105 takes any "TOKEN" name for one).
+INVALID_TOKEN_MESSAGE = "The token is invalid or expired: obtain a new one (auth/token or auth/token/refresh)."  # noqa: S105
 
 
 class WalletError(Exception):
@@ -75,6 +79,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None
     if isinstance(exc, exceptions.ValidationError):
         body = {"code": "invalid", "message": "The request has invalid fields.", "fields": _field_errors(exc.detail)}
+    elif isinstance(exc, InvalidToken):
+        # simplejwt's detail is a dict (detail, code, one message per token class tried) that would
+        # be flattened into one unreadable line; whatever was wrong, the client does the same thing.
+        body = {"code": InvalidToken.default_code, "message": INVALID_TOKEN_MESSAGE, "fields": {}}
     else:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
         code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"

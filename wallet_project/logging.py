@@ -8,11 +8,13 @@ whatever logger wrote it. It is a last line of defence; code still never logs se
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from django.http import HttpRequest, HttpResponse
 
@@ -88,3 +90,36 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
         response["X-Request-ID"] = request_id
         return response
+
+
+@contextlib.contextmanager
+def console_logging_to_file(path: Path) -> Iterator[None]:
+    """
+    Within the block, send log records that would reach the console to path instead.
+
+    For commands whose output is text for a person (demo_setup, demo_deposit): the same records,
+    formatted and redacted as they would have been, go to the file. The console handlers are put
+    back afterwards.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    swapped: list[tuple[logging.Logger, logging.Handler, logging.Handler]] = []
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
+                continue  # a console handler (stdout, stderr) is replaced; other destinations stay
+            to_file = logging.FileHandler(path)
+            to_file.setFormatter(handler.formatter)
+            to_file.setLevel(handler.level)
+            for log_filter in handler.filters:
+                to_file.addFilter(log_filter)
+            logger.removeHandler(handler)
+            logger.addHandler(to_file)
+            swapped.append((logger, handler, to_file))
+    try:
+        yield
+    finally:
+        for logger, handler, to_file in swapped:
+            logger.removeHandler(to_file)
+            to_file.close()
+            logger.addHandler(handler)

@@ -34,3 +34,11 @@ def widen_default_context() -> None:
 def round_up(value: decimal.Decimal, quantum: decimal.Decimal) -> decimal.Decimal:
     """Round value up (away from zero) to a multiple of quantum: the one deliberate rounding (fees)."""
     return value.quantize(quantum, rounding=decimal.ROUND_UP, context=decimal.Context(prec=MONEY_PRECISION))
+
+
+def decimal_plain(value: decimal.Decimal) -> str:
+    """Return value in plain notation without trailing zeros: 0.010000 -> "0.01", 1E+2 -> "100", 0E-18 -> "0"."""
+    if value.is_zero():
+        return "0"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text

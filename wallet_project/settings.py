@@ -91,12 +91,14 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "coins",
     "monitoring",
     "chains",
     "addresses",
     "assets",
+    "utxos",
     "recharges",
     "withdrawals",
 ]
@@ -201,12 +203,14 @@ else:
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # Broadcast (pidbox) exchanges; kombu's default is a "control" folder in the working directory.
+        "control_folder": str(BROKER_DIR / "control"),
     }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -227,6 +231,8 @@ USE_TZ = True
 # Withdrawals paid on chain: the hot wallet pool (wallet_type) that pays them, how many are
 # signed per run, and when an unmined one is alerted as stuck.
 WITHDRAW_HOT_WALLET_TYPE = env_str("WITHDRAW_HOT_WALLET_TYPE", "withdraw")
+# The hot wallet pool that tops up gas (ETH) and energy/bandwidth (TRX) of deposit addresses before a sweep.
+GAS_STATION_WALLET_TYPE = env_str("GAS_STATION_WALLET_TYPE", "gas")
 # Chains whose withdrawals beat pays on chain (built for ETH and TRON with their tokens).
 WITHDRAW_ONCHAIN_CHAINS = [c for c in env_str("WITHDRAW_ONCHAIN_CHAINS", "ETH,TRON").split(",") if c]
 WITHDRAW_PAY_BATCH = env_int("WITHDRAW_PAY_BATCH", 20)
@@ -283,12 +289,25 @@ SIMPLE_JWT = {
 }
 # Seconds the API remembers a token's user row (0: load it on every request).
 AUTH_USER_CACHE_SECONDS = env_int("AUTH_USER_CACHE_SECONDS", 10)
+# Failed logins (API token and admin) are counted in the cache (Redis: shared by every worker) per
+# username and per client address; at the limit, logins are refused until the window that began
+# with the first failure ends. Why these limits: wallet_project/login_throttle.py. 0 = no limit.
+LOGIN_THROTTLE_WINDOW_SECONDS = env_int("LOGIN_THROTTLE_WINDOW_SECONDS", 900)
+LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 10)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 100)
+# Reverse proxies in front of the web workers whose X-Forwarded-For is trusted (0: none, use the peer).
+LOGIN_TRUSTED_PROXIES = env_int("LOGIN_TRUSTED_PROXIES", 0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Wallet service API",
     "DESCRIPTION": "Deposit addresses, deposits, withdrawals, balances and flows of an exchange's custodial wallet.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Swagger UI from the application's static files (drf-spectacular-sidecar), never from a CDN:
+    # the docs work offline and no third-party script runs in a wallet's pages.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Security ------------------------------------------------------------------------
@@ -339,6 +358,101 @@ LOGGING = {
 # Open alerts of the same kind and subject are merged instead of repeated.
 ALERT_DEDUP_OPEN = True
 
+
+def env_chain_ints(name: str, default: str) -> dict[str, int]:
+    """Parse "BTC:3600,ETH:300" into {"BTC": 3600, "ETH": 300}; "*:N" is every other chain's value."""
+    values = {}
+    for item in env_list(name, default):
+        chain, sep, number = item.partition(":")
+        if not sep or not number.strip().isdigit():
+            raise ImproperlyConfigured(f"{name} must look like BTC:3600,ETH:300, not {item!r}")
+        values[chain.strip()] = int(number)
+    return values
+
+
+# --- Alerts: delivery to people (monitoring.delivery) --------------------------------
+# A signed webhook (HMAC-SHA256 over "timestamp.body", header X-Wallet-Signature) and email,
+# each taking the severities listed. A channel without its URL / recipients is off.
+ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "")
+# Comma-separated during a rotation: every secret listed signs (one v1= each). Never logged.
+ALERT_WEBHOOK_SECRET = env_str("ALERT_WEBHOOK_SECRET", "")
+if ALERT_WEBHOOK_URL and not ALERT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("ALERT_WEBHOOK_URL needs ALERT_WEBHOOK_SECRET: receivers must be able to verify")
+ALERT_WEBHOOK_SEVERITIES = env_list("ALERT_WEBHOOK_SEVERITIES", "warning,critical")
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env_int("ALERT_WEBHOOK_TIMEOUT_SECONDS", 5)
+ALERT_EMAIL_TO = env_list("ALERT_EMAIL_TO", "")
+ALERT_EMAIL_SEVERITIES = env_list("ALERT_EMAIL_SEVERITIES", "critical")
+ALERT_EMAIL_FROM = env_str("ALERT_EMAIL_FROM", "wallet-alerts@localhost")
+# Attempts before a delivery is given up (and ALERT_DELIVERY_FAILED raised); the wait after the
+# n-th failure is BACKOFF * 2^(n-1), at most BACKOFF_MAX.
+ALERT_DELIVERY_MAX_ATTEMPTS = env_int("ALERT_DELIVERY_MAX_ATTEMPTS", 12)
+ALERT_DELIVERY_BACKOFF_SECONDS = env_int("ALERT_DELIVERY_BACKOFF_SECONDS", 30)
+ALERT_DELIVERY_BACKOFF_MAX_SECONDS = env_int("ALERT_DELIVERY_BACKOFF_MAX_SECONDS", 3600)
+ALERT_DELIVERY_INTERVAL_SECONDS = env_int("ALERT_DELIVERY_INTERVAL_SECONDS", 15)
+# Messages link to the alert's admin page under this URL (empty: no link).
+ALERT_ADMIN_BASE_URL = env_str("ALERT_ADMIN_BASE_URL", "")
+# Django's mail: a file per message under var/mail in development, SMTP in production.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.filebased.EmailBackend",
+)
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+
+# --- Monitoring checks (monitoring.checks, beat task monitoring_check) ----------------
+MONITORING_CHECK_SECONDS = env_int("MONITORING_CHECK_SECONDS", 60)
+# NODE_STALE when a chain's tip has not moved for this long ("*" = chains not listed; 0 = off).
+# Off by default in development: the local dev chains mine only when something is sent.
+NODE_STALE_SECONDS = env_chain_ints("NODE_STALE_SECONDS", "BTC:3600,ETH:300,TRON:300,*:900" if PRODUCTION else "")
+# SCANNER_LAG when the scanner is more than this many blocks behind the node's tip.
+SCANNER_LAG_ALERT_BLOCKS = env_chain_ints("SCANNER_LAG_ALERT_BLOCKS", "BTC:3,ETH:30,TRON:60,*:30")
+# WITHDRAW_REVIEW_OVERDUE when a withdrawal waits for an auditor longer than this.
+WITHDRAW_REVIEW_ALERT_SECONDS = env_int("WITHDRAW_REVIEW_ALERT_SECONDS", 3600)
+# Hot wallets' on-chain balances are read this often; thresholds: the native coin's are the
+# address row's min_balance / max_balance, a token's are given here as COIN=min:max.
+HOT_BALANCE_REFRESH_SECONDS = env_int("HOT_BALANCE_REFRESH_SECONDS", 300)
+# Chains whose hot balances are read from the node. BTC is left out by default: its balance call
+# (scantxoutset) scans the whole UTXO set, minutes on mainnet, and bcoin has none.
+HOT_BALANCE_CHAINS = env_list("HOT_BALANCE_CHAINS", "ETH,TRON")
+
+
+def _hot_balance_limits(raw: list[str]) -> dict[str, tuple[str, str]]:
+    limits = {}
+    for item in raw:
+        coin, _, pair = item.partition("=")
+        low, sep, high = pair.partition(":")
+        if not coin.strip() or not sep:
+            raise ImproperlyConfigured(f"HOT_BALANCE_LIMITS must look like USDT-ERC20=1000:500000, not {item!r}")
+        limits[coin.strip()] = (low.strip(), high.strip())
+    return limits
+
+
+HOT_BALANCE_LIMITS = _hot_balance_limits(env_list("HOT_BALANCE_LIMITS", ""))
+
+# --- Metrics (/metrics) ---------------------------------------------------------------
+# Bearer token Prometheus sends (Authorization: Bearer ...). Empty: open in development,
+# refused (403) in production.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# Deposit and withdrawal figures cover what was created in this window.
+METRICS_WINDOW_SECONDS = env_int("METRICS_WINDOW_SECONDS", 86400)
+
+# --- Backups (monitoring.backups) -----------------------------------------------------
+# Where backup_create and vault_export write (a directory per backup, each with its manifest).
+BACKUP_DIR = Path(env_str("BACKUP_DIR", str(VAR_DIR / "backups")))
+# The backup key (AES-256-GCM; base64 of 32 bytes) comes from BACKUP_KEY or the file
+# BACKUP_KEY_FILE; never the key-encryption key of the vault. Its value is never kept in settings.
+BACKUP_KEY_FILE = env_str("BACKUP_KEY_FILE", "")
+# backup_create keeps this many database backups (and vault exports) in BACKUP_DIR; 0 keeps all.
+BACKUP_KEEP = env_int("BACKUP_KEEP", 14)
+# BACKUP_OVERDUE when no database backup finished for this long (0: never alerted).
+BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26)
+
 # --- Chains (chain adapters and dev nodes) -------------------------------------------
 # Node endpoints per chain. The defaults are the local dev chains that
 # `python -m chains.devnodes serve` starts (ganache 8545, bcoin regtest 18443, TRON fake 8090).
@@ -355,6 +469,10 @@ CHAIN_READ_TIMEOUT = float(env_str("CHAIN_READ_TIMEOUT", "15"))
 BTC_FEE_FALLBACK_SAT_VB = env_int("BTC_FEE_FALLBACK_SAT_VB", 10)
 ETH_GAS_PRICE_FALLBACK_WEI = env_int("ETH_GAS_PRICE_FALLBACK_WEI", 20_000_000_000)
 TRON_FEE_FALLBACK_SUN = env_int("TRON_FEE_FALLBACK_SUN", 1000)
+# The exchange's BTC UTXO set: confirmations an output needs before a payout may spend it, and the
+# most inputs one payout may spend (a consolidation is due when a payout needs more).
+BTC_UTXO_MIN_CONFIRMATIONS = env_int("BTC_UTXO_MIN_CONFIRMATIONS", 1)
+BTC_UTXO_MAX_INPUTS = env_int("BTC_UTXO_MAX_INPUTS", 100)
 # TRC20 transfers: most TRX (in sun) a transfer may burn on energy: the ceiling of a payout's
 # fee_limit (one estimated above it waits with a WITHDRAW_FEE_CEILING alert).
 TRON_FEE_LIMIT_SUN = env_int("TRON_FEE_LIMIT_SUN", 30_000_000)

@@ -1,17 +1,19 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+from rest_framework_simplejwt.views import TokenRefreshView
 
 from addresses.api import DepositAddressGetApi
 from assets.api import BalanceListApi, FlowListApi
 from coins.api import CoinListApi
+from monitoring import views as monitoring_views
 from recharges.api import RechargeListApi
 from wallet_project.health import HealthApi
-from withdrawals.api import WithdrawalGetApi, WithdrawalListApi
+from wallet_project.login import ThrottledAdminLoginForm, TokenObtainApi
+from withdrawals.api import WithdrawalCancelApi, WithdrawalGetApi, WithdrawalListApi
 
 api_v1 = [
-    path("auth/token", TokenObtainPairView.as_view(), name="token-obtain"),
+    path("auth/token", TokenObtainApi.as_view(), name="token-obtain"),
     path("auth/token/refresh", TokenRefreshView.as_view(), name="token-refresh"),
     path("wallet/health", HealthApi.as_view(), name="health"),
     path("coins", CoinListApi.as_view(), name="coin-list"),
@@ -21,6 +23,7 @@ api_v1 = [
     path("wallet/recharges", RechargeListApi.as_view(), name="recharge-list"),
     path("wallet/withdrawals", WithdrawalListApi.as_view(), name="withdrawal-list"),
     path("wallet/withdrawals/<str:withdraw_no>", WithdrawalGetApi.as_view(), name="withdrawal-get"),
+    path("wallet/withdrawals/<str:withdraw_no>/cancel", WithdrawalCancelApi.as_view(), name="withdrawal-cancel"),
 ]
 
 urlpatterns = [
@@ -28,8 +31,7 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
+    path("metrics", monitoring_views.metrics, name="prometheus-django-metrics"),
 ]
 
-admin.site.site_header = "Wallet back-office"
-admin.site.site_title = "Wallet back-office"
+admin.site.login_form = ThrottledAdminLoginForm

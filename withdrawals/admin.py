@@ -3,22 +3,20 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 
-from wallet_project.admin import ReadOnlyAdmin
+from wallet_project.admin import ReadOnlyAdmin, ReadOnlyInline, amount_column, hash_column
 from wallet_project.errors import WalletError
+from withdrawals import admin_review
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
 from withdrawals.models import Payout, PayoutTx, PayoutWithdrawal, WithdrawAuditLog, WithdrawRecord
 
 
-class WithdrawAuditLogInline(admin.TabularInline):
+class WithdrawAuditLogInline(ReadOnlyInline):
     model = WithdrawAuditLog
-    extra = 0
-    can_delete = False
-    readonly_fields = ("auditor", "action", "from_status", "to_status", "remark", "create_time")
-
-    def has_add_permission(self, request: HttpRequest, obj: WithdrawRecord | None = None) -> bool:
-        return False
+    fields = ("auditor", "action", "from_status", "to_status", "remark", "create_time")
+    readonly_fields = fields
 
 
 class AuditForm(forms.Form):
@@ -31,17 +29,51 @@ class AuditForm(forms.Form):
 
 
 @admin.register(WithdrawRecord)
-class WithdrawRecordAdmin(admin.ModelAdmin):
+class WithdrawRecordAdmin(ReadOnlyAdmin):
+    """Decided by the buttons on its page or by list actions; never saved from a form (a Save raced a payout)."""
+
     list_display = (
-        "withdraw_no", "user", "coin", "amount", "fee", "status", "to_address", "audit_user", "tx_hash", "create_time"
+        "withdraw_no", "user", "coin", "amount_shown", "fee_shown", "status", "to_address", "tx_hash_shown",
+        "create_time",
     )  # fmt: skip
     list_filter = ("coin", "status")
-    search_fields = ("withdraw_no", "tx_hash", "to_address", "from_address", "=user__id")
-    list_select_related = ("user",)
-    readonly_fields = [f.name for f in WithdrawRecord._meta.fields]
+    search_fields = ("withdraw_no", "tx_hash", "to_address", "from_address", "=user__id", "user__username")
+    list_select_related = ("user", "coin")
     inlines = [WithdrawAuditLogInline]
     date_hierarchy = "create_time"
     actions = ["approve", "reject", "resign_payout"]
+
+    amount_shown = amount_column("amount", "amount")
+    fee_shown = amount_column("fee", "fee")
+    tx_hash_shown = hash_column("tx_hash", "tx hash")
+
+    # --- the review queue and the decision buttons on a withdrawal's page (admin_review) ---------
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("review/", view(self.review_queue_view), name="withdrawals_withdrawrecord_review"),
+            path("<int:object_id>/approve/", view(self.approve_view), name="withdrawals_withdrawrecord_approve"),
+            path("<int:object_id>/reject/", view(self.reject_view), name="withdrawals_withdrawrecord_reject"),
+            *super().get_urls(),
+        ]
+
+    def review_queue_view(self, request: HttpRequest) -> HttpResponse:
+        return admin_review.review_queue_view(self, request)
+
+    def approve_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        return admin_review.decision_view(self, request, object_id, decision="approve")
+
+    def reject_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        return admin_review.decision_view(self, request, object_id, decision="reject")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        extra = {**(extra_context or {}), **admin_review.review_context(request, object_id)}
+        return super().change_view(request, object_id, form_url, extra)
+
+    # --- list actions: the same decisions on several withdrawals at once -------------------------
 
     def has_audit_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("withdrawals.audit_withdrawrecord")
@@ -71,7 +103,7 @@ class WithdrawRecordAdmin(admin.ModelAdmin):
                 except WalletError as error:
                     self.message_user(request, f"{record.withdraw_no}: {error}", messages.WARNING)
                 else:
-                    self.message_user(request, f"{record.withdraw_no}: {done.get_status_display()}", messages.SUCCESS)
+                    self.message_user(request, admin_review.decision_message(done), messages.SUCCESS)
             return None
         context = {
             **self.admin_site.each_context(request),
@@ -83,12 +115,6 @@ class WithdrawRecordAdmin(admin.ModelAdmin):
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/withdrawals/decide.html", context)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: WithdrawRecord | None = None) -> bool:
-        return False
 
     # --- ops: a payout whose nonce another transaction took (alert WITHDRAW_NONCE_TAKEN) ----------
     def has_resign_payout_permission(self, request: HttpRequest) -> bool:
@@ -137,17 +163,12 @@ class ResignForm(forms.Form):
     )
 
 
-class PayoutTxInline(admin.TabularInline):
+class PayoutTxInline(ReadOnlyInline):
     model = PayoutTx
-    extra = 0
-    can_delete = False
     fields = readonly_fields = (
         "kind", "status", "tx_hash", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas",
         "gas_price", "fee_limit", "fee_rate", "fee", "block_number", "broadcast_at", "created_at",
     )  # fmt: skip
-
-    def has_add_permission(self, request: HttpRequest, obj: Payout | None = None) -> bool:
-        return False
 
 
 @admin.register(Payout)

@@ -1,3 +1,5 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
@@ -10,6 +12,22 @@ from withdrawals import services as withdrawals_services
 from withdrawals.models import WithdrawRecord, WithdrawStatus
 
 MONEY = {"max_digits": 38, "decimal_places": 18, "normalize_output": True}
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class AmountField(serializers.Field):
+    """
+    The amount exactly as the client sent it, for the coin rules to parse (coins_selectors.amount_parse).
+
+    Not a CharField, which would strip spaces and turn a JSON number into a string: both are
+    refused by the parser, in the same error as every other malformed amount.
+    """
+
+    def to_internal_value(self, data: object) -> object:
+        return data
+
+    def to_representation(self, value: object) -> str:
+        return str(value)
 
 
 class WithdrawalOutputSerializer(serializers.Serializer):
@@ -53,15 +71,8 @@ class WithdrawalListApi(APIView):
     class InputSerializer(serializers.Serializer):
         coin = serializers.CharField(max_length=32)
         to_address = serializers.CharField(max_length=255)
-        # A string, parsed by the coin rules: a JSON number is read as a float, which may not be
-        # the amount the user typed (1.2345678901234567e16), so it is refused rather than guessed.
-        amount = serializers.CharField(max_length=64)
+        amount = AmountField()
         idempotency_key = serializers.CharField(max_length=64)
-
-        def validate_amount(self, value: str) -> str:
-            if not isinstance(self.initial_data.get("amount"), str):
-                raise serializers.ValidationError('Send the amount as a decimal string, such as "0.5".')
-            return value
 
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
@@ -96,4 +107,22 @@ class WithdrawalGetApi(APIView):
 
     def get(self, request: Request, withdraw_no: str) -> Response:
         record = withdrawals_selectors.withdrawal_get(user_id=request.user.id, withdraw_no=withdraw_no)
+        return Response(WithdrawalOutputSerializer(record).data)
+
+
+class WithdrawalCancelApi(APIView):
+    """Cancel one of the caller's withdrawals while it waits for review; the amount is unfrozen."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=None,
+        responses={200: WithdrawalOutputSerializer},
+        description=(
+            "Allowed while the withdrawal is pending review and no auditor has acted on it (409 "
+            "withdrawal_not_cancellable otherwise). Cancelling a cancelled withdrawal answers the same again."
+        ),
+    )
+    def post(self, request: Request, withdraw_no: str) -> Response:
+        record = withdrawals_services.withdrawal_cancel(user_id=request.user.id, withdraw_no=withdraw_no)
         return Response(WithdrawalOutputSerializer(record).data)

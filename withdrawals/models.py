@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from coins.models import AMOUNT, CoinConfig
+from wallet_project.db import ExactCharField
 
 
 class WithdrawStatus(models.IntegerChoices):
@@ -15,10 +16,13 @@ class WithdrawStatus(models.IntegerChoices):
     PROCESSING = 4, "processing"
     COMPLETED = 5, "completed"
     FAILED = 6, "failed"
+    # The owner withdrew the request before any auditor decided and before anything was signed.
+    # Not REJECTED: a rejection is an auditor's decision with a reason, counted as a risk signal.
+    CANCELLED = 7, "cancelled"
 
 
 class WithdrawRecord(models.Model):
-    withdraw_no = models.CharField(max_length=32, unique=True)
+    withdraw_no = ExactCharField(max_length=32, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_column="user_id")
     coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
     coin_name = models.CharField(max_length=50)
@@ -36,7 +40,7 @@ class WithdrawRecord(models.Model):
     block_number = models.BigIntegerField(null=True, blank=True)
     block_time = models.DateTimeField(null=True, blank=True)
     memo = models.CharField(max_length=255, null=True, blank=True)
-    idempotency_key = models.CharField(max_length=64)
+    idempotency_key = ExactCharField(max_length=64)
     # On-chain payment: the hot address paying. Its transactions are in payout / payout_tx;
     # tx_hash and block_number show the user the current one (the mined one once it is mined).
     from_address = models.CharField(max_length=255, null=True, blank=True)
@@ -58,6 +62,8 @@ class WithdrawRecord(models.Model):
 
     class Meta:
         db_table = "withdraw_record"
+        verbose_name = "withdrawal"
+        verbose_name_plural = "withdrawals"
         permissions = [("audit_withdrawrecord", "Can approve or reject withdrawals")]
         constraints = [
             models.UniqueConstraint(fields=["user", "idempotency_key"], name="uk_withdraw_user_idempotency"),
@@ -88,6 +94,8 @@ class WithdrawAuditLog(models.Model):
 
     class Meta:
         db_table = "withdraw_audit_log"
+        verbose_name = "withdrawal decision"
+        verbose_name_plural = "withdrawal audit log"
         indexes = [models.Index(fields=["withdraw", "id"], name="idx_withdraw_audit_withdraw")]
 
     def __str__(self) -> str:

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
+from django.db.models import Count, QuerySet
+
+from coins import selectors as coins_selectors
+from wallet_project import stats
 from wallet_project.errors import NotFound
-from withdrawals.models import WithdrawRecord
+from withdrawals.models import WithdrawRecord, WithdrawStatus
 
 
 def withdrawal_list(*, user_id: int, coin_id: str | None = None, status: int | None = None) -> QuerySet[WithdrawRecord]:
-    """The user's withdrawals, newest first."""
+    """
+    The user's withdrawals, newest first.
+
+    :raises UnknownCoin: coin_id names no coin (a disabled one still lists its history).
+    """
     records = WithdrawRecord.objects.filter(user_id=user_id)
     if coin_id:
-        records = records.filter(coin_id=coin_id)
+        records = records.filter(coin_id=coins_selectors.coin_get(coin_id=coin_id).coin_id)
     if status is not None:
         records = records.filter(status=status)
     return records.order_by("-id")
@@ -28,3 +38,57 @@ def withdrawal_get(*, user_id: int, withdraw_no: str) -> WithdrawRecord:
     if record is None:
         raise NotFound(f"No withdrawal {withdraw_no}.")
     return record
+
+
+@dataclass(frozen=True)
+class ReviewQueue:
+    size: int
+    oldest_applied_at: datetime | None
+    # The numbers of the oldest few, for an alert's message.
+    oldest_numbers: tuple[str, ...]
+
+
+def review_queue(*, waiting_since: datetime | None = None, sample: int = 5) -> ReviewQueue:
+    """
+    Return the withdrawals waiting for an auditor (status pending review): how many and the oldest.
+
+    With waiting_since, only those applied for at or before it (waiting at least that long).
+    """
+    rows = WithdrawRecord.objects.filter(status=WithdrawStatus.PENDING_REVIEW)
+    if waiting_since is not None:
+        rows = rows.filter(create_time__lte=waiting_since)
+    oldest = list(rows.order_by("create_time", "id").values_list("withdraw_no", "create_time")[:sample])
+    return ReviewQueue(
+        size=rows.count(),
+        oldest_applied_at=oldest[0][1] if oldest else None,
+        oldest_numbers=tuple(number for number, _ in oldest),
+    )
+
+
+def withdrawal_statuses(*, withdraw_nos: Collection[str]) -> dict[str, int]:
+    """Return {withdraw_no: status} of the given withdrawals (unknown numbers are left out)."""
+    return dict(WithdrawRecord.objects.filter(withdraw_no__in=list(withdraw_nos)).values_list("withdraw_no", "status"))
+
+
+def withdrawal_window_outcomes(*, since: datetime) -> dict[tuple[str, bool, int], int]:
+    """
+    Return {(chain_id, on_chain, status): count} of the withdrawals applied for at or after since.
+
+    on_chain is False for transfers to another user's deposit address (settled in the ledger).
+    """
+    rows = (
+        WithdrawRecord.objects.filter(create_time__gte=since)
+        .values("coin__chain_id", "to_user_id", "status")
+        .annotate(n=Count("id"))
+    )
+    outcomes: dict[tuple[str, bool, int], int] = {}
+    for row in rows:
+        key = (row["coin__chain_id"], row["to_user_id"] is None, row["status"])
+        outcomes[key] = outcomes.get(key, 0) + row["n"]
+    return outcomes
+
+
+def withdrawal_processing_latency(*, since: datetime, bounds: Sequence[float]) -> stats.LatencyHistogram:
+    """Return the histogram of apply → completed of the withdrawals applied for at or after since."""
+    rows = WithdrawRecord.objects.filter(create_time__gte=since, status=WithdrawStatus.COMPLETED)
+    return stats.latency_histogram(rows, start="create_time", end="complete_time", bounds=bounds)

@@ -1,10 +1,11 @@
 """
-Withdrawals: apply, audit (approve or reject) and settlement of internal transfers.
+Withdrawals: apply, audit (approve or reject), cancel by the owner, and settlement of internal transfers.
 
-The seed's state machine: 1 pending review -> 2 approved | 3 rejected; 2 -> 4 processing ->
-5 completed | 6 failed. Every transition locks the withdrawal row, checks its source state and
-writes an audit log row and a WALLET_WITHDRAW event in the same transaction. The amount is frozen
-on apply, paid out of the frozen balance on completion and unfrozen on rejection.
+The seed's state machine: 1 pending review -> 2 approved | 3 rejected | 7 cancelled (by its
+owner); 2 -> 4 processing -> 5 completed | 6 failed. Every transition locks the withdrawal row,
+checks its source state and writes an audit log row and a WALLET_WITHDRAW event in the same
+transaction. The amount is frozen on apply, paid out of the frozen balance on completion and
+unfrozen on rejection or cancellation.
 
 A withdrawal to another user's deposit address is settled in the ledger once approved, without a
 fee and without touching the chain. Approved withdrawals to outside addresses are paid on chain
@@ -36,12 +37,14 @@ from wallet_project.errors import Conflict, WalletError
 from wallet_project.ids import business_no
 from wallet_project.money import exact, round_up
 from withdrawals import records
-from withdrawals.models import WithdrawRecord, WithdrawStatus
+from withdrawals import selectors as withdrawals_selectors
+from withdrawals.models import PayoutWithdrawal, WithdrawRecord, WithdrawStatus
 
 logger = logging.getLogger(__name__)
 
 # Withdrawals that count against the daily limit: all but those whose money was released.
-_COUNTED = [s for s in WithdrawStatus if s not in (WithdrawStatus.REJECTED, WithdrawStatus.FAILED)]
+_RELEASED = (WithdrawStatus.REJECTED, WithdrawStatus.FAILED, WithdrawStatus.CANCELLED)
+_COUNTED = [s for s in WithdrawStatus if s not in _RELEASED]
 
 
 class WithdrawalsHeld(Conflict):
@@ -49,7 +52,21 @@ class WithdrawalsHeld(Conflict):
 
 
 class WithdrawalRefused(WalletError):
+    """A withdrawal the coin's rules forbid; each rule raises it with a code of its own."""
+
     code = "withdrawal_refused"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
+class WithdrawalNotCancellable(Conflict):
+    code = "withdrawal_not_cancellable"
+
+
+def _text(coin: CoinConfig, amount: Decimal) -> str:
+    return coins_selectors.amount_format(coin=coin, amount=amount)
 
 
 def withdrawal_apply(
@@ -61,14 +78,18 @@ def withdrawal_apply(
     Idempotent per (user, idempotency_key): the same request again returns the first withdrawal;
     another request under a used key is refused. The fee (fixed, or the coin's rate of the amount
     rounded up to its precision) is part of the amount: actual_amount = amount - fee.
-    :raises NotFound, CoinDisabled, InvalidAmount, InvalidAddress, WithdrawalRefused: bad request.
+    :raises UnknownCoin, CoinDisabled, InvalidAmount, InvalidAddress, WithdrawalRefused: bad request.
     :raises InsufficientFunds: the available balance is smaller than the amount.
     :raises WithdrawalsHeld: a reorg shortfall holds the user's withdrawals.
-    :raises Conflict: the idempotency key was used for another withdrawal.
+    :raises IdempotencyKeyReused: the idempotency key was used for another withdrawal.
     """
     key = (idempotency_key or "").strip()
     if not key or len(key) > 64:
-        raise WalletError("An idempotency key of 1 to 64 characters is required.", field="idempotency_key")
+        raise WalletError(
+            "An idempotency key of 1 to 64 characters is required.",
+            field="idempotency_key",
+            code="invalid_idempotency_key",
+        )
     coin = coins_selectors.coin_get_enabled(coin_id=coin_id)
     checked = coins_selectors.amount_check(coin=coin, amount=amount)
     address = address_validate(coin.chain_id, to_address)
@@ -85,13 +106,23 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
     assets_services.balance_lock(user_id=user_id, coin=coin)
     existing = WithdrawRecord.objects.filter(user_id=user_id, idempotency_key=key).order_by("id").first()
     if existing is not None:
-        return _replay(existing=existing, key=key, coin=coin, address=address, amount=amount)
+        return _replay(existing=existing, coin=coin, address=address, amount=amount)
     if coin.withdraw_enabled != Switch.ENABLED:
-        raise WithdrawalRefused(f"Withdrawals of {coin.coin_id} are switched off.", field="coin")
+        raise WithdrawalRefused(
+            f"Withdrawals of {coin.coin_id} are switched off.", field="coin", code="withdraw_disabled"
+        )
     if amount < coin.min_withdraw_amount:
-        raise WithdrawalRefused(f"The minimum withdrawal is {coin.min_withdraw_amount} {coin.coin_id}.", field="amount")
+        raise WithdrawalRefused(
+            f"The minimum withdrawal is {_text(coin, coin.min_withdraw_amount)}.",
+            field="amount",
+            code="amount_below_minimum",
+        )
     if amount > coin.max_withdraw_amount:
-        raise WithdrawalRefused(f"The maximum withdrawal is {coin.max_withdraw_amount} {coin.coin_id}.", field="amount")
+        raise WithdrawalRefused(
+            f"The maximum withdrawal is {_text(coin, coin.max_withdraw_amount)}.",
+            field="amount",
+            code="amount_above_maximum",
+        )
     if recharges_selectors.withdrawals_held(user_id=user_id):
         raise WithdrawalsHeld("Withdrawals are held while a reversed deposit is settled; contact support.")
     to_user_id = _internal_recipient(user_id=user_id, chain_id=coin.chain_id, address=address)
@@ -99,7 +130,9 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
     with exact():
         actual = amount - fee
     if actual <= 0:
-        raise WithdrawalRefused(f"The amount does not cover the fee of {fee} {coin.coin_id}.", field="amount")
+        raise WithdrawalRefused(
+            f"The amount does not cover the fee of {_text(coin, fee)}.", field="amount", code="amount_below_fee"
+        )
     _daily_limit_check(user_id=user_id, coin=coin, amount=amount, now=now)
     try:
         with transaction.atomic():  # a savepoint: the same key may be racing on another coin
@@ -120,7 +153,7 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
             )
     except IntegrityError:
         existing = WithdrawRecord.objects.get(user_id=user_id, idempotency_key=key)
-        return _replay(existing=existing, key=key, coin=coin, address=address, amount=amount)
+        return _replay(existing=existing, coin=coin, address=address, amount=amount)
     assets_services.balance_freeze(
         user_id=user_id,
         coin=coin,
@@ -233,18 +266,63 @@ def _reject(*, withdraw_id: int, auditor_id: int, remark: str, now: datetime) ->
     return record
 
 
+def withdrawal_cancel(*, user_id: int, withdraw_no: str, now: datetime | None = None) -> WithdrawRecord:
+    """
+    Cancel the user's own withdrawal while it waits for review, and unfreeze its amount (WITHDRAW_CANCEL).
+
+    Allowed only while it is pending review, before any auditor acted on it (a first approval of
+    two is a decision: the four-eyes review has begun and its log must not end in the applicant's
+    hands) and so before anything was signed. Idempotent: cancelling a cancelled withdrawal
+    returns it unchanged, and the amount is unfrozen once.
+    :raises NotFound: the user has no withdrawal with this number.
+    :raises WithdrawalNotCancellable: approved, rejected, on its way or settled, or an auditor acted on it.
+    """
+    record = withdrawals_selectors.withdrawal_get(user_id=user_id, withdraw_no=withdraw_no)
+    moment = now or timezone.now()
+    return retry_on_deadlock(functools.partial(_cancel, withdraw_id=record.id, now=moment))
+
+
+@transaction.atomic(durable=True)
+def _cancel(*, withdraw_id: int, now: datetime) -> WithdrawRecord:
+    # The withdrawal row first, then the balance (in balance_unfreeze): the order approve, reject
+    # and the payout lock in, so a cancel racing any of them waits for it and sees its outcome.
+    record = records.withdrawal_lock(withdraw_id)
+    if record.status == WithdrawStatus.CANCELLED:
+        return record
+    signed = record.tx_hash or PayoutWithdrawal.objects.filter(withdraw_id=record.id).exists()
+    if record.status != WithdrawStatus.PENDING_REVIEW or signed:
+        raise WithdrawalNotCancellable(
+            f"Withdrawal {record.withdraw_no} is {record.get_status_display()}: only a withdrawal waiting for "
+            "review can be cancelled."
+        )
+    if record.audit_logs.filter(auditor__isnull=False).exists():
+        raise WithdrawalNotCancellable(
+            f"An auditor has already approved withdrawal {record.withdraw_no} once: it can no longer be cancelled."
+        )
+    coin = CoinConfig.objects.get(coin_id=record.coin_id)
+    assets_services.balance_unfreeze(
+        user_id=record.user_id,
+        coin=coin,
+        amount=record.amount,
+        business_type=BusinessType.WITHDRAW_CANCEL,
+        biz_ref=record.withdraw_no,
+        memo=f"withdrawal {record.withdraw_no} cancelled by its owner",
+    )
+    records.withdrawal_transition(
+        record=record, auditor_id=None, action="cancel", to_status=WithdrawStatus.CANCELLED, remark="by its owner"
+    )
+    records.withdrawal_event(record=record, now=now)
+    logger.info("withdrawal %s cancelled by its owner", record.withdraw_no)
+    return record
+
+
 # --- steps -----------------------------------------------------------------------------------------
 
 
-def _replay(*, existing: WithdrawRecord, key: str, coin: CoinConfig, address: str, amount: Decimal) -> WithdrawRecord:
-    # The key column compares case-insensitively on MySQL: "ABC" finds "abc", which is another key.
-    if (existing.idempotency_key, existing.coin_id, existing.to_address, existing.amount) != (
-        key,
-        coin.coin_id,
-        address,
-        amount,
-    ):
-        raise Conflict(
+def _replay(*, existing: WithdrawRecord, coin: CoinConfig, address: str, amount: Decimal) -> WithdrawRecord:
+    # The key column compares byte for byte (ExactCharField), so existing was stored under this very key.
+    if (existing.coin_id, existing.to_address, existing.amount) != (coin.coin_id, address, amount):
+        raise IdempotencyKeyReused(
             f"Idempotency key {existing.idempotency_key!r} was used for another withdrawal.", field="idempotency_key"
         )
     return existing
@@ -256,9 +334,11 @@ def _internal_recipient(*, user_id: int, chain_id: str, address: str) -> int | N
     if ours is None:
         return None
     if ours.user_id is None:
-        raise WithdrawalRefused("This address belongs to the exchange's own wallets.", field="to_address")
+        raise WithdrawalRefused(
+            "This address belongs to the exchange's own wallets.", field="to_address", code="exchange_address"
+        )
     if ours.user_id == user_id:
-        raise WithdrawalRefused("This is your own deposit address.", field="to_address")
+        raise WithdrawalRefused("This is your own deposit address.", field="to_address", code="own_deposit_address")
     return ours.user_id
 
 
@@ -272,7 +352,9 @@ def _fee(*, coin: CoinConfig, amount: Decimal) -> Decimal:
         too_fine = coin.withdraw_fee % coin.quantum != 0
     if too_fine:
         raise WithdrawalRefused(
-            f"The withdrawal fee of {coin.coin_id} is finer than its precision: ops must correct it.", field="coin"
+            f"The withdrawal fee of {coin.coin_id} is finer than its precision: ops must correct it.",
+            field="coin",
+            code="fee_misconfigured",
         )
     return coin.withdraw_fee
 
@@ -291,9 +373,10 @@ def _daily_limit_check(*, user_id: int, coin: CoinConfig, amount: Decimal, now: 
         over = used + amount > coin.withdraw_daily_limit
     if over:
         raise WithdrawalRefused(
-            f"The daily withdrawal limit of {coin.withdraw_daily_limit} {coin.coin_id} would be exceeded "
-            f"({used} used today).",
+            f"The daily withdrawal limit of {_text(coin, coin.withdraw_daily_limit)} would be exceeded "
+            f"({_text(coin, used)} used today).",
             field="amount",
+            code="daily_limit_exceeded",
         )
 
 

@@ -10,7 +10,6 @@ fails the test.
 from __future__ import annotations
 
 import base64
-import importlib
 import logging
 
 import pytest
@@ -122,9 +121,9 @@ def user_client(user, leak_watch) -> RecordingClient:
 @pytest.fixture
 def seeded_coins(db):
     """The coins of the seed data migration: a transactional test before this one may have flushed them."""
-    from django.apps import apps
+    from coins.testing import coins_seed
 
-    importlib.import_module("coins.migrations.0002_seed_coins").load_coins(apps, None)
+    coins_seed()
 
 
 @pytest.fixture

@@ -1,14 +1,16 @@
-"""hot_wallet_select: round robin and balance-based, separate pools per business (wallet_type)."""
+"""hot_wallet_select: round robin and balance-based, separate pools per business (wallet_type); change addresses."""
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
-from addresses import services
-from addresses.models import AddressStatus, WalletAddress
+from addresses import selectors, services
+from addresses.models import AddressStatus, AddressType, WalletAddress
 
 
 def _pool(wallet_type: str, balances: list[str]) -> list[WalletAddress]:
@@ -85,3 +87,67 @@ class TestHotWalletSelect:
 
         with pytest.raises(services.NoHotWallet):
             _select("withdraw", "1", "balance")
+
+
+def _take_change(wallet_type: str = "withdraw") -> WalletAddress:
+    with transaction.atomic():
+        return services.change_address_take(chain_id="BTC", wallet_type=wallet_type, now=timezone.now())
+
+
+@pytest.mark.django_db
+class TestChangeAddress:
+    def test_gives_a_fresh_change_address_of_the_pool_from_the_hot_seed_each_time(self, hot_seeds):
+        (hot,) = services.hot_addresses_create(chain_id="BTC", wallet_type="withdraw")
+
+        taken = [_take_change() for _ in range(services.CHANGE_BATCH + 2)]
+
+        assert len({row.id for row in taken}) == len(taken)
+        assert all(row.address_type == AddressType.CHANGE and row.wallet_type == "withdraw" for row in taken)
+        assert all(row.key_secret_id == hot_seeds["BTC"].id and row.assign_time is not None for row in taken)
+        assert [row.derivation_index for row in taken] == list(range(1, len(taken) + 1))  # after the hot address
+        # The signer's key of a change address is the one its address was derived from.
+        assert selectors.public_keys(address_ids=[taken[0].id])[taken[0].id][0] == taken[0].address
+        assert hot.derivation_index == 0
+
+    def test_change_addresses_are_never_picked_as_hot_addresses(self, hot_seeds):
+        change = _take_change()
+        WalletAddress.objects.filter(id=change.id).update(balance=Decimal("1000"))
+
+        with pytest.raises(services.NoHotWallet):
+            with transaction.atomic():
+                services.hot_wallet_select(
+                    chain_id="BTC", wallet_type="withdraw", amount=Decimal("1"), strategy="balance"
+                )
+        assert list(selectors.hot_addresses(chain_id="BTC")) == []
+        # ...but the UTXO scanner watches them with the hot ones.
+        assert change.id in set(selectors.exchange_addresses_owned(chain_id="BTC").values_list("id", flat=True))
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db(transaction=True)
+def test_payouts_taking_change_addresses_at_once_get_different_ones(seeded_coins, leak_watch):
+    from addresses import signer
+    from addresses.tests.conftest import TEST_MNEMONIC_HOT
+
+    signer.hd_wallet_create(chain_id="BTC", purpose=AddressType.HOT, mnemonic=TEST_MNEMONIC_HOT, label="test-only")
+    services.hot_addresses_create(chain_id="BTC", wallet_type="withdraw")
+    _take_change()  # the first batch exists: the others come from the pool with SKIP LOCKED
+    barrier = threading.Barrier(4, timeout=30)
+    got: list[int] = []
+
+    def take() -> None:
+        try:
+            with transaction.atomic(durable=True):
+                row = services.change_address_take(chain_id="BTC", wallet_type="withdraw", now=timezone.now())
+                barrier.wait()  # every taker holds its row until all have taken one
+                got.append(row.id)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert len(got) == len(set(got)) == 4

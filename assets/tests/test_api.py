@@ -31,8 +31,8 @@ class TestBalanceListApi:
 
         assert response.status_code == 200
         assert response.json()["results"] == [
-            {"coin_id": "BTC", "available": "0.5", "frozen": "0"},
-            {"coin_id": "ETH", "available": "2", "frozen": "0"},
+            {"coin_id": "BTC", "available": "0.5", "frozen": "0", "debt": "0"},
+            {"coin_id": "ETH", "available": "2", "frozen": "0", "debt": "0"},
         ]
 
     def test_needs_a_token(self, api_client):

@@ -54,6 +54,9 @@ class TestBalanceCredit:
             "frozen_amount": "0",
             "frozen_before": "0",
             "frozen_after": "0",
+            "debt_amount": "0",
+            "debt_before": "0",
+            "debt_after": "0",
             "biz_ref": "R1",
         }
 
@@ -177,7 +180,9 @@ class TestLedgerMismatches:
                 "coin_id": "BTC",
                 "available": Decimal("5"),
                 "frozen": 0,
+                "debt": 0,
                 "flows_available": Decimal("1"),
                 "flows_frozen": 0,
+                "flows_debt": 0,
             }
         ]

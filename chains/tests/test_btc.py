@@ -60,6 +60,18 @@ class TestBlock:
         assert block.parent_hash == btc_adapter.block_hash(height - 1)
         assert block.hash == btc_adapter.block_hash(height)
 
+    def test_lists_every_input_of_the_block_even_with_a_watch_list_that_matches_nothing(
+        self, btc_node, btc_adapter, paid
+    ):
+        txid, _, height = paid
+        coinbase = btc_coinbase_utxo(btc_node, 1)
+
+        block = btc_adapter.block(height, watched=set())
+
+        assert block.transfers == []
+        assert [tuple(s) for s in block.spends] == [(coinbase.txid, 0, txid)]  # the coinbase's own input is not one
+        assert btc_adapter.block(height - 1).spends == []  # a block with only its coinbase
+
     def test_blocks_read_a_range_as_one_chain(self, btc_adapter, paid):
         _, scripts, height = paid
 

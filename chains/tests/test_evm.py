@@ -255,7 +255,7 @@ class TestSendAndStatus:
 
         assert evm_adapter.tx_status(first).success is True
         assert evm_adapter.balance(to) == 1_000
-        assert evm_adapter.mined_nonce(sender.address) == 1
+        assert evm_adapter.mined_count(sender.address) == 1
 
     def test_unknown_transaction_is_not_found(self, evm_adapter):
         assert evm_adapter.tx_status("0x" + "ab" * 32).found is False

@@ -11,7 +11,7 @@ from addresses import services as addresses_services
 from addresses.models import AddressType, WalletAddress
 from coins.models import CoinConfig
 from recharges import services as recharges_services
-from recharges import watchlist
+from recharges import shortfalls, watchlist
 from recharges.tests.fakechain import FakeChain, eth_address
 
 NATIVE = {"ETH": "ETH", "BTC": "BTC", "TRON": "TRX"}
@@ -26,10 +26,10 @@ def _fast_password_hasher(settings):
 @pytest.fixture(autouse=True)
 def _fresh_scanner_state():
     watchlist.watchlist_reset()
-    recharges_services.fault_hook = None
+    recharges_services.fault_hook = shortfalls.fault_hook = None
     yield
     watchlist.watchlist_reset()
-    recharges_services.fault_hook = None
+    recharges_services.fault_hook = shortfalls.fault_hook = None
 
 
 @pytest.fixture

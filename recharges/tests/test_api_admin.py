@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import io
-from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -9,7 +8,7 @@ from django_celery_beat.models import PeriodicTask
 
 from monitoring.models import Alert
 from recharges import tasks as recharges_tasks
-from recharges.models import AccountHold, HoldStatus, RechargeRecord, RechargeStatus, ScanCursor
+from recharges.models import RechargeRecord, RechargeStatus, ScanCursor
 from recharges.tests.conftest import deposit_address
 from recharges.tests.fakechain import transfer
 from recharges.tests.helpers import tick
@@ -108,29 +107,3 @@ class TestBeatAndTasks:
         recharges_tasks.deposits_scan(chain_id="DOGE")
 
         assert Alert.objects.filter(kind="NODE_DOWN", subject="chain DOGE").exists() is True
-
-
-def test_withdrawals_held_only_while_a_hold_is_active(chain, user, now):
-    from recharges import selectors as recharges_selectors
-    from recharges import services as recharges_services
-
-    address = deposit_address(user=user)
-    chain.mine([transfer(to=address.address, amount=ONE_ETH)])
-    tick(chain, now)
-    record = RechargeRecord.objects.get()
-    hold = AccountHold.objects.create(
-        user=user,
-        coin_id="ETH",
-        recharge=record,
-        biz_ref="x",
-        amount=Decimal(1),
-        frozen_amount=0,
-        shortfall=Decimal(1),
-        reason="test",
-    )
-    assert recharges_selectors.withdrawals_held(user_id=user.id) is True
-
-    recharges_services.account_hold_resolve(hold_id=hold.id, now=now)
-
-    assert AccountHold.objects.get().status == HoldStatus.RESOLVED
-    assert recharges_selectors.withdrawals_held(user_id=user.id) is False

@@ -115,7 +115,9 @@ class TestDeepReorg:
         assert recharges_selectors.withdrawals_held(user_id=user.id) is False
         assert assets_selectors.ledger_mismatches() == []
 
-    def test_freezes_what_is_left_and_holds_withdrawals_when_the_balance_cannot_cover_it(self, chain, user, now):
+    def test_takes_what_is_left_books_the_rest_as_debt_and_holds_withdrawals_when_the_balance_cannot_cover_it(
+        self, chain, user, now
+    ):
         address = deposit_address(user=user)
         chain.mine([transfer(to=address.address, amount=3 * ONE_ETH)])
         chain.mine(count=3)
@@ -134,11 +136,18 @@ class TestDeepReorg:
         tick(chain, now)
 
         balance = Balance.objects.get(user=user, coin_id="ETH")
-        assert (balance.available, balance.frozen) == (Decimal(0), Decimal(1))
+        assert (balance.available, balance.frozen, balance.debt) == (Decimal(0), Decimal(0), Decimal(2))
         hold = AccountHold.objects.get()
-        assert (hold.amount, hold.frozen_amount, hold.shortfall) == (Decimal(3), Decimal(1), Decimal(2))
+        assert (hold.amount, hold.reversed_amount, hold.shortfall, hold.debt_amount) == (
+            Decimal(3),
+            Decimal(1),
+            Decimal(2),
+            Decimal(2),
+        )
         assert recharges_selectors.withdrawals_held(user_id=user.id) is True
-        assert Alert.objects.get(kind="DEEP_REORG").severity == Severity.CRITICAL
+        alert = Alert.objects.get(kind="DEEP_REORG")
+        assert alert.severity == Severity.CRITICAL
+        assert "1 reversed, 2 booked as the user's debt" in alert.message
         assert assets_selectors.ledger_mismatches() == []
 
     def test_a_deposit_credited_reversed_and_re_mined_is_credited_again_once(self, chain, user, now):

@@ -47,8 +47,12 @@ from withdrawals.payout.fees import FeeCeiling
 from withdrawals.payout.replacement import NonceNotProven, payout_resign_broadcast, payout_resign_nonce
 from withdrawals.payout.signing import withdrawals_pay
 
-# Fault injection: tests set this to a callable that raises (or kills the process) when the named
-# step is reached, to prove that a crash at any step pays once. Always None in a running service.
+# Fault injection: tests set this to a callable that raises, waits or kills the process when the
+# named step is reached: "sign.locked" inside the signing transaction with the withdrawal's row
+# locked, "pay.signed" after it committed, "broadcast.sent" once a node took a transaction (before
+# that is recorded), "confirm.confirmed" before settling, "complete.settled" inside the settlement
+# after the ledger moved. It proves that a crash or a concurrent writer there pays once. Always
+# None in a running service.
 fault_hook: Callable[[str], None] | None = None
 # A node's clock may run a little ahead of the producers'; no block this much past expiry includes it.
 TRON_EXPIRY_MARGIN_MS = 6_000

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from addresses import hd, signer
 from addresses import services as addresses_services
+from addresses import signer
 from chains.base import ChainError, SignedTx, UnsignedTx
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig, Switch
@@ -117,7 +117,8 @@ def payable_check(*, record: WithdrawRecord) -> None:
 
 
 def native_coin(chain_id: str) -> CoinConfig:
-    return CoinConfig.objects.get(coin_id=hd.NATIVE_COIN[chain_id])
+    """The chain's own coin (gas, fees), as configured (coins: is_native)."""
+    return coins_selectors.chain_native_coin(chain_id=chain_id)
 
 
 def payout_tx_store(

@@ -106,7 +106,7 @@ def _follow(*, payout: Payout, adapter: ChainAdapter, tip: int, mined_nonces: di
         # Read before the receipts: a transaction of ours mined in between then shows as mined, and
         # a count past our nonce with none of ours in a block means another transaction took it.
         if payout.from_address not in mined_nonces:
-            mined_nonces[payout.from_address] = adapter.mined_nonce(payout.from_address)  # type: ignore[attr-defined]
+            mined_nonces[payout.from_address] = adapter.mined_count(payout.from_address)  # type: ignore[attr-defined]
         used = mined_nonces[payout.from_address]
     statuses = {tx.id: adapter.tx_status(tx.tx_hash) for tx in txs}
     for tx in txs:
@@ -198,7 +198,7 @@ def _outcome(*, payout: Payout, status: TxStatus, adapter: ChainAdapter) -> str:
     if not status.success:
         return REVERTED
     contract = payout.coin.contract_address
-    if not contract:
+    if coins_selectors.coin_is_native(coin=payout.coin) or not contract:
         return PAID  # a value transfer that succeeded moved the value
     key = adapter.match_key
     logged = Counter(

@@ -121,7 +121,7 @@ def _evm_replace(
         from_address=payout.from_address,
         to_address=record.to_address,
         amount_base_units=_amount(record=record, coin=coin),
-        contract=coin.contract_address or None,
+        contract=None if coins_selectors.coin_is_native(coin=coin) else coin.contract_address,
         nonce=payout.nonce,
         gas_limit=current.gas_limit,
         **terms,
@@ -225,7 +225,7 @@ def payout_resign_nonce(
 def _prove_nonce_taken(*, payout: Payout, txs: list[PayoutTx], depth: int, adapter: ChainAdapter) -> None:
     assert payout.nonce is not None
     height = adapter.tip_height() - max(depth, 1) + 1
-    used = adapter.mined_nonce(payout.from_address, height=height)  # type: ignore[attr-defined]
+    used = adapter.mined_count(payout.from_address, height=height)  # type: ignore[attr-defined]
     if used <= payout.nonce:
         raise NonceNotProven(
             f"Nonce {payout.nonce} of {payout.from_address} is not used at block {height} ({depth} confirmations "

@@ -17,8 +17,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from addresses import hd, signer
 from addresses import services as addresses_services
+from addresses import signer
 from chains import registry as chains_registry
 from chains import services as chains_services
 from chains.base import ChainAdapter, Shortfall, SignedTx, UnsignedTx
@@ -165,6 +165,7 @@ def _approved(*, chain_id: str) -> Iterator[tuple[int, str]]:
 @transaction.atomic(durable=True)
 def _sign(*, withdraw_id: int, adapter: ChainAdapter, terms: dict[str, int], now: datetime) -> WithdrawRecord | None:
     record = records.withdrawal_lock(withdraw_id)
+    step("sign.locked")
     if record.status != WithdrawStatus.APPROVED or record.to_user_id is not None:
         return None
     payable_check(record=record)
@@ -176,7 +177,7 @@ def _sign(*, withdraw_id: int, adapter: ChainAdapter, terms: dict[str, int], now
 def _sign_first(*, record: WithdrawRecord, adapter: ChainAdapter, terms: dict[str, int]) -> None:
     """Pick the hot address, then build, check, sign and store the payout of a locked withdrawal (PROCESSING)."""
     coin = CoinConfig.objects.get(coin_id=record.coin_id)
-    if coin.coin_id != hd.NATIVE_COIN[coin.chain_id] and not coin.contract_address:
+    if not coins_selectors.coin_is_native(coin=coin) and not coin.contract_address:
         # A token without its contract would be paid in the chain's own coin.
         raise WithdrawalRefused(f"{coin.coin_id} has no contract address configured: ops must set it.")
     # Any enabled hot address of the pool: its recorded balance is not kept per token; what it
@@ -236,7 +237,7 @@ def sign_transfer(
         its ceiling (WITHDRAW_FEE_CEILING).
     """
     amount = coins_selectors.amount_to_base_units(coin=coin, amount=record.actual_amount)
-    contract = coin.contract_address or None
+    contract = None if coins_selectors.coin_is_native(coin=coin) else coin.contract_address
     chain_terms: dict[str, Any]
     if coin.chain_id in NONCE_CHAINS:
         chain_terms = {"nonce": nonce, "gas_margin": settings.ETH_GAS_LIMIT_MARGIN, **terms}
@@ -257,7 +258,12 @@ def sign_transfer(
         contract=contract,
         **chain_terms,
     )
-    reserved_native, reserved_token = _unmined_payouts(coin=coin, from_address=from_address, payout=payout)
+    # Read before the balance (in shortfall): a block mined between the two reads then makes the
+    # reserve err high (a payout counted though the balance already shows it), never low.
+    mined_below = adapter.mined_count(from_address) if coin.chain_id in NONCE_CHAINS else None  # type: ignore[attr-defined]
+    reserved_native, reserved_token = _unmined_payouts(
+        coin=coin, from_address=from_address, payout=payout, mined_below=mined_below
+    )
     short = adapter.shortfall(unsigned, reserved_native=reserved_native, reserved_token=reserved_token)  # type: ignore[attr-defined]
     if short is not None:
         # Rolled back with the nonce: nothing is signed that the node would refuse or that would revert.
@@ -267,25 +273,31 @@ def sign_transfer(
     return unsigned, signer.signer_for(coin.chain_id)(unsigned)
 
 
-def _unmined_payouts(*, coin: CoinConfig, from_address: str, payout: Payout | None) -> tuple[int, int]:
+def _unmined_payouts(
+    *, coin: CoinConfig, from_address: str, payout: Payout | None, mined_below: int | None = None
+) -> tuple[int, int]:
     """
-    What the address's other payouts not in a block yet promise: (native base units, this token's).
+    What the address's other open payouts not in a block yet promise: (native base units, this token's).
 
-    The node's balance (at its latest block) already excludes a payout in a block, so only those
-    none of whose transactions withdrawals_confirm last saw in a block count: signed but not sent,
-    or sent and not mined. Without one RPC per payout at every signing, a payout mined since the
-    last confirm run still counts (the reserve errs high, never low, until that run).
+    The node's balance (at its latest block) already excludes a payout in a block, so only the
+    others count: signed but not sent, or sent and not mined. On EVM the node says which exactly:
+    mined_below, its count of the address's transactions in the latest block (a payout whose nonce
+    is below it is in a block, by one of its transactions), read with the balance, so a reorg that
+    took a payout out of its block is seen at once, before the next confirmation run. Elsewhere a
+    payout counts while withdrawals_confirm last saw none of its transactions in a block: one
+    mined since still counts until that run (the reserve errs high, never low).
     """
-    native_id = hd.NATIVE_COIN[coin.chain_id]
-    links = (
-        PayoutWithdrawal.objects.filter(
-            payout__status=PayoutStatus.OPEN,
-            payout__from_address=from_address,
-            payout__coin_id__in={native_id, coin.coin_id},
-        )
-        .exclude(payout__txs__status=PayoutTxStatus.MINED)
-        .values_list("payout__coin_id", "amount")
+    native_id = coins_selectors.chain_native_coin(chain_id=coin.chain_id).coin_id
+    links = PayoutWithdrawal.objects.filter(
+        payout__status=PayoutStatus.OPEN,
+        payout__from_address=from_address,
+        payout__coin_id__in={native_id, coin.coin_id},
     )
+    if mined_below is not None:
+        links = links.filter(payout__nonce__gte=mined_below)
+    else:
+        links = links.exclude(payout__txs__status=PayoutTxStatus.MINED)
+    links = links.values_list("payout__coin_id", "amount")
     if payout is not None:
         links = links.exclude(payout_id=payout.id)
     coins = {c.coin_id: c for c in CoinConfig.objects.filter(coin_id__in={native_id, coin.coin_id})}
@@ -301,7 +313,7 @@ def _unmined_payouts(*, coin: CoinConfig, from_address: str, payout: Payout | No
 
 def _shortfall_text(*, record: WithdrawRecord, coin: CoinConfig, short: Shortfall) -> str:
     """Which hot address lacks how much of which coin (the chain's own for gas and fees) to pay the withdrawal."""
-    lacking = coin if short.contract is not None else CoinConfig.objects.get(coin_id=hd.NATIVE_COIN[coin.chain_id])
+    lacking = coin if short.contract is not None else coins_selectors.chain_native_coin(chain_id=coin.chain_id)
 
     def amount(base_units: int) -> str:
         value = coins_selectors.amount_from_base_units(coin=lacking, base_units=base_units)

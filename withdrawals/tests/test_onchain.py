@@ -22,6 +22,7 @@ from assets.models import Balance, BusinessType, Flow
 from chains.models import NonceCursor
 from chains.testing import evm_adapter, evm_node  # noqa: F401
 from coins.models import CoinConfig
+from coins.testing import check_constraints_off
 from monitoring.models import Alert
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
@@ -273,7 +274,8 @@ def test_a_payout_a_reorg_unmined_counts_against_the_hot_address_again(hot, user
 
 def test_a_token_without_its_contract_is_never_paid_as_ether(hot, user, evm_adapter):
     record, to = approved(user, "25", coin_id="USDT-ERC20")
-    CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=None)
+    with check_constraints_off():  # the database refuses such a row now; one from before the rule
+        CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=None)
 
     result = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
 
@@ -325,3 +327,57 @@ def test_two_payers_at_once_sign_each_withdrawal_once_with_distinct_nonces(
         assert evm_adapter.balance(to) == int(Decimal("0.997") * ONE_ETH)
     assert NonceCursor.objects.get(address=hot_row.address).next_nonce == 4
     assert assets_selectors.ledger_mismatches() == []
+
+
+def test_a_payout_a_reorg_unmined_counts_against_the_hot_address_even_before_the_next_confirm_run(
+    hot, user, evm_node, evm_adapter
+):
+    first, _ = approved(user, "6", key="a")  # the hot address holds 10 ETH
+    before = evm_node.snapshot()
+    withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)  # mined at once
+    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)  # seen mined
+    first.refresh_from_db()
+    evm_node.revert(before)  # its block is orphaned, and the transaction with it
+    evm_node.w3.provider.make_request("miner_stop", [])
+    try:
+        # A real node puts an orphaned block's transactions back in its pool: here, by hand.
+        evm_node.w3.provider.make_request("eth_sendRawTransaction", [signed_tx(first)])
+        second, _ = approved(user, "5", key="b")  # 10 ETH on chain, 6 of them promised to the first again
+
+        # The payout run comes before the confirmation run that would notice the reorg.
+        result = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    finally:
+        evm_node.w3.provider.make_request("miner_start", [])
+
+    second.refresh_from_db()
+    # Signing it would promise 11 ETH of 10: one of the two could never be mined.
+    assert (result.signed, second.status, signed_tx(second)) == (0, WithdrawStatus.APPROVED, None)
+
+
+# A contract that refuses every call and every payment (PUSH1 0 PUSH1 0 REVERT), hand-assembled.
+REFUSER_INIT = "6005600c60003960056000f3" + "60006000fd"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a payout the node's simulation says reverts is signed and sent: the hot wallet pays its gas, "
+    "the user is refunded in full and may try again at no cost",
+)
+def test_withdrawals_to_a_contract_that_refuses_ether_burn_no_gas_of_the_hot_wallet(hot, user, evm_node, evm_adapter):
+    refuser = evm_node.send_tx({"data": "0x" + REFUSER_INIT, "gas": 100_000})["contractAddress"]
+    coin = CoinConfig.objects.get(coin_id="ETH")
+    assets_services.balance_credit(
+        user_id=user.id, coin=coin, amount=Decimal(1), business_type=BusinessType.RECHARGE, biz_ref="fund-griefer"
+    )
+    before = evm_adapter.balance(hot.address)
+
+    for n in range(3):  # the attacker's loop: apply, wait for the failure and the refund, apply again
+        withdrawals_services.withdrawal_apply(
+            user_id=user.id, coin_id="ETH", to_address=refuser, amount="0.02", idempotency_key=f"grief-{n}"
+        )
+        withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+        evm_node.mine(2)
+        withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+
+    burnt = before - evm_adapter.balance(hot.address)
+    assert (evm_adapter.mined_count(hot.address), burnt) == (0, 0)  # nothing sent that the node says reverts

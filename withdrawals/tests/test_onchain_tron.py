@@ -26,7 +26,7 @@ from chains.base import SignedTx, TxRejected
 from chains.testing import tron_adapter, tron_node  # noqa: F401
 from coins.models import CoinConfig
 from monitoring.models import Alert
-from recharges import services as recharges_services
+from recharges import shortfalls as recharges_shortfalls
 from recharges.models import AccountHold
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
@@ -150,7 +150,12 @@ def test_an_expired_payout_of_a_held_user_is_not_signed_again_until_the_hold_is_
     assert (held.waiting, record.status, record.tx_hash) == (1, WithdrawStatus.PROCESSING, first_tx)
     assert Alert.objects.get(kind="WITHDRAW_HELD").subject == f"withdrawal {record.withdraw_no}"
 
-    recharges_services.account_hold_resolve(hold_id=AccountHold.objects.get().id, now=timezone.now())
+    recharges_shortfalls.account_hold_settle(
+        hold_id=AccountHold.objects.get().id,
+        operator=_operator(),
+        remark="the user paid the shortfall back",
+        now=timezone.now(),
+    )
     withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)  # signs a new one, sends it
     tron_node.mine(2)
     withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
@@ -202,3 +207,9 @@ def test_a_payout_whose_block_was_replaced_at_its_height_is_not_completed(hot, u
     assert tron_adapter.balance(to) == 0
     balance = Balance.objects.get(user=user, coin_id="TRX")
     assert (balance.available, balance.frozen) == (Decimal(460), Decimal(40))
+
+
+def _operator():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("ops-settler", is_staff=True)

@@ -1,6 +1,8 @@
 """A payout worker killed with SIGKILL at each step, then restarted: one payment on chain, one
-settlement. The worker is a real child process (withdrawals.tests.payout_worker) against ganache
-and MariaDB; every key here is a TEST-ONLY throwaway key."""
+settlement, no nonce skipped. The worker is a real child process (withdrawals.tests.payout_worker)
+that dies without unwinding, so the server rolls back its open transaction when the connection
+drops and whatever it sent to the node stays sent; against ganache and MariaDB. Every key here is
+a TEST-ONLY throwaway key."""
 
 # ruff: noqa: F811 - pytest fixtures imported from chains.testing are named as test parameters
 
@@ -18,15 +20,17 @@ from django.db import connection
 
 from assets import selectors as assets_selectors
 from assets.models import BusinessType, Flow, OutboxMessage
+from chains.models import NonceCursor
 from chains.testing import evm_adapter, evm_node  # noqa: F401
 from withdrawals import payout as withdrawals_payout
 from withdrawals.models import PayoutTx, PayoutTxStatus, WithdrawStatus
 from withdrawals.tests.test_onchain import ONE_ETH, _hot_address, approved
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-# After signing and storing; after the node took it (before that is recorded); once confirmed,
-# before settling; inside the settlement, after the ledger moved, before it commits.
-STEPS = ["pay.signed", "broadcast.sent", "confirm.confirmed", "complete.settled"]
+# Inside the signing transaction with the withdrawal locked; after signing and storing; after the
+# node took it (before that is recorded); once confirmed, before settling; inside the settlement,
+# after the ledger moved, before it commits.
+STEPS = ["sign.locked", "pay.signed", "broadcast.sent", "confirm.confirmed", "complete.settled"]
 
 
 def _worker(step: str, evm_node) -> subprocess.CompletedProcess[bytes]:
@@ -57,7 +61,7 @@ def test_a_payout_worker_killed_at_any_step_then_restarted_pays_once_and_settles
     hot = _hot_address(monkeypatch, settings, tmp_path, evm_node)  # WALLET_KEK reaches the child's env
     owner = get_user_model().objects.create_user(f"killed-{step}")
     record, to = approved(owner, "1.5")
-    sent_before = evm_adapter.mined_nonce(hot.address)
+    sent_before = evm_adapter.mined_count(hot.address)
 
     killed = _worker(step, evm_node)
 
@@ -71,7 +75,8 @@ def test_a_payout_worker_killed_at_any_step_then_restarted_pays_once_and_settles
     record.refresh_from_db()
     assert record.status == WithdrawStatus.COMPLETED
     assert evm_adapter.balance(to) == int(Decimal("1.497") * ONE_ETH)  # paid once
-    assert evm_adapter.mined_nonce(hot.address) == sent_before + 1  # one transaction on chain
+    assert evm_adapter.mined_count(hot.address) == sent_before + 1  # one transaction on chain
+    assert NonceCursor.objects.get(address=hot.address).next_nonce == sent_before + 1  # no nonce skipped
     (tx,) = PayoutTx.objects.filter(payout__links__withdraw=record)
     assert (tx.status, tx.tx_hash) == (PayoutTxStatus.MINED, record.tx_hash)
     assert Flow.objects.filter(business_type=BusinessType.WITHDRAW_SETTLE, biz_ref=record.withdraw_no).count() == 1

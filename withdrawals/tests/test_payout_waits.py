@@ -24,7 +24,7 @@ from chains.models import NonceCursor
 from chains.testing import evm_adapter, evm_node  # noqa: F401
 from coins.models import CoinConfig, Switch
 from monitoring.models import Alert
-from recharges import services as recharges_services
+from recharges import shortfalls as recharges_shortfalls
 from recharges import watchlist
 from recharges.models import AccountHold, HoldStatus
 from recharges.tests.conftest import deposit_address
@@ -87,7 +87,9 @@ def test_a_withdrawal_held_by_a_reorg_after_its_approval_waits_unsigned_until_th
     assert (alert.subject, alert.count) == (f"withdrawal {record.withdraw_no}", 2)
     assert "hold" in alert.message
 
-    recharges_services.account_hold_resolve(hold_id=hold.id, now=timezone.now())
+    recharges_shortfalls.account_hold_settle(
+        hold_id=hold.id, operator=_operator(), remark="the user paid the shortfall back", now=timezone.now()
+    )
     paid = _pay(evm_adapter)
     evm_node.mine(2)
     withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
@@ -173,3 +175,9 @@ def test_an_approved_withdrawal_of_a_coin_switched_off_waits_unsigned_until_it_i
 
     record.refresh_from_db()
     assert (on.signed, record.status) == (1, WithdrawStatus.PROCESSING)
+
+
+def _operator():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("ops-settler", is_staff=True)

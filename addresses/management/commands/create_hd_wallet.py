@@ -47,15 +47,26 @@ class Command(BaseCommand):
             mnemonic, passphrase = signer.mnemonic_generate(), ""
             if backup is not None and backup.exists():
                 raise CommandError("the backup file already exists; choose a new path")
-        secret = signer.hd_wallet_create(
-            chain_id=options["chain"],
-            purpose=PURPOSES[options["purpose"]],
-            mnemonic=mnemonic,
-            passphrase=passphrase,
-            label=options["label"],
-        )
         if backup is not None:
-            signer.mnemonic_backup_write(path=backup, mnemonic=mnemonic)
+            # The backup first: a seed stored without its offline copy could not be made again
+            # (the chain has its seed), and the mnemonic would exist only under the KEK.
+            try:
+                signer.mnemonic_backup_write(path=backup, mnemonic=mnemonic)
+            except OSError as exc:
+                raise CommandError(f"the backup file cannot be written ({exc.strerror}); nothing was stored") from None
+        try:
+            secret = signer.hd_wallet_create(
+                chain_id=options["chain"],
+                purpose=PURPOSES[options["purpose"]],
+                mnemonic=mnemonic,
+                passphrase=passphrase,
+                label=options["label"],
+            )
+        except BaseException:
+            if backup is not None:
+                backup.unlink(missing_ok=True)  # the mnemonic of a seed that was never stored
+            raise
+        if backup is not None:
             self.stdout.write(f"Mnemonic backup written to {backup} (mode 600): move it offline.")
         elif not options["import_"]:
             self.stderr.write("No --backup-file: the seed exists only in the vault, under its KEK.")

@@ -31,6 +31,11 @@ def schedules() -> list[tuple[str, str, int, dict[str, object]]]:
     pool_every = getattr(settings, "ADDRESS_POOL_TOP_UP_SECONDS", 300)
     entries.append(("address-pool-top-up", "addresses.tasks.address_pool_top_up", pool_every, {}))
     entries.append(("events-lag-check", "assets.tasks.events_lag_check", 60, {}))
+    entries.append(("monitoring-check", "monitoring.tasks.monitoring_check", settings.MONITORING_CHECK_SECONDS, {}))
+    entries.append(("alerts-deliver", "monitoring.tasks.alerts_deliver", settings.ALERT_DELIVERY_INTERVAL_SECONDS, {}))
+    entries.append(
+        ("hot-balances-refresh", "monitoring.tasks.hot_balances_refresh", settings.HOT_BALANCE_REFRESH_SECONDS, {})
+    )
     entries.append(("events-prune", "assets.tasks.events_prune", 3600, {}))
     return entries
 

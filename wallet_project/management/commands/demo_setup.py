@@ -1,58 +1,59 @@
-"""Create the demo back-office admin and a demo API user for a local run (development only)."""
+"""Set up a local run for a newcomer: demo users, HD seeds, funded hot wallets; print what to do next."""
 
 from __future__ import annotations
 
-import secrets
-from io import StringIO
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+
+from chains import devsend
+from wallet_project import devsetup
+from wallet_project import logging as wallet_logging
 
 
 class Command(BaseCommand):
-    help = "Create (once) a demo admin and a demo API user; print how to log in. Refused in production."
+    help = (
+        "Development only: create the demo admin and API user, the HD seeds and hot wallets of every chain, "
+        "fund the hot wallets on the dev chains, and print how to try a deposit and a withdrawal."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--base-url", default="http://127.0.0.1:8083", help="where the web process listens")
+        parser.add_argument("--no-funding", action="store_true", help="do not fund the hot wallets on the dev chains")
 
     def handle(self, *args: object, **options: object) -> None:
-        base_url = str(options["base_url"]).rstrip("/")
         if settings.PRODUCTION:
             raise CommandError("demo_setup is for development only; create real users with createsuperuser")
+        log_file = Path(settings.VAR_DIR) / "log" / "demo_setup.log"
+        # Its output is text for a person: log records go to a file, not between its lines.
+        with wallet_logging.console_logging_to_file(log_file):
+            self._handle(options, log_file=log_file)
+
+    def _handle(self, options: dict, *, log_file: Path) -> None:
+        base_url = str(options["base_url"]).rstrip("/")
         credentials_file = Path(settings.VAR_DIR) / "demo-credentials.txt"
-        User = get_user_model()
-        with transaction.atomic(durable=True):
-            if not User.objects.filter(username="admin").exists():
-                admin_password = secrets.token_urlsafe(12)
-                demo_password = secrets.token_urlsafe(12)
-                User.objects.create_superuser("admin", "admin@localhost", admin_password)
-                User.objects.create_user("demo", "demo@localhost", demo_password)
-                credentials_file.write_text(f"admin {admin_password}\ndemo {demo_password}\n")
-                credentials_file.chmod(0o600)
-        for chain_id in ("BTC", "ETH", "TRON"):
-            # Development deposit seeds under the dev-only KEK, so deposit addresses work at once.
+        record_path = Path(settings.DEVCHAIN_FILE)
+        try:
+            devsetup.fresh_chains_reset(record_path=record_path, say=self.stderr.write)
+            credentials = devsetup.demo_users_ensure(credentials_file=credentials_file)
+            devsetup.hd_seeds_ensure()
+            hot = devsetup.hot_addresses_ensure()
+        except devsetup.DevSetupError as exc:
+            raise CommandError(str(exc)) from None
+        funded: list[devsetup.Funded] = []
+        note = ""
+        if options["no_funding"]:
+            note = "Hot wallets created, not funded (--no-funding): " + ", ".join(f"{c} {a}" for c, _, a in hot)
+        else:
             try:
-                call_command(
-                    "create_hd_wallet", chain=chain_id, purpose="deposit", stdout=StringIO(), stderr=StringIO()
-                )
-            except CommandError as error:
-                if "already has" not in str(error):
-                    raise
-        if not credentials_file.exists():
-            raise CommandError(f"demo users exist but {credentials_file} is gone; reset with changepassword")
-        # Local demo credentials, shown to the person who started the service on their machine.
-        creds = dict(line.split(" ", 1) for line in credentials_file.read_text().splitlines())
+                funded = devsetup.hot_wallets_fund(hot=hot, record_path=record_path)
+            except devsend.NotADevChain as exc:
+                note = f"Hot wallets created but not funded: {exc}"
+            except devsend.DevSendError as exc:
+                raise CommandError(f"funding the hot wallets failed: {exc} (log: {log_file})") from None
         self.stdout.write(
-            f"Back-office: {base_url}/admin/  user admin  password {creds['admin']}\n"
-            f"API user:    demo  password {creds['demo']}\n"
-            f"  curl -s -X POST {base_url}/api/v1/auth/token -H 'Content-Type: application/json' "
-            f'-d \'{{"username": "demo", "password": "{creds["demo"]}"}}\'\n'
-            f"(credentials kept in {credentials_file})\n"
-            "A demo deposit on the dev chain:\n"
-            "  .venv/bin/python manage.py demo_deposit --user demo --coin ETH --amount 1.5\n"
-            f"  then GET {base_url}/api/v1/wallet/recharges as demo: pending, then credited within a minute"
+            devsetup.instructions(
+                base_url=base_url, credentials=credentials, credentials_file=credentials_file, funded=funded, note=note
+            )
         )

@@ -1,0 +1,285 @@
+"""
+Every kind of alert the service raises: its default severity, how it ends, and what to do.
+
+The "what to do" text travels with every delivery (webhook, email) and shows in the admin, so the
+person woken at night knows the first steps without reading code. A test checks that every kind
+raised anywhere in the code is registered here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from monitoring.models import Severity
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AlertKind:
+    code: str
+    severity: Severity
+    what_to_do: str
+    # True: a monitoring check resolves it when its condition clears; until then an acknowledged
+    # alert keeps absorbing repeats (no new alert, no new message). False: a person closes it.
+    resolves_itself: bool = False
+    # Resolved after this many seconds without a new occurrence (events with no state to poll).
+    quiet_resolve_seconds: int | None = None
+
+
+_KINDS = (
+    # --- chains and the deposit scanner ------------------------------------------------------
+    AlertKind(
+        "NODE_DOWN",
+        Severity.WARNING,
+        "The chain's node did not answer, or answered garbage: deposits of this chain are not scanned "
+        "and its payouts are not sent. Check the node process, its URL in ETH_RPC_URL / BTC_RPC_URL / "
+        "TRON_API_URL, its sync state and disk. The scanner retries every tick; this alert resolves "
+        "itself once the node answers again.",
+        resolves_itself=True,
+    ),
+    AlertKind(
+        "NODE_STALE",
+        Severity.WARNING,
+        "The chain's tip has not moved for longer than NODE_STALE_SECONDS: the node is stuck or has no "
+        "peers, or the scanner (Celery worker and beat) is not running. Compare the node's height with "
+        "a public explorer, check its peers, and check the worker and beat logs. Resolves itself when "
+        "the tip moves.",
+        resolves_itself=True,
+    ),
+    AlertKind(
+        "SCANNER_LAG",
+        Severity.WARNING,
+        "The deposit scanner is more than SCANNER_LAG_ALERT_BLOCKS behind the node's tip: deposits are "
+        "credited late. Check that a worker consumes the 'scanner' queue, and look for NODE_DOWN or "
+        "DEPOSIT_NOT_STORED alerts of the same chain. Resolves itself when the scanner catches up.",
+        resolves_itself=True,
+    ),
+    AlertKind(
+        "DEEP_REORG",
+        Severity.CRITICAL,
+        "A reorg orphaned deposits that were already credited; they were reversed with compensating "
+        "debits, and what the balance could not cover is booked as the user's debt, which holds their "
+        "withdrawals until a later deposit repays it. Review the account holds in the admin, contact the "
+        "users concerned; settle a debt the user paid back off-system, or write it off, then acknowledge.",
+    ),
+    AlertKind(
+        "REORG_DEBT_WRITTEN_OFF",
+        Severity.WARNING,
+        "An operator wrote off a user's reorg debt: the exchange took the loss named in the message. "
+        "Check the remark on the account hold and that a second person knows, then acknowledge.",
+    ),
+    AlertKind(
+        "REORG_TOO_DEEP",
+        Severity.CRITICAL,
+        "A reorg is deeper than the block hashes kept (SCAN_RECENT_BLOCKS): the chain's scanner stopped "
+        "rather than guess. Check the node is on the right network and chain; then rescan the affected "
+        "range with deposits_rescan and acknowledge.",
+    ),
+    AlertKind(
+        "DEPOSIT_NOT_STORED",
+        Severity.CRITICAL,
+        "The database refused a deposit row: the chain's scanner stays before that block so nothing is "
+        "skipped. Read the message for the database error, fix the cause (schema, column size), and "
+        "the next tick stores it; then acknowledge.",
+    ),
+    AlertKind(
+        "COIN_MISCONFIGURED",
+        Severity.CRITICAL,
+        "A coin's contract address is not valid for its chain: its deposits are not recognised. Fix "
+        "contract_address in the coin configuration, rescan the blocks since the change, acknowledge.",
+    ),
+    AlertKind(
+        "RECHARGE_SETTLE_FAILED",
+        Severity.CRITICAL,
+        "The ledger refused to credit a confirmed deposit; it stays pending and is retried. Read the "
+        "message, fix the cause (a conflicting flow reference, the coin's precision), acknowledge.",
+    ),
+    AlertKind(
+        "RECHARGE_DISABLED",
+        Severity.WARNING,
+        "A deposit arrived for a coin whose recharge is switched off: it was recorded, not credited. "
+        "Review it in the admin and credit it with the release action if it is genuine.",
+    ),
+    AlertKind(
+        "RECHARGE_ABOVE_MAXIMUM",
+        Severity.WARNING,
+        "A deposit above the coin's maximum was recorded, not credited. Check its origin (compliance), "
+        "then credit it with the release action in the admin or return it.",
+    ),
+    # --- hot wallets -----------------------------------------------------------------------------
+    AlertKind(
+        "HOT_BALANCE_LOW",
+        Severity.WARNING,
+        "A hot wallet holds less than its minimum: withdrawals will soon fail to sign for lack of funds "
+        "or gas. Top it up from cold storage. Resolves itself when the balance read from the chain is "
+        "back at or above the minimum.",
+        resolves_itself=True,
+    ),
+    AlertKind(
+        "HOT_BALANCE_HIGH",
+        Severity.WARNING,
+        "A hot wallet holds more than its maximum: more money than planned is exposed to a key kept "
+        "online. Move the surplus to cold storage. Resolves itself when the balance is back at or "
+        "below the maximum.",
+        resolves_itself=True,
+    ),
+    # --- withdrawals -----------------------------------------------------------------------------
+    AlertKind(
+        "WITHDRAW_REVIEW_OVERDUE",
+        Severity.WARNING,
+        "Withdrawals have waited for an auditor longer than WITHDRAW_REVIEW_ALERT_SECONDS. Auditors: "
+        "approve or reject them in the admin (Withdrawals, status pending review). Resolves itself when "
+        "none waits that long.",
+        resolves_itself=True,
+    ),
+    AlertKind(
+        "WITHDRAW_STUCK",
+        Severity.CRITICAL,
+        "A withdrawal's transaction is not mined after WITHDRAW_STUCK_SECONDS. On EVM it is replaced "
+        "(same nonce, higher fee) unless the message says it cannot be (the fee ceiling: wait for fees to "
+        "fall or raise ETH_MAX_FEE_PER_GAS_CEILING_WEI). Look the hash up on an explorer and in the node's "
+        "mempool (fee too low, a nonce gap before it). It is broadcast again every run: never pay it a "
+        "second time by hand. Resolves itself when the withdrawal completes or fails.",
+        resolves_itself=True,
+    ),
+    AlertKind(
+        "WITHDRAW_SIGN_FAILED",
+        Severity.WARNING,
+        "A withdrawal could not be signed (the hot wallet cannot cover it, or the signer refused); it "
+        "stays approved and is retried every run. Top up the hot wallet or fix the cause named in the "
+        "message, then acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_BROADCAST_REJECTED",
+        Severity.CRITICAL,
+        "The node refused a signed withdrawal (funds, nonce, fee). It is kept and sent again; the "
+        "message says why. Fix the cause (top up, check the nonce), never sign a second payment by "
+        "hand, then acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_HELD",
+        Severity.WARNING,
+        "An approved withdrawal waits unsigned because its owner's withdrawals are held (an open reorg "
+        "debt, see the account holds). It is paid by the next payout run once the hold is lifted.",
+    ),
+    AlertKind(
+        "WITHDRAW_HOT_WALLET_SHORT",
+        Severity.WARNING,
+        "An approved withdrawal waits because no hot address holds enough of the coin (or of the "
+        "chain's coin for its fee); the message names the address and what is missing. Top the hot "
+        "wallet up from cold; later withdrawals of the chain are paid meanwhile.",
+    ),
+    AlertKind(
+        "WITHDRAW_FAILED",
+        Severity.WARNING,
+        "A withdrawal reverted on chain; its amount was unfrozen for the user. Check why (token paused, "
+        "gas too low) before the user tries again, then acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_TOKEN_NOT_PAID",
+        Severity.CRITICAL,
+        "A token withdrawal's transaction succeeded but its receipt holds no Transfer of the amount to "
+        "the recipient (a token whose transfer returns false, a paused or blacklisting token): nothing "
+        "was paid and the amount was unfrozen. Check the token before paying this recipient again, "
+        "then acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_FEE_CEILING",
+        Severity.WARNING,
+        "Paying now needs a fee above its ceiling (ETH_MAX_FEE_PER_GAS_CEILING_WEI for EVM, "
+        "TRON_FEE_LIMIT_SUN for a TRC20 transfer): nothing is signed, the withdrawals wait approved and "
+        "are paid once fees fall. Raise the ceiling only if the payouts cannot wait; then acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_REPLACED",
+        Severity.WARNING,
+        "A stuck EVM payout was replaced by a transaction with the same nonce and a higher fee; "
+        "whichever is mined completes the withdrawal once. Nothing to do unless it keeps happening "
+        "(raise the priority fee floor); acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_NONCE_TAKEN",
+        Severity.CRITICAL,
+        "Another transaction used an EVM payout's nonce and none of its own transactions is mined: it can "
+        "never be mined. Check in the hot address's history that the transaction which took the nonce "
+        "did not pay this withdrawal, then run the admin action 'Re-sign the payout with a new nonce' "
+        "(permission withdrawals.resign_payout) with a remark; then acknowledge.",
+    ),
+    AlertKind(
+        "ABNORMAL_TRANSACTION",
+        Severity.CRITICAL,
+        "A risk rule flagged a transaction as abnormal. Review the user and the transaction in the "
+        "admin; hold the account if in doubt, then acknowledge with what you decided.",
+    ),
+    # --- ledger, events, security ----------------------------------------------------------------
+    AlertKind(
+        "RECONCILIATION_MISMATCH",
+        Severity.CRITICAL,
+        "Balances in the ledger and holdings on chain disagree for a coin: its withdrawals stop being "
+        "signed until a person clears the breaker. Find the difference (unrecorded movement, missed "
+        "deposit, fee) before clearing it.",
+    ),
+    AlertKind(
+        "EVENT_RELAY_LAG",
+        Severity.WARNING,
+        "Asset-change events wait longer than RELAY_LAG_ALERT_SECONDS to reach the broker: the "
+        "exchange's other services see balances late. Check the relay processes (relay_events) and the "
+        "broker. Resolves itself when the oldest pending event is recent again.",
+        resolves_itself=True,
+    ),
+    AlertKind(
+        "LOGIN_THROTTLED",
+        Severity.WARNING,
+        "Repeated failed logins or an over-eager client were throttled: password guessing or a broken "
+        "integration. Check the source addresses and accounts in the message; block or contact them. "
+        "Resolves itself after 15 minutes without a new occurrence.",
+        quiet_resolve_seconds=900,
+    ),
+    # --- operations ------------------------------------------------------------------------------
+    AlertKind(
+        "BACKUP_FAILED",
+        Severity.CRITICAL,
+        "The database backup or the key vault export failed: read the message (dump tool, disk, backup "
+        "key) and run backup_create again. Resolves itself when a backup of that kind succeeds.",
+        resolves_itself=True,
+    ),
+    AlertKind(
+        "BACKUP_OVERDUE",
+        Severity.WARNING,
+        "No database backup finished within BACKUP_MAX_AGE_HOURS: check the backup schedule (cron or "
+        "CronJob) and its logs. Resolves itself when a backup finishes.",
+        resolves_itself=True,
+    ),
+    AlertKind(
+        "ALERT_DELIVERY_FAILED",
+        Severity.CRITICAL,
+        "Alerts could not be delivered on a channel after every retry: people may be missing alerts. "
+        "Check the webhook receiver (URL, secret, TLS) or the mail server, and read the open alerts in "
+        "the admin. Resolves itself when a delivery on that channel succeeds.",
+        resolves_itself=True,
+    ),
+)
+
+KINDS: dict[str, AlertKind] = {kind.code: kind for kind in _KINDS}
+
+UNKNOWN_WHAT_TO_DO = "No instructions are registered for this kind of alert: read the message and the service's logs."
+
+
+def kind_get(code: str) -> AlertKind:
+    """Return the registered kind, or a stand-in that a person closes (an alert is never refused)."""
+    kind = KINDS.get(code)
+    if kind is None:
+        logger.warning("alert kind %s is not registered in monitoring.kinds", code)
+        return AlertKind(code, Severity.WARNING, UNKNOWN_WHAT_TO_DO)
+    return kind
+
+
+def what_to_do(code: str) -> str:
+    kind = KINDS.get(code)
+    return kind.what_to_do if kind is not None else UNKNOWN_WHAT_TO_DO
+
+
+def kinds_resolving_themselves() -> list[str]:
+    return sorted(code for code, kind in KINDS.items() if kind.resolves_itself or kind.quiet_resolve_seconds)
