@@ -483,6 +483,31 @@ class EvmAdapter:
             return estimate  # no code runs: exactly 21,000
         return with_margin(estimate, margin)
 
+    def simulate(self, unsigned: UnsignedTx) -> str | None:
+        """
+        Run a built transaction as eth_call on the latest block, with its own gas limit: None when
+        the node runs it to the end, else the node's reason why not (a revert, out of gas, an invalid
+        opcode). Sent, such a transaction would be mined as failed: the sender pays its gas and the
+        recipient gets nothing. Call it once shortfall found nothing missing, so that a lack of funds
+        is not taken for a revert.
+
+        :raises ChainError: the node is unreachable or answered something malformed.
+        """
+        tx = unsigned.payload
+        assert isinstance(tx, dict)
+        call = {
+            "from": to_checksum_address(self.match_key(unsigned.from_address)),
+            "to": tx["to"],
+            "value": hex(int(tx["value"])),
+            "data": str(tx.get("data", "0x")),
+            "gas": hex(int(tx["gas"])),
+        }
+        try:
+            self.node.call("eth_call", [call, "latest"])
+        except RpcError as exc:
+            return (exc.node_message or str(exc))[:200]
+        return None
+
     def shortfall(self, unsigned: UnsignedTx, *, reserved_native: int = 0, reserved_token: int = 0) -> Shortfall | None:
         """
         What the sender lacks to pay this transfer now (ether for value + gas, or the token amount), or None.

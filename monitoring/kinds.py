@@ -174,8 +174,18 @@ _KINDS = (
     AlertKind(
         "WITHDRAW_FAILED",
         Severity.WARNING,
-        "A withdrawal reverted on chain; its amount was unfrozen for the user. Check why (token paused, "
-        "gas too low) before the user tries again, then acknowledge.",
+        "A withdrawal reverted on chain; its amount was unfrozen for the user. Its simulation passed at "
+        "signing, so something changed before it was mined (token paused, recipient blacklisted). Check "
+        "why before the user tries again, then acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_WOULD_REVERT",
+        Severity.WARNING,
+        "The node's simulation of an approved withdrawal's transfer fails (a recipient contract that "
+        "refuses ether, a token that reverts for this recipient): it is not signed, so no gas is burnt, "
+        "and it is simulated again every run. An auditor rejects it in the admin (its amount is "
+        "unfrozen; say why in the remark) unless the message is a node error rather than a revert, in "
+        "which case it is paid once the node runs the call. Then acknowledge.",
     ),
     AlertKind(
         "WITHDRAW_TOKEN_NOT_PAID",

@@ -233,8 +233,9 @@ def sign_transfer(
     pay it beside its other payouts not in a block yet (payout: the one this transaction belongs to,
     whose own amount is not counted twice), and sign it. Nothing is stored here.
 
-    :raises PayoutWaits: the hot address is short (WITHDRAW_HOT_WALLET_SHORT) or the fee is above
-        its ceiling (WITHDRAW_FEE_CEILING).
+    :raises PayoutWaits: the hot address is short (WITHDRAW_HOT_WALLET_SHORT), the fee is above its
+        ceiling (WITHDRAW_FEE_CEILING), or the node's simulation says the EVM transfer would fail
+        (WITHDRAW_WOULD_REVERT).
     """
     amount = coins_selectors.amount_to_base_units(coin=coin, amount=record.actual_amount)
     contract = None if coins_selectors.coin_is_native(coin=coin) else coin.contract_address
@@ -270,7 +271,25 @@ def sign_transfer(
         raise PayoutWaits(
             _shortfall_text(record=record, coin=coin, short=short), alert_kind="WITHDRAW_HOT_WALLET_SHORT"
         )
+    if coin.chain_id in NONCE_CHAINS:
+        # The node runs it first: a transfer it says fails (a recipient contract that refuses ether,
+        # a token that reverts for this recipient) would only burn the hot address's gas, and the
+        # user could repeat it at no cost. Rolled back with the nonce; it waits for an auditor.
+        failure = adapter.simulate(unsigned)  # type: ignore[attr-defined]
+        if failure is not None:
+            raise PayoutWaits(
+                _would_fail_text(record=record, coin=coin, reason=failure), alert_kind="WITHDRAW_WOULD_REVERT"
+            )
     return unsigned, signer.signer_for(coin.chain_id)(unsigned)
+
+
+def _would_fail_text(*, record: WithdrawRecord, coin: CoinConfig, reason: str) -> str:
+    return (
+        f"withdrawal {record.withdraw_no} ({record.actual_amount.normalize():f} {coin.coin_id} to "
+        f"{record.to_address}) waits unsigned: the node's simulation of its transfer fails ({reason}), so on "
+        "chain it would fail too and burn the hot address's gas; an auditor should reject it (its amount is "
+        "unfrozen for the user); it is simulated again on every payout run meanwhile"
+    )
 
 
 def _unmined_payouts(

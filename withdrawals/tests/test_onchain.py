@@ -27,6 +27,7 @@ from monitoring.models import Alert
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
 from withdrawals.models import Payout, PayoutTx, WithdrawRecord, WithdrawStatus
+from withdrawals.tests.test_withdrawals import make_auditor
 
 ONE_ETH = 10**18
 
@@ -168,23 +169,55 @@ def test_consecutive_withdrawals_get_consecutive_nonces_and_a_token_payout_works
 
 
 def test_a_reverted_token_payout_fails_and_unfreezes(hot, user, evm_node, evm_adapter):
-    # A token whose transfers revert (paused, or the recipient blacklisted, as USDT can do).
+    # A token that blocks transfers (paused, or the recipient blacklisted, as USDT can do) only after
+    # the payout was simulated and signed: a revert no simulation could foresee.
     token = evm_node.token_deploy(contract="BlockableToken")
     contract = evm_node.contract(token, "BlockableToken")
     evm_node.transact(contract.functions.mint(hot.address, 10**12))
-    evm_node.transact(contract.functions.setTransfersBlocked(True))
     CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=token)
     record, _ = approved(user, "25", coin_id="USDT-ERC20")
 
-    withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    def block_after_signing(step: str) -> None:
+        if step == "pay.signed":
+            evm_node.transact(contract.functions.setTransfersBlocked(True))
+
+    withdrawals_payout.fault_hook = block_after_signing
+    paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    withdrawals_payout.fault_hook = None
     evm_node.mine(2)
     result = withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
     record.refresh_from_db()
+    assert (paid.signed, paid.broadcast) == (1, 1)
     assert (result.failed, record.status) == (1, WithdrawStatus.FAILED)
     balance = Balance.objects.get(user=user, coin_id="USDT-ERC20")
     assert (balance.available, balance.frozen) == (Decimal(100), Decimal(0))
     assert Alert.objects.get(kind="WITHDRAW_FAILED").subject == f"withdrawal {record.withdraw_no}"
+    assert assets_selectors.ledger_mismatches() == []
+
+
+def test_a_token_payout_the_node_says_reverts_is_not_signed_and_waits_for_an_auditor(hot, user, evm_node, evm_adapter):
+    token = evm_node.token_deploy(contract="BlockableToken")
+    contract = evm_node.contract(token, "BlockableToken")
+    evm_node.transact(contract.functions.mint(hot.address, 10**12))
+    evm_node.transact(contract.functions.setTransfersBlocked(True))  # before signing: the simulation sees it
+    CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=token)
+    record, _ = approved(user, "25", coin_id="USDT-ERC20")
+    auditor = make_auditor("ops-rex")
+
+    result = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    record.refresh_from_db()
+    assert (result.signed, result.waiting, record.status, signed_tx(record)) == (0, 1, WithdrawStatus.APPROVED, None)
+    assert evm_adapter.next_nonce(hot.address) == 0 and not NonceCursor.objects.filter(next_nonce__gt=0).exists()
+    alert = Alert.objects.get(kind="WITHDRAW_WOULD_REVERT")
+    assert alert.subject == f"withdrawal {record.withdraw_no}"
+    assert "an auditor should reject it" in alert.message
+
+    withdrawals_services.withdrawal_reject(withdraw_id=record.id, auditor_id=auditor.id, remark="token blocks them")
+
+    record.refresh_from_db()
+    balance = Balance.objects.get(user=user, coin_id="USDT-ERC20")
+    assert (record.status, balance.available, balance.frozen) == (WithdrawStatus.REJECTED, Decimal(100), Decimal(0))
     assert assets_selectors.ledger_mismatches() == []
 
 
@@ -358,11 +391,6 @@ def test_a_payout_a_reorg_unmined_counts_against_the_hot_address_even_before_the
 REFUSER_INIT = "6005600c60003960056000f3" + "60006000fd"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a payout the node's simulation says reverts is signed and sent: the hot wallet pays its gas, "
-    "the user is refunded in full and may try again at no cost",
-)
 def test_withdrawals_to_a_contract_that_refuses_ether_burn_no_gas_of_the_hot_wallet(hot, user, evm_node, evm_adapter):
     refuser = evm_node.send_tx({"data": "0x" + REFUSER_INIT, "gas": 100_000})["contractAddress"]
     coin = CoinConfig.objects.get(coin_id="ETH")
@@ -381,3 +409,6 @@ def test_withdrawals_to_a_contract_that_refuses_ether_burn_no_gas_of_the_hot_wal
 
     burnt = before - evm_adapter.balance(hot.address)
     assert (evm_adapter.mined_count(hot.address), burnt) == (0, 0)  # nothing sent that the node says reverts
+    waiting = WithdrawRecord.objects.filter(user=user, to_address=refuser)
+    assert set(waiting.values_list("status", flat=True)) == {WithdrawStatus.APPROVED}  # each waits for an auditor
+    assert Alert.objects.filter(kind="WITHDRAW_WOULD_REVERT").count() == 3  # one per withdrawal
