@@ -45,7 +45,7 @@ from withdrawals.payout.common import (
 from withdrawals.payout.confirmation import withdrawals_confirm
 from withdrawals.payout.fees import FeeCeiling
 from withdrawals.payout.replacement import NonceNotProven, payout_resign_broadcast, payout_resign_nonce
-from withdrawals.payout.signing import withdrawals_pay
+from withdrawals.payout.signing import payout_nonces_forget, withdrawals_pay
 
 # Fault injection: tests set this to a callable that raises, waits or kills the process when the
 # named step is reached: "sign.locked" inside the signing transaction with the withdrawal's row
@@ -66,6 +66,7 @@ __all__ = [
     "PayoutResult",
     "PayoutWaits",
     "fault_hook",
+    "payout_nonces_forget",
     "payout_resign_broadcast",
     "payout_resign_nonce",
     "withdrawals_confirm",

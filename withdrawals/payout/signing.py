@@ -218,6 +218,24 @@ def _sign_first(*, record: WithdrawRecord, adapter: ChainAdapter, terms: dict[st
     )
 
 
+@transaction.atomic(durable=True)
+def payout_nonces_forget(*, chain_id: str) -> int:
+    """
+    Release the nonces of the chain's settled payouts after the chain was replaced by a new one (a
+    dev chain started empty, chains.services.nonces_forget); return how many were released.
+
+    The new chain numbers every address from 0 again, and two payouts of an address never share a
+    nonce (uk_payout_nonce): without this the first payout on the new chain could not be stored. A
+    settled payout's nonce stays on its transactions (payout_tx.nonce); open ones keep theirs.
+    """
+    return (
+        Payout.objects.select_for_update()
+        .filter(chain_id=chain_id, nonce__isnull=False)
+        .exclude(status=PayoutStatus.OPEN)
+        .update(nonce=None)
+    )
+
+
 def sign_transfer(
     *,
     record: WithdrawRecord,
