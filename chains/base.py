@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import NamedTuple, Protocol
 
 
@@ -73,6 +74,30 @@ class TxStatus:
     success: bool | None = None
     block_number: int | None = None
     block_hash: str | None = None
+    # Once mined: the network fee it paid in the chain's base units, where the node says so.
+    fee: int | None = None
+    # Once mined: the token Transfer logs it emitted (EVM receipt logs, TRON transaction info).
+    transfers: tuple[Transfer, ...] = ()
+
+
+@dataclass(frozen=True)
+class FeeTerms:
+    """
+    What a built transaction offers to pay for its inclusion, stored beside it once signed (payout_tx).
+
+    Each chain fills its own terms and leaves the others None: EVM gas_limit with either
+    max_fee_per_gas + max_priority_fee_per_gas (EIP-1559, wei) or gas_price (legacy, wei); TRON
+    fee_limit (sun, the most its energy may burn); BTC fee_rate (sat/vB), vsize and fee (sat).
+    """
+
+    gas_limit: int | None = None
+    max_fee_per_gas: int | None = None
+    max_priority_fee_per_gas: int | None = None
+    gas_price: int | None = None
+    fee_limit: int | None = None
+    fee_rate: Decimal | None = None
+    vsize: int | None = None
+    fee: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +107,8 @@ class UnsignedTx:
     chain_id: str
     from_address: str
     payload: object  # adapter-specific: an EVM tx dict, a bitcoinlib Transaction, a tronpy builder
+    terms: FeeTerms = field(default_factory=FeeTerms)
+    nonce: int | None = None  # EVM: the nonce it carries
 
 
 @dataclass(frozen=True)
@@ -161,3 +188,13 @@ class ChainAdapter(Protocol):
 
 class TxRejected(ChainError):
     """The node refused a broadcast transaction (bad signature, double spend, bad nonce, no funds)."""
+
+
+class NonceUsed(TxRejected):
+    """
+    Not sent: the sender's mined transactions already used this transaction's nonce (EVM).
+
+    It can never be mined now; either another transaction of the same nonce (a replacement of it)
+    was mined, or something else took the nonce. A node refuses it anyway, and ganache 7 would
+    even execute a nonce-0 transaction a second time (see EvmAdapter.broadcast_irreversible).
+    """

@@ -19,7 +19,7 @@ ARTIFACTS_FILE = CONTRACTS_DIR / "build" / "contracts.json"
 SOLCJS = BASE_DIR / "node_modules" / ".bin" / "solcjs"
 # ganache 7.9.2 runs shanghai; solc's newer default target emits opcodes it rejects.
 EVM_VERSION = "shanghai"
-SOURCES = ("TestToken.sol",)
+SOURCES = ("TestToken.sol", "PayoutTargets.sol")
 
 
 class CompileError(Exception):
@@ -76,5 +76,6 @@ def contracts_write(artifacts: dict[str, dict[str, Any]]) -> None:
 
 @cache
 def artifact(name: str) -> dict[str, Any]:
-    """Return {abi, bytecode} of a compiled test contract (TestToken, BlockableToken, BatchSender)."""
+    """Return {abi, bytecode} of a compiled test contract (TestToken, BlockableToken, BatchSender,
+    GasHungryWallet, FalseReturningToken)."""
     return json.loads(ARTIFACTS_FILE.read_text())[name]

@@ -238,10 +238,16 @@ def evm_accounts(count: int) -> list[LocalAccount]:
 
 
 def evm_start(
-    *, port: int | None = None, accounts: int = 10, block_time: float = 0.0, db_path: Path | None = None
+    *,
+    port: int | None = None,
+    accounts: int = 10,
+    hardfork: str = "shanghai",
+    block_time: float = 0.0,
+    db_path: Path | None = None,
 ) -> EvmDevNode:
     """Start ganache on 127.0.0.1 (a free port unless given) and wait until it answers.
 
+    hardfork "berlin" gives a chain without EIP-1559 (no base fee: legacy transactions only).
     block_time > 0: a block every block_time seconds (transactions wait for it) instead of one per
     transaction. db_path: the chain is kept in that folder and continues there on the next start.
     """
@@ -253,7 +259,7 @@ def evm_start(
         "--wallet.deterministic=true",
         f"--wallet.totalAccounts={accounts}",
         f"--chain.chainId={EVM_CHAIN_ID}",
-        "--chain.hardfork=shanghai",
+        f"--chain.hardfork={hardfork}",
         "--logging.quiet=true",
     ]
     if block_time > 0:

@@ -31,11 +31,25 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Collection
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+import rlp
+from eth_account import Account
 from eth_utils import is_address, keccak, to_checksum_address
 
-from chains.base import Block, ChainError, Shortfall, SignedTx, Transfer, TxRejected, TxStatus, UnsignedTx
+from chains.base import (
+    Block,
+    ChainError,
+    FeeTerms,
+    NonceUsed,
+    Shortfall,
+    SignedTx,
+    Transfer,
+    TxRejected,
+    TxStatus,
+    UnsignedTx,
+)
 from chains.rpc import HttpNode, RpcError
 
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -67,6 +81,39 @@ TRANSFER_TOPIC_BLOOM_BITS = _bloom_bits(TRANSFER_TOPIC)
 
 def _word_address(word: str) -> str:
     return "0x" + word[-40:].lower()
+
+
+@dataclasses.dataclass(frozen=True)
+class FeeMarket:
+    """What the node says inclusion costs now, in wei per gas.
+
+    base_fee is None on a chain without EIP-1559 (no baseFeePerGas in its latest block): legacy
+    transactions there, priced by gas_price.
+    """
+
+    base_fee: int | None
+    priority_fee: int
+    gas_price: int
+
+
+def with_margin(gas: int, margin: Decimal) -> int:
+    """gas times margin, rounded up."""
+    return int((Decimal(gas) * margin).to_integral_value(rounding=ROUND_CEILING))
+
+
+def raw_sender_nonce(raw: str) -> tuple[str, int]:
+    """(lower-case sender, nonce) of a signed raw transaction (legacy or typed).
+
+    :raises ValueError: not a signed EVM transaction.
+    """
+    data = bytes.fromhex(raw.removeprefix("0x"))
+    try:
+        fields = rlp.decode(data[1:]) if data and data[0] < 0x7F else rlp.decode(data)
+        nonce_field = fields[1] if data[0] < 0x7F else fields[0]
+        sender = Account.recover_transaction(data)
+    except Exception as exc:  # rlp and eth-account raise several unrelated types on bad input
+        raise ValueError(f"not a signed EVM transaction ({type(exc).__name__})") from None
+    return sender.lower(), int.from_bytes(nonce_field, "big")
 
 
 class EvmAdapter:
@@ -317,15 +364,51 @@ class EvmAdapter:
         price = self._int(self.node.call("eth_gasPrice"), "eth_gasPrice")
         return price or self._gas_price_fallback
 
+    def fee_market(self) -> FeeMarket:
+        """
+        The base fee of the latest block (None without EIP-1559), the priority fee the node suggests
+        (eth_maxPriorityFeePerGas, else the median reward of eth_feeHistory's last blocks, else 0)
+        and its legacy gas price (the configured fallback when it says 0).
+        """
+        latest = self.node.call("eth_getBlockByNumber", ["latest", False])
+        if not isinstance(latest, dict):
+            raise ChainError(f"{self.chain_id} node: no latest block")
+        base_fee = self._int(latest["baseFeePerGas"], "baseFeePerGas") if latest.get("baseFeePerGas") else None
+        gas_price = self.fee_estimate()
+        priority = 0
+        if base_fee is not None:
+            try:
+                priority = self._int(self.node.call("eth_maxPriorityFeePerGas"), "eth_maxPriorityFeePerGas")
+            except RpcError:  # not every node has it: the median tip of recent blocks instead
+                history = self.node.call("eth_feeHistory", [5, "latest", [50]])
+                rewards = sorted(self._int(r[0], "eth_feeHistory") for r in (history or {}).get("reward") or [] if r)
+                priority = rewards[len(rewards) // 2] if rewards else 0
+        return FeeMarket(base_fee=base_fee, priority_fee=priority, gas_price=gas_price)
+
+    def estimate_gas(self, *, from_address: str, to_address: str, value: int = 0, data: str = "0x") -> int:
+        """eth_estimateGas of a call from from_address (a contract recipient may need more than 21,000).
+
+        :raises RpcError: the node cannot estimate it (the call reverts, the sender lacks funds).
+        """
+        call = {
+            "from": to_checksum_address(self.match_key(from_address)),
+            "to": to_checksum_address(self.match_key(to_address)),
+            "value": hex(value),
+            "data": data,
+        }
+        return self._int(self.node.call("eth_estimateGas", [call]), "eth_estimateGas")
+
     def next_nonce(self, address: str) -> int:
         """The node's count of transactions from address, pending ones included: its next nonce."""
         sender = to_checksum_address(self.match_key(address))
         return self._int(self.node.call("eth_getTransactionCount", [sender, "pending"]), "eth_getTransactionCount")
 
-    def mined_count(self, address: str) -> int:
-        """The node's count of transactions from address in its latest block: every nonce below it is mined."""
+    def mined_count(self, address: str, *, height: int | None = None) -> int:
+        """The node's count of transactions from address in its block at height (else its latest
+        block): every nonce below it is mined, used for good on that chain."""
         sender = to_checksum_address(self.match_key(address))
-        return self._int(self.node.call("eth_getTransactionCount", [sender, "latest"]), "eth_getTransactionCount")
+        at = hex(height) if height is not None else "latest"
+        return self._int(self.node.call("eth_getTransactionCount", [sender, at]), "eth_getTransactionCount")
 
     def network_id(self) -> int:
         if self._network_id is None:
@@ -342,11 +425,20 @@ class EvmAdapter:
         contract: str | None = None,
         nonce: int | None = None,
         gas_price: int | None = None,
+        max_fee_per_gas: int | None = None,
+        max_priority_fee_per_gas: int | None = None,
+        gas_limit: int | None = None,
+        gas_margin: Decimal = Decimal("1.25"),
     ) -> UnsignedTx:
-        """A legacy (type 0) transaction dict, ready for eth-account's sign_transaction.
+        """
+        A transaction dict ready for eth-account's sign_transaction: EIP-1559 (type 2) when
+        max_fee_per_gas is given, else legacy at gas_price (the node's when None).
 
         `nonce` should come from the caller's nonce allocation (withdrawals lock it per hot
-        address); without it the node's pending count is used.
+        address); without it the node's pending count is used. Without gas_limit the node estimates
+        it: a plain transfer to an address without code is 21,000, one to a contract (a contract
+        wallet's receive runs code) and a token transfer get the estimate times gas_margin; a token
+        estimate that fails (the sender not funded yet) falls back to 100,000.
         """
         if amount_base_units <= 0:
             raise ValueError("amount must be positive")
@@ -354,25 +446,67 @@ class EvmAdapter:
         recipient = to_checksum_address(self.match_key(to_address))
         if nonce is None:
             nonce = self.next_nonce(sender)
-        tx: dict[str, Any] = {
-            "chainId": self.network_id(),
-            "nonce": nonce,
-            "gasPrice": gas_price if gas_price is not None else self.fee_estimate(),
-        }
+        tx: dict[str, Any] = {"chainId": self.network_id(), "nonce": nonce}
         if contract is None:
-            tx.update({"to": recipient, "value": amount_base_units, "gas": NATIVE_GAS, "data": "0x"})
+            tx.update({"to": recipient, "value": amount_base_units, "data": "0x"})
+            if gas_limit is None:
+                gas_limit = self._gas_for(tx, sender=sender, margin=gas_margin, fallback=NATIVE_GAS)
         else:
             data = SELECTOR_TRANSFER + recipient[2:].lower().rjust(64, "0") + format(amount_base_units, "064x")
             token = to_checksum_address(self.match_key(contract))
-            try:
-                estimate = self._int(
-                    self.node.call("eth_estimateGas", [{"from": sender, "to": token, "data": data}]), "eth_estimateGas"
-                )
-                gas = estimate * 5 // 4
-            except RpcError:
-                gas = TOKEN_GAS_FALLBACK  # estimation reverts e.g. while the hot wallet is unfunded
-            tx.update({"to": token, "value": 0, "gas": gas, "data": data})
-        return UnsignedTx(chain_id=self.chain_id, from_address=sender, payload=tx)
+            tx.update({"to": token, "value": 0, "data": data})
+            if gas_limit is None:
+                gas_limit = self._gas_for(tx, sender=sender, margin=gas_margin, fallback=TOKEN_GAS_FALLBACK)
+        tx["gas"] = gas_limit
+        if max_fee_per_gas is not None:
+            if max_priority_fee_per_gas is None or max_priority_fee_per_gas > max_fee_per_gas:
+                raise ValueError("an EIP-1559 transaction needs a priority fee no higher than its max fee")
+            tx.update({"type": 2, "maxFeePerGas": max_fee_per_gas, "maxPriorityFeePerGas": max_priority_fee_per_gas})
+            terms = FeeTerms(
+                gas_limit=gas_limit, max_fee_per_gas=max_fee_per_gas, max_priority_fee_per_gas=max_priority_fee_per_gas
+            )
+        else:
+            tx["gasPrice"] = gas_price if gas_price is not None else self.fee_estimate()
+            terms = FeeTerms(gas_limit=gas_limit, gas_price=tx["gasPrice"])
+        return UnsignedTx(chain_id=self.chain_id, from_address=sender, payload=tx, terms=terms, nonce=nonce)
+
+    def _gas_for(self, tx: dict[str, Any], *, sender: str, margin: Decimal, fallback: int) -> int:
+        try:
+            estimate = self.estimate_gas(
+                from_address=sender, to_address=tx["to"], value=int(tx["value"]), data=str(tx["data"])
+            )
+        except RpcError:
+            # The sender cannot pay it yet (shortfall refuses it next), or the call reverts (it
+            # would fail on chain, and the payout with it).
+            return fallback
+        if tx["data"] == "0x" and estimate <= NATIVE_GAS:
+            return estimate  # no code runs: exactly 21,000
+        return with_margin(estimate, margin)
+
+    def simulate(self, unsigned: UnsignedTx) -> str | None:
+        """
+        Run a built transaction as eth_call on the latest block, with its own gas limit: None when
+        the node runs it to the end, else the node's reason why not (a revert, out of gas, an invalid
+        opcode). Sent, such a transaction would be mined as failed: the sender pays its gas and the
+        recipient gets nothing. Call it once shortfall found nothing missing, so that a lack of funds
+        is not taken for a revert.
+
+        :raises ChainError: the node is unreachable or answered something malformed.
+        """
+        tx = unsigned.payload
+        assert isinstance(tx, dict)
+        call = {
+            "from": to_checksum_address(self.match_key(unsigned.from_address)),
+            "to": tx["to"],
+            "value": hex(int(tx["value"])),
+            "data": str(tx.get("data", "0x")),
+            "gas": hex(int(tx["gas"])),
+        }
+        try:
+            self.node.call("eth_call", [call, "latest"])
+        except RpcError as exc:
+            return (exc.node_message or str(exc))[:200]
+        return None
 
     def shortfall(self, unsigned: UnsignedTx, *, reserved_native: int = 0, reserved_token: int = 0) -> Shortfall | None:
         """
@@ -385,7 +519,8 @@ class EvmAdapter:
         tx = unsigned.payload
         assert isinstance(tx, dict)
         ether = self.balance(unsigned.from_address) - reserved_native
-        needed = int(tx["value"]) + int(tx["gas"]) * int(tx["gasPrice"])
+        per_gas = int(tx["maxFeePerGas"]) if "maxFeePerGas" in tx else int(tx["gasPrice"])
+        needed = int(tx["value"]) + int(tx["gas"]) * per_gas
         if ether < needed:
             return Shortfall(
                 address=unsigned.from_address, contract=None, free=ether, needed=needed, what="value and gas"
@@ -401,16 +536,29 @@ class EvmAdapter:
         return None
 
     def broadcast_irreversible(self, signed: SignedTx) -> str:
-        """eth_sendRawTransaction; a transaction the node already has is not sent again, its hash is returned.
+        """
+        eth_sendRawTransaction, unless the node has the transaction already (its hash is returned)
+        or the sender's mined transactions used its nonce already (NonceUsed, nothing sent).
 
-        The "already known" check comes first because ganache 7 executes a replayed raw
-        transaction a second time despite its spent nonce (ganache issue #3794): a retry
-        would pay twice on the dev chain.
-        :raises TxRejected: the node refused it (bad nonce, no funds, bad signature).
+        Both checks come first, in one batched request, because ganache 7 takes a raw transaction
+        of nonce 0 as one without a nonce (its RLP is empty) and gives it the next free one: it
+        would execute a replayed nonce-0 transaction, or a replacement of one, a second time
+        (ganache issue #3794). A node refuses such a transaction anyway.
+        :raises NonceUsed: its nonce is used by a mined transaction: it can never be mined now.
+        :raises TxRejected: the node refused it (bad nonce, no funds, bad signature, underpriced).
         """
         raw = signed.raw if signed.raw.startswith("0x") else "0x" + signed.raw
-        if signed.tx_hash and self.node.call("eth_getTransactionByHash", [signed.tx_hash]):
+        sender, nonce = raw_sender_nonce(raw)
+        known, mined = self.node.batch(
+            [
+                ("eth_getTransactionByHash", [signed.tx_hash or "0x" + "00" * 32]),
+                ("eth_getTransactionCount", [to_checksum_address(sender), "latest"]),
+            ]
+        )
+        if signed.tx_hash and known:
             return signed.tx_hash
+        if self._int(mined, "eth_getTransactionCount") > nonce:
+            raise NonceUsed(f"{self.chain_id}: nonce {nonce} of {sender} is used by a mined transaction")
         try:
             tx_hash = self.node.call("eth_sendRawTransaction", [raw])
         except RpcError as exc:
@@ -422,19 +570,41 @@ class EvmAdapter:
         return tx_hash
 
     def tx_status(self, tx_hash: str) -> TxStatus:
+        """Whether and where a transaction was mined, whether it succeeded, the fee it paid (gas used
+        times its effective gas price) and the token Transfer logs of its receipt."""
         receipt = self.node.call("eth_getTransactionReceipt", [tx_hash])
         if receipt is None:
             pending = self.node.call("eth_getTransactionByHash", [tx_hash])
             return TxStatus(tx_hash=tx_hash, found=bool(pending))
         try:
+            price = receipt.get("effectiveGasPrice")
+            fee = int(receipt["gasUsed"], 16) * int(price, 16) if price else None
+            transfers = tuple(
+                Transfer(
+                    tx_hash=tx_hash,
+                    index=int(log["logIndex"], 16),
+                    from_address=_word_address(log["topics"][1]),
+                    to_address=_word_address(log["topics"][2]),
+                    match_key=_word_address(log["topics"][2]),
+                    amount_base_units=int(log["data"], 16),
+                    contract=log["address"].lower(),
+                    success=True,
+                )
+                for log in receipt.get("logs") or []
+                if len(log.get("topics") or []) == 3
+                and log["topics"][0].lower() == TRANSFER_TOPIC
+                and len(log.get("data") or "") == 66
+            )
             return TxStatus(
                 tx_hash=tx_hash,
                 found=True,
                 success=int(receipt["status"], 16) == 1,
                 block_number=int(receipt["blockNumber"], 16),
                 block_hash=receipt["blockHash"],
+                fee=fee,
+                transfers=transfers,
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             raise ChainError(f"{self.chain_id} node: malformed receipt of {tx_hash}") from None
 
     def _int(self, value: object, what: str) -> int:

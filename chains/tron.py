@@ -22,9 +22,10 @@ from typing import Any
 from tronpy import Tron
 from tronpy.contract import Contract
 from tronpy.keys import is_address, to_base58check_address, to_hex_address
+from tronpy.proto.transaction import _raw_data_to_protobuf
 from tronpy.providers import HTTPProvider
 
-from chains.base import Block, ChainError, Shortfall, SignedTx, Transfer, TxRejected, TxStatus, UnsignedTx
+from chains.base import Block, ChainError, FeeTerms, Shortfall, SignedTx, Transfer, TxRejected, TxStatus, UnsignedTx
 from chains.rpc import HttpNode
 
 TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -39,6 +40,18 @@ TRC20_ABI = [
         "outputs": [{"name": "", "type": "bool"}],
     }
 ]
+
+
+# Chain parameters a node may not publish (getchainparameters), at mainnet's values.
+CHAIN_DEFAULTS = {
+    "getTransactionFee": 1000,  # sun per byte of bandwidth beyond what the account has
+    "getEnergyFee": 420,  # sun per unit of energy
+    "getCreateAccountFee": 100_000,  # the bandwidth of a transaction that creates an account, burnt
+    "getCreateNewAccountFeeInSystemContract": 1_000_000,  # activation of a new account by a TRX transfer
+}
+# A transaction's bandwidth: its protobuf bytes, each signature, and the result a node stores.
+SIGNATURE_BYTES = 65
+RESULT_BYTES = 64
 
 
 def _b58(hex41: str) -> str:
@@ -60,7 +73,6 @@ class TronAdapter:
         read_timeout: float = 15.0,
         fee_fallback_sun: int = 1000,
         fee_limit_sun: int = 30_000_000,
-        fee_reserve_sun: int = 2_000_000,
     ) -> None:
         self.chain_id = "TRON"
         self.node = HttpNode(url, name="TRON node", connect_timeout=connect_timeout, read_timeout=read_timeout)
@@ -68,7 +80,6 @@ class TronAdapter:
         self._tron = Tron(HTTPProvider(self.node.url, timeout=read_timeout))
         self._fee_fallback = fee_fallback_sun
         self._fee_limit = fee_limit_sun
-        self._fee_reserve = fee_reserve_sun
 
     def _post(self, path: str, payload: dict[str, Any]) -> Any:
         answer = self.node.post(path, payload, what=path)
@@ -242,11 +253,71 @@ class TronAdapter:
 
     def fee_estimate(self) -> int:
         """Sun per byte of bandwidth (getTransactionFee), the configured fallback if the node has none."""
+        return self.chain_parameters().get("getTransactionFee", self._fee_fallback)
+
+    def chain_parameters(self) -> dict[str, int]:
+        """The fee parameters of the chain (getchainparameters), mainnet's values for those it omits."""
         answer = self._post("wallet/getchainparameters", {})
-        for item in (answer or {}).get("chainParameter", []) if isinstance(answer, dict) else []:
-            if item.get("key") == "getTransactionFee" and isinstance(item.get("value"), int):
-                return item["value"]
-        return self._fee_fallback
+        found = {
+            item["key"]: item["value"]
+            for item in ((answer or {}).get("chainParameter", []) if isinstance(answer, dict) else [])
+            if isinstance(item, dict) and isinstance(item.get("value"), int) and "key" in item
+        }
+        return {**CHAIN_DEFAULTS, **found}
+
+    def estimate_energy(self, *, owner: str, contract: str, to_address: str, amount_base_units: int) -> int | None:
+        """
+        The energy a TRC20 transfer(to, amount) from owner needs now: /wallet/estimateenergy, else
+        the energy_used of /wallet/triggerconstantcontract (nodes without the estimate API).
+
+        None when the call would fail (the owner lacks the tokens, the token refuses it).
+        """
+        body = {
+            "owner_address": to_hex_address(self.match_key(owner)),
+            "contract_address": to_hex_address(self.match_key(contract)),
+            "function_selector": "transfer(address,uint256)",
+            "parameter": to_hex_address(self.match_key(to_address))[2:].rjust(64, "0")
+            + format(amount_base_units, "064x"),
+        }
+        try:
+            answer = self._post("wallet/estimateenergy", body)
+            if isinstance(answer, dict) and (answer.get("result") or {}).get("result") is True:
+                return int(answer["energy_required"])
+            answer = self._post("wallet/triggerconstantcontract", body)
+            if isinstance(answer, dict) and (answer.get("result") or {}).get("result") is True:
+                return int(answer.get("energy_used", 0))
+        except (KeyError, TypeError, ValueError):
+            raise ChainError("TRON node: energy estimate answered a malformed result") from None
+        return None
+
+    def account_exists(self, address: str) -> bool:
+        """Whether the account is activated on chain (a TRX transfer to a new one pays its activation)."""
+        account = self._post("wallet/getaccount", {"address": to_hex_address(self.match_key(address))})
+        return isinstance(account, dict) and bool(account)
+
+    def transfer_fee(self, unsigned: UnsignedTx) -> tuple[int, str]:
+        """
+        The TRX (sun) a transaction burns besides its energy, and what that covers: activating a new
+        recipient of a TRX transfer (getCreateNewAccountFeeInSystemContract plus the account-creation
+        bandwidth, getCreateAccountFee), or else the bandwidth its bytes need beyond what the owner
+        has free today (getTransactionFee per byte).
+        """
+        raw = unsigned.payload._raw_data  # type: ignore[attr-defined]
+        contract = raw["contract"][0]
+        params = self.chain_parameters()
+        if contract["type"] == "TransferContract" and not self.account_exists(
+            _b58(to_hex_address(contract["parameter"]["value"]["to_address"]))
+        ):
+            fee = params["getCreateNewAccountFeeInSystemContract"] + params["getCreateAccountFee"]
+            return fee, "the activation of the new recipient account"
+        size = len(_raw_data_to_protobuf(raw).SerializeToString()) + SIGNATURE_BYTES + RESULT_BYTES
+        resource = self._post("wallet/getaccountresource", {"address": to_hex_address(unsigned.from_address)})
+        resource = resource if isinstance(resource, dict) else {}
+        free = int(resource.get("freeNetLimit", 0)) - int(resource.get("freeNetUsed", 0))
+        free += int(resource.get("NetLimit", 0)) - int(resource.get("NetUsed", 0))
+        if size <= free:
+            return 0, "bandwidth (free)"
+        return size * params["getTransactionFee"], f"bandwidth of {size} bytes"
 
     # --- writes ----------------------------------------------------------------------
     def build_transfer(
@@ -278,13 +349,15 @@ class TronAdapter:
         if expiration_ms is not None:
             builder = builder.expiration(expiration_ms)
         tx = builder.build(offline=True, ref_block_id=ref_block_id)
-        return UnsignedTx(chain_id=self.chain_id, from_address=sender, payload=tx)
+        terms = FeeTerms(fee_limit=int(tx._raw_data.get("fee_limit", 0)) or None)
+        return UnsignedTx(chain_id=self.chain_id, from_address=sender, payload=tx, terms=terms)
 
     def shortfall(self, unsigned: UnsignedTx, *, reserved_native: int = 0, reserved_token: int = 0) -> Shortfall | None:
         """
         What the owner lacks to pay this transfer now (TRX for the amount and fees, or the token amount), or None.
 
-        Fees are covered by reserve_sun (bandwidth, a new account) or, for a token call, its fee_limit.
+        A TRX transfer needs its amount and transfer_fee (bandwidth, or a new recipient's
+        activation); a TRC20 call its fee_limit (the most its energy may burn) and its bandwidth.
         reserved_native / reserved_token: what the owner's transfers not in a block yet already promise.
         """
         raw = unsigned.payload._raw_data  # type: ignore[attr-defined]
@@ -292,14 +365,17 @@ class TronAdapter:
         value = contract["parameter"]["value"]
         owner = unsigned.from_address
         trx = self.balance(owner) - reserved_native
+        fee, covers = self.transfer_fee(unsigned)
         if contract["type"] == "TransferContract":
-            needed = int(value["amount"]) + self._fee_reserve
+            needed = int(value["amount"]) + fee
             if trx < needed:
-                return Shortfall(address=owner, contract=None, free=trx, needed=needed, what="amount and fees")
+                return Shortfall(address=owner, contract=None, free=trx, needed=needed, what=f"amount and {covers}")
             return None
-        fee_limit = int(raw.get("fee_limit", 0))
-        if trx < fee_limit:
-            return Shortfall(address=owner, contract=None, free=trx, needed=fee_limit, what="the call's fee limit")
+        needed = int(raw.get("fee_limit", 0)) + fee
+        if trx < needed:
+            return Shortfall(
+                address=owner, contract=None, free=trx, needed=needed, what=f"the call's fee limit and {covers}"
+            )
         amount = int(str(value["data"])[-64:], 16)
         contract_address = to_base58check_address(value["contract_address"])
         tokens = self.balance(owner, contract=contract_address) - reserved_token
@@ -398,10 +474,35 @@ class TronAdapter:
             raise ChainError(f"TRON node: malformed transaction info or block of {tx_hash}") from None
         if tx_hash.lower() not in held:
             return TxStatus(tx_hash=tx_hash, found=True)
+        try:
+            transfers = self._log_transfers(tx_hash, info)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            raise ChainError(f"TRON node: malformed logs of {tx_hash}") from None
         return TxStatus(
             tx_hash=tx_hash,
             found=True,
             success=ret == "SUCCESS" and receipt_result == "SUCCESS",
             block_number=number,
             block_hash=block["blockID"],
+            fee=int(info.get("fee", 0)),
+            transfers=transfers,
+        )
+
+    @staticmethod
+    def _log_transfers(tx_hash: str, info: dict[str, Any]) -> tuple[Transfer, ...]:
+        return tuple(
+            Transfer(
+                tx_hash=tx_hash,
+                index=index,
+                from_address=_word_address(log["topics"][1]),
+                to_address=_word_address(log["topics"][2]),
+                match_key=_word_address(log["topics"][2]),
+                amount_base_units=int(log["data"], 16),
+                contract=_b58("41" + log["address"][-40:]),
+                success=True,
+            )
+            for index, log in enumerate(info.get("log") or [])
+            if len(log.get("topics") or []) == 3
+            and str(log["topics"][0]).lower() == TRANSFER_TOPIC
+            and len(log.get("data") or "") == 64
         )

@@ -7,11 +7,14 @@ It earns trust by doing the real work where deposits depend on it:
   recover (secp256k1) to the owner_address of the contract, the transaction must not be expired,
   must reference a block of this chain (TaPoS) and must not be a duplicate.
 - TRX balances are kept per account; a transfer burns bandwidth (free 600 bytes a day per account,
-  then 1000 sun a byte) and 0.1 TRX to create a new account.
+  then 1000 sun a byte); a TRX transfer to an account that does not exist yet activates it for
+  1 TRX plus 0.1 TRX of account-creation bandwidth instead.
 - TRC20 contracts run on a real EVM (the ganache node behind the fake): a TRON address is 0x41 +
   the same 20 bytes as the EVM address and TRC20 is ERC20 bytecode, so transfers, reverts and
   Transfer events are real. Energy used (gas minus the intrinsic 21000) is burnt at 420 sun per
   unit up to the transaction's fee_limit; running out gives OUT_OF_ENERGY, a revert REVERT.
+  /wallet/estimateenergy and /wallet/triggerconstantcontract estimate that energy with the EVM's
+  eth_estimateGas, by the same formula.
 - Blocks are produced on demand (POST /fake/mine?blocks=N) or every `block_interval` seconds, and
   POST /fake/reorg?depth=N replaces the last N blocks with new empty ones (balances and the EVM
   state are rolled back to the fork point; the orphaned transactions are dropped). With
@@ -48,7 +51,8 @@ from chains.contracts import artifact
 
 TRANSACTION_FEE_SUN = 1000  # per byte of bandwidth beyond the free allowance
 ENERGY_FEE_SUN = 420
-CREATE_ACCOUNT_FEE_SUN = 100_000
+CREATE_ACCOUNT_FEE_SUN = 100_000  # the bandwidth of an account-creating transaction, burnt
+CREATE_NEW_ACCOUNT_FEE_SUN = 1_000_000  # the activation itself (getCreateNewAccountFeeInSystemContract)
 FREE_NET_LIMIT = 600
 INTRINSIC_GAS = 21_000
 # Kept under the EVM's block gas limit (real TRON caps a call's energy too).
@@ -251,11 +255,15 @@ class FakeTron:
         contract = raw["contract"][0]
         value = contract["parameter"]["value"]
         owner = hex_address(value["owner_address"])
-        net_usage, net_fee = self._bandwidth_fee(owner, tx)
         info: dict[str, Any] = {"id": tx["txID"], "receipt": {}}
         if contract["type"] == "TransferContract":
             to = hex_address(value["to_address"])
-            create_fee = 0 if to in self.balances else CREATE_ACCOUNT_FEE_SUN
+            if to in self.balances:
+                net_usage, net_fee = self._bandwidth_fee(owner, tx)
+                create_fee = 0
+            else:  # creating an account burns its own bandwidth fee, not the free allowance
+                net_usage, net_fee = 0, 0
+                create_fee = CREATE_NEW_ACCOUNT_FEE_SUN + CREATE_ACCOUNT_FEE_SUN
             cost = value["amount"] + net_fee + create_fee
             if self.balances.get(owner, 0) < cost:
                 raise Refused("CONTRACT_VALIDATE_ERROR", "balance is not sufficient")
@@ -265,6 +273,7 @@ class FakeTron:
             info["receipt"] = {"net_usage": net_usage} if not net_fee else {"net_fee": net_fee}
             tx["ret"] = [{"contractRet": "SUCCESS"}]
             return info
+        net_usage, net_fee = self._bandwidth_fee(owner, tx)
         return self._execute_contract(tx, owner, value, raw, net_usage, net_fee, info)
 
     def _execute_contract(
@@ -381,7 +390,15 @@ class FakeTron:
                 "result": {"code": "CONTRACT_EXE_ERROR", "message": b"REVERT opcode executed".hex()},
                 "constant_result": [""],
             }
-        return {"result": {"result": True}, "constant_result": [answer["result"][2:]], "energy_used": 0}
+        energy = self.estimate_energy(call)
+        return {"result": {"result": True}, "constant_result": [answer["result"][2:]], "energy_used": energy or 0}
+
+    def estimate_energy(self, call: dict[str, Any]) -> int | None:
+        """The energy a call would use (as _execute_contract counts it), None if it reverts."""
+        answer = self.evm.w3.provider.make_request("eth_estimateGas", [{**call, "gasPrice": "0x0"}, "latest"])
+        if "error" in answer:
+            return None
+        return max(0, int(answer["result"], 16) - INTRINSIC_GAS - 16 * (len(call["data"]) // 2))
 
 
 ADDRESS_FIELDS = ("owner_address", "to_address", "contract_address")
@@ -501,6 +518,7 @@ class _Handler(BaseHTTPRequestHandler):
                         {"key": "getTransactionFee", "value": TRANSACTION_FEE_SUN},
                         {"key": "getEnergyFee", "value": ENERGY_FEE_SUN},
                         {"key": "getCreateAccountFee", "value": CREATE_ACCOUNT_FEE_SUN},
+                        {"key": "getCreateNewAccountFeeInSystemContract", "value": CREATE_NEW_ACCOUNT_FEE_SUN},
                         {"key": "getFreeNetLimit", "value": FREE_NET_LIMIT},
                     ]
                 }
@@ -518,6 +536,11 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             if path in ("/wallet/triggerconstantcontract", "/wallet/triggersmartcontract"):
                 return state.constant_call(body)
+            if path == "/wallet/estimateenergy":
+                answer = state.constant_call(body)
+                if answer["result"].get("result") is not True:
+                    return {"result": answer["result"]}
+                return {"result": {"result": True}, "energy_required": answer["energy_used"]}
             if path == "/wallet/broadcasttransaction":
                 return {"result": True, "txid": state.broadcast(body)}
             if path == "/fake/mine":

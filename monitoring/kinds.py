@@ -137,10 +137,11 @@ _KINDS = (
     AlertKind(
         "WITHDRAW_STUCK",
         Severity.CRITICAL,
-        "A withdrawal's transaction is not mined after WITHDRAW_STUCK_SECONDS. Look the hash up on an "
-        "explorer and in the node's mempool (fee too low, a nonce gap before it). It is broadcast again "
-        "every run: never pay it a second time by hand. Resolves itself when the withdrawal completes "
-        "or fails.",
+        "A withdrawal's transaction is not mined after WITHDRAW_STUCK_SECONDS. On EVM it is replaced "
+        "(same nonce, higher fee) unless the message says it cannot be (the fee ceiling: wait for fees to "
+        "fall or raise ETH_MAX_FEE_PER_GAS_CEILING_WEI). Look the hash up on an explorer and in the node's "
+        "mempool (fee too low, a nonce gap before it). It is broadcast again every run: never pay it a "
+        "second time by hand. Resolves itself when the withdrawal completes or fails.",
         resolves_itself=True,
     ),
     AlertKind(
@@ -173,8 +174,48 @@ _KINDS = (
     AlertKind(
         "WITHDRAW_FAILED",
         Severity.WARNING,
-        "A withdrawal reverted on chain; its amount was unfrozen for the user. Check why (token paused, "
-        "gas too low) before the user tries again, then acknowledge.",
+        "A withdrawal reverted on chain; its amount was unfrozen for the user. Its simulation passed at "
+        "signing, so something changed before it was mined (token paused, recipient blacklisted). Check "
+        "why before the user tries again, then acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_WOULD_REVERT",
+        Severity.WARNING,
+        "The node's simulation of an approved withdrawal's transfer fails (a recipient contract that "
+        "refuses ether, a token that reverts for this recipient): it is not signed, so no gas is burnt, "
+        "and it is simulated again every run. An auditor rejects it in the admin (its amount is "
+        "unfrozen; say why in the remark) unless the message is a node error rather than a revert, in "
+        "which case it is paid once the node runs the call. Then acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_TOKEN_NOT_PAID",
+        Severity.CRITICAL,
+        "A token withdrawal's transaction succeeded but its receipt holds no Transfer of the amount to "
+        "the recipient (a token whose transfer returns false, a paused or blacklisting token): nothing "
+        "was paid and the amount was unfrozen. Check the token before paying this recipient again, "
+        "then acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_FEE_CEILING",
+        Severity.WARNING,
+        "Paying now needs a fee above its ceiling (ETH_MAX_FEE_PER_GAS_CEILING_WEI for EVM, "
+        "TRON_FEE_LIMIT_SUN for a TRC20 transfer): nothing is signed, the withdrawals wait approved and "
+        "are paid once fees fall. Raise the ceiling only if the payouts cannot wait; then acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_REPLACED",
+        Severity.WARNING,
+        "A stuck EVM payout was replaced by a transaction with the same nonce and a higher fee; "
+        "whichever is mined completes the withdrawal once. Nothing to do unless it keeps happening "
+        "(raise the priority fee floor); acknowledge.",
+    ),
+    AlertKind(
+        "WITHDRAW_NONCE_TAKEN",
+        Severity.CRITICAL,
+        "Another transaction used an EVM payout's nonce and none of its own transactions is mined: it can "
+        "never be mined. Check in the hot address's history that the transaction which took the nonce "
+        "did not pay this withdrawal, then run the admin action 'Re-sign the payout with a new nonce' "
+        "(permission withdrawals.resign_payout) with a remark; then acknowledge.",
     ),
     AlertKind(
         "ABNORMAL_TRANSACTION",

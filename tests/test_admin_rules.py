@@ -65,6 +65,7 @@ _serial = itertools.count(1)
 # Field values a table's CHECK constraints need beyond the type's plain value.
 _OVERRIDES = {
     "withdrawals.WithdrawRecord": {"amount": Decimal(1), "actual_amount": Decimal(1)},
+    "withdrawals.PayoutWithdrawal": {"amount": Decimal(1)},
 }
 
 

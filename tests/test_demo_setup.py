@@ -34,7 +34,7 @@ from coins.models import CoinConfig
 from recharges.models import RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
-from withdrawals.models import WithdrawStatus
+from withdrawals.models import Payout, PayoutStatus, PayoutTx, PayoutTxKind, PayoutTxStatus, WithdrawStatus
 
 BASE_DIR = Path(__file__).resolve().parents[1]
 
@@ -180,6 +180,15 @@ def test_a_new_dev_chain_resets_what_the_database_remembers_of_the_old_one(dev_r
     ScanCursor.objects.create(chain_id="TRON", height=90, tip_height=90)
     RecentBlock.objects.create(chain_id="ETH", height=812, hash="0x" + "ab" * 32, parent_hash="0x" + "cd" * 32)
     NonceCursor.objects.create(chain_id="ETH", address="0x" + "11" * 20, next_nonce=7)
+    # Payouts of the old chain: a settled one gives its nonce up (the new chain numbers from 0
+    # again, and two payouts of an address never share one); an open one keeps it.
+    payout = {"chain_id": "ETH", "coin_id": "ETH", "from_address": "0x" + "11" * 20}
+    settled = Payout.objects.create(nonce=0, status=PayoutStatus.COMPLETED, **payout)
+    PayoutTx.objects.create(
+        payout=settled, kind=PayoutTxKind.ORIGINAL, status=PayoutTxStatus.MINED, tx_hash="0x" + "ee" * 32, raw="0x",
+        nonce=0,
+    )  # fmt: skip
+    still_open = Payout.objects.create(nonce=6, status=PayoutStatus.OPEN, **payout)
     common = {"user": user, "coin_name": "x", "from_address": "a", "to_address": "b", "amount": Decimal(1)}
     RechargeRecord.objects.create(recharge_no="R1", coin_id="USDT-ERC20", tx_hash="0x01", **common)
     RechargeRecord.objects.create(recharge_no="R2", coin_id="TRX", tx_hash="02", **common)
@@ -193,6 +202,9 @@ def test_a_new_dev_chain_resets_what_the_database_remembers_of_the_old_one(dev_r
     assert said_again == ""  # reset once
     assert list(ScanCursor.objects.values_list("chain_id", flat=True)) == ["TRON"]
     assert not RecentBlock.objects.filter(chain_id="ETH").exists() and not NonceCursor.objects.exists()
+    assert dict(Payout.objects.values_list("id", "nonce")) == {settled.id: None, still_open.id: 6}
+    assert PayoutTx.objects.get(payout=settled).nonce == 0  # the history keeps it
+    Payout.objects.create(nonce=0, status=PayoutStatus.OPEN, **payout)  # the new chain's first payout
     statuses = dict(RechargeRecord.objects.values_list("recharge_no", "status"))
     assert statuses == {"R1": RechargeStatus.REORGED, "R2": RechargeStatus.PENDING}
     assert json.loads(dev_run.record.read_text())["fresh_chains"] == []

@@ -8,7 +8,8 @@ What the run command sets up so that a newcomer sees the whole loop (development
 - those addresses funded on the dev chains from their TEST-ONLY faucets (chains.devsend), topped
   up to the same amounts on every start, waiting until the funding is mined;
 - if the dev chains report a chain that came back new, what the database remembers of the old
-  one is reset (scan cursor, recent blocks, nonces, pending deposits), loudly.
+  one is reset (scan cursor, recent blocks, nonces and settled payouts' nonces, pending deposits),
+  loudly.
 
 Each step is idempotent: a second run creates nothing and sends nothing that is already there.
 """
@@ -36,6 +37,7 @@ from chains import devsend
 from chains import services as chains_services
 from coins import selectors as coins_selectors
 from recharges import services as recharges_services
+from withdrawals import payout as withdrawals_payout
 
 # What each pool's address holds after every start of the run command, in whole coins.
 HOT_TARGETS = {
@@ -115,6 +117,7 @@ def fresh_chains_reset(*, record_path: Path, say: Callable[[str], None]) -> list
     for chain_id in fresh:
         blocks, orphaned = recharges_services.scan_state_forget(chain_id=chain_id, now=now)
         nonces = chains_services.nonces_forget(chain_id=chain_id)
+        withdrawals_payout.payout_nonces_forget(chain_id=chain_id)
         say(
             f"!! {chain_id}: the dev chain is NEW (var/devchain/ was emptied): the scanner starts over on it "
             f"({blocks} remembered blocks and {nonces} nonces forgotten, {orphaned} pending deposits marked "

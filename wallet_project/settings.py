@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
@@ -43,6 +44,17 @@ def env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
+
+
+def env_decimal(name: str, default: str, *, minimum: str = "0") -> Decimal:
+    raw = env_str(name, default) or default
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be a decimal number, not {raw!r}") from None
+    if not value.is_finite() or value < Decimal(minimum):
+        raise ImproperlyConfigured(f"{name} must be a number of at least {minimum}, not {raw!r}")
+    return value
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -226,7 +238,22 @@ WITHDRAW_ONCHAIN_CHAINS = [c for c in env_str("WITHDRAW_ONCHAIN_CHAINS", "ETH,TR
 WITHDRAW_PAY_BATCH = env_int("WITHDRAW_PAY_BATCH", 20)
 # How long a signed TRON withdrawal stays valid; past it, an unmined one is signed again.
 WITHDRAW_TRON_EXPIRATION_SECONDS = env_int("WITHDRAW_TRON_EXPIRATION_SECONDS", 60)
+# An unmined payout is alerted after this; on EVM it is replaced (same nonce, higher fee) too.
 WITHDRAW_STUCK_SECONDS = env_int("WITHDRAW_STUCK_SECONDS", 1800)
+# EVM payout fees (README "Payout fees"). EIP-1559 where the latest block has a base fee:
+# max fee = base fee x multiplier + priority fee, the node's priority fee kept within floor and
+# ceiling; legacy elsewhere at the node's gas price. Nothing is signed (and nothing replaced) above
+# the max-fee ceiling: the withdrawal waits with a WITHDRAW_FEE_CEILING alert.
+ETH_BASE_FEE_MULTIPLIER = env_decimal("ETH_BASE_FEE_MULTIPLIER", "2", minimum="1")
+ETH_PRIORITY_FEE_FLOOR_WEI = env_int("ETH_PRIORITY_FEE_FLOOR_WEI", 1_000_000_000)
+ETH_PRIORITY_FEE_CEILING_WEI = env_int("ETH_PRIORITY_FEE_CEILING_WEI", 10_000_000_000)
+ETH_MAX_FEE_PER_GAS_CEILING_WEI = env_int("ETH_MAX_FEE_PER_GAS_CEILING_WEI", 500_000_000_000)
+# Estimated gas times this (token transfers, transfers to contracts); a plain transfer is 21,000.
+ETH_GAS_LIMIT_MARGIN = env_decimal("ETH_GAS_LIMIT_MARGIN", "1.25", minimum="1")
+# A stuck payout's replacement raises both fee fields by at least this (geth and ganache need 10).
+ETH_REPLACEMENT_BUMP_PERCENT = env_decimal("ETH_REPLACEMENT_BUMP_PERCENT", "12.5", minimum="10")
+# TRC20 payouts: fee_limit = estimated energy x energy price x this margin, at most TRON_FEE_LIMIT_SUN.
+TRON_ENERGY_MARGIN = env_decimal("TRON_ENERGY_MARGIN", "1.2", minimum="1")
 # Daily withdrawal limits reset at midnight of this zone.
 WALLET_BUSINESS_TIME_ZONE = env_str("WALLET_BUSINESS_TIME_ZONE", "Asia/Shanghai")
 
@@ -448,7 +475,8 @@ TRON_FEE_FALLBACK_SUN = env_int("TRON_FEE_FALLBACK_SUN", 1000)
 # most inputs one payout may spend (a consolidation is due when a payout needs more).
 BTC_UTXO_MIN_CONFIRMATIONS = env_int("BTC_UTXO_MIN_CONFIRMATIONS", 1)
 BTC_UTXO_MAX_INPUTS = env_int("BTC_UTXO_MAX_INPUTS", 100)
-# TRC20 transfers: most TRX (in sun) a transfer may burn on energy.
+# TRC20 transfers: most TRX (in sun) a transfer may burn on energy: the ceiling of a payout's
+# fee_limit (one estimated above it waits with a WITHDRAW_FEE_CEILING alert).
 TRON_FEE_LIMIT_SUN = env_int("TRON_FEE_LIMIT_SUN", 30_000_000)
 # Where the dev-chain command writes the deployed test contract addresses.
 DEVCHAIN_FILE = Path(env_str("DEVCHAIN_FILE", str(VAR_DIR / "devchain.json")))

@@ -8,8 +8,9 @@ from django.urls import URLPattern, path
 from wallet_project.admin import ReadOnlyAdmin, ReadOnlyInline, amount_column, hash_column
 from wallet_project.errors import WalletError
 from withdrawals import admin_review
+from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
-from withdrawals.models import WithdrawAuditLog, WithdrawRecord
+from withdrawals.models import Payout, PayoutTx, PayoutWithdrawal, WithdrawAuditLog, WithdrawRecord
 
 
 class WithdrawAuditLogInline(ReadOnlyInline):
@@ -40,7 +41,7 @@ class WithdrawRecordAdmin(ReadOnlyAdmin):
     list_select_related = ("user", "coin")
     inlines = [WithdrawAuditLogInline]
     date_hierarchy = "create_time"
-    actions = ["approve", "reject"]
+    actions = ["approve", "reject", "resign_payout"]
 
     amount_shown = amount_column("amount", "amount")
     fee_shown = amount_column("fee", "fee")
@@ -114,6 +115,89 @@ class WithdrawRecordAdmin(ReadOnlyAdmin):
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/withdrawals/decide.html", context)
+
+    # --- ops: a payout whose nonce another transaction took (alert WITHDRAW_NONCE_TAKEN) ----------
+    def has_resign_payout_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("withdrawals.resign_payout")
+
+    @admin.action(
+        description="Re-sign the payout with a new nonce (its nonce was taken by another transaction)",
+        permissions=["resign_payout"],
+    )
+    def resign_payout(self, request: HttpRequest, queryset: QuerySet[WithdrawRecord]) -> HttpResponse | None:
+        records = list(queryset.order_by("id"))
+        form = ResignForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            for record in records:
+                try:
+                    tx = withdrawals_payout.payout_resign_nonce(
+                        withdraw_id=record.id, operator_id=request.user.id, remark=form.cleaned_data["remark"]
+                    )
+                except WalletError as error:
+                    self.message_user(request, f"{record.withdraw_no}: {error}", messages.WARNING)
+                    continue
+                sent = withdrawals_payout.payout_resign_broadcast(tx=tx)
+                status = "sent" if sent else "stored; the payout job sends it"
+                self.message_user(
+                    request,
+                    f"{record.withdraw_no}: re-signed as {tx.tx_hash}, nonce {tx.nonce}, {status}",
+                    messages.SUCCESS,
+                )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Re-sign payouts with a new nonce",
+            "form": form,
+            "records": records,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/withdrawals/resign.html", context)
+
+
+class ResignForm(forms.Form):
+    remark = forms.CharField(
+        max_length=300,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Which transaction took the nonce, and that it did not pay this withdrawal (kept in the audit log).",
+    )
+
+
+class PayoutTxInline(ReadOnlyInline):
+    model = PayoutTx
+    fields = readonly_fields = (
+        "kind", "status", "tx_hash", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas",
+        "gas_price", "fee_limit", "fee_rate", "fee", "block_number", "broadcast_at", "created_at",
+    )  # fmt: skip
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdmin):
+    """Each on-chain payment and every transaction signed for it (replacements, re-signs): read-only."""
+
+    list_display = ("id", "chain_id", "coin", "from_address", "nonce", "status", "created_at", "settled_at")
+    list_filter = ("chain_id", "status")
+    search_fields = ("from_address", "txs__tx_hash", "links__withdraw__withdraw_no")
+    inlines = [PayoutTxInline]
+
+
+@admin.register(PayoutTx)
+class PayoutTxAdmin(ReadOnlyAdmin):
+    """Every signed transaction of every payout, stored before broadcast: read-only."""
+
+    list_display = ("tx_hash", "payout", "kind", "status", "nonce", "max_fee_per_gas", "gas_price", "block_number")
+    list_filter = ("kind", "status")
+    search_fields = ("tx_hash", "payout__from_address")
+    list_select_related = ("payout",)
+
+
+@admin.register(PayoutWithdrawal)
+class PayoutWithdrawalAdmin(ReadOnlyAdmin):
+    """Which withdrawals each payout pays (a BTC batch: several, each its output and fee share): read-only."""
+
+    list_display = ("payout", "withdraw", "output_index", "amount", "fee_share")
+    search_fields = ("withdraw__withdraw_no",)
+    list_select_related = ("payout", "withdraw")
 
 
 @admin.register(WithdrawAuditLog)

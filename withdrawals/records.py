@@ -42,7 +42,7 @@ def withdrawal_transition(
     record.save(
         update_fields=[
             "status", "audit_user", "audit_time", "audit_remark", "confirmations", "complete_time", "update_time",
-            "from_address", "nonce", "signed_tx", "tx_hash", "block_number", "broadcast_time",
+            "from_address", "tx_hash", "block_number",
         ]
     )  # fmt: skip
 

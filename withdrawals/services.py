@@ -38,7 +38,7 @@ from wallet_project.ids import business_no
 from wallet_project.money import exact, round_up
 from withdrawals import records
 from withdrawals import selectors as withdrawals_selectors
-from withdrawals.models import WithdrawRecord, WithdrawStatus
+from withdrawals.models import PayoutWithdrawal, WithdrawRecord, WithdrawStatus
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +289,8 @@ def _cancel(*, withdraw_id: int, now: datetime) -> WithdrawRecord:
     record = records.withdrawal_lock(withdraw_id)
     if record.status == WithdrawStatus.CANCELLED:
         return record
-    if record.status != WithdrawStatus.PENDING_REVIEW or record.signed_tx or record.tx_hash:
+    signed = record.tx_hash or PayoutWithdrawal.objects.filter(withdraw_id=record.id).exists()
+    if record.status != WithdrawStatus.PENDING_REVIEW or signed:
         raise WithdrawalNotCancellable(
             f"Withdrawal {record.withdraw_no} is {record.get_status_display()}: only a withdrawal waiting for "
             "review can be cancelled."

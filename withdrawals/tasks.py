@@ -28,6 +28,15 @@ def withdrawals_pay(*, chain_id: str, **kwargs: object) -> int:
 
 @shared_task(ignore_result=True)
 def withdrawals_confirm(*, chain_id: str, **kwargs: object) -> int:
-    """Complete or fail one chain's withdrawals in processing."""
+    """Complete or fail one chain's withdrawals in processing; replace the stuck ones."""
     result = withdrawals_payout.withdrawals_confirm(chain_id=chain_id, now=timezone.now())
+    logger.info(
+        "withdrawals_confirm %s: %s completed, %s failed, %s replaced, %s waiting%s",
+        chain_id,
+        result.completed,
+        result.failed,
+        result.replaced,
+        result.waiting,
+        f"; stopped: {result.error}" if result.error else "",
+    )
     return result.completed

@@ -8,7 +8,7 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from chains.base import ChainError, SignedTx, TxRejected
+from chains.base import ChainError, NonceUsed, SignedTx, TxRejected
 from chains.devnodes import free_port
 from chains.evm import EvmAdapter
 
@@ -235,6 +235,44 @@ class TestSendAndStatus:
             evm_adapter.broadcast_irreversible(
                 SignedTx(tx_hash="0x" + signed_tx.hash.hex().removeprefix("0x"), raw=signed_tx.raw_transaction.hex())
             )
+
+    def test_a_transaction_whose_nonce_a_mined_one_used_is_never_sent(self, evm_node, evm_adapter):
+        # ganache takes a nonce-0 raw transaction as nonceless: sent, it would pay a second time.
+        sender = Account.create()  # TEST-ONLY
+        send_eth(evm_node, sender.address, 10**18)
+        to = fresh_address()
+
+        def signed(value: int) -> SignedTx:
+            unsigned = evm_adapter.build_transfer(
+                from_address=sender.address, to_address=to, amount_base_units=value, nonce=0
+            )
+            tx = sender.sign_transaction(unsigned.payload)
+            return SignedTx(tx_hash="0x" + bytes(tx.hash).hex(), raw="0x" + bytes(tx.raw_transaction).hex())
+
+        first = evm_adapter.broadcast_irreversible(signed(1_000))
+        with pytest.raises(NonceUsed, match="nonce 0"):
+            evm_adapter.broadcast_irreversible(signed(2_000))  # another transaction of the used nonce 0
+
+        assert evm_adapter.tx_status(first).success is True
+        assert evm_adapter.balance(to) == 1_000
+        assert evm_adapter.mined_count(sender.address) == 1
+
+    def test_simulates_a_built_transfer_and_says_why_the_node_would_fail_it(self, evm_node, evm_adapter):
+        sender = Account.create()  # TEST-ONLY
+        send_eth(evm_node, sender.address, 10**18)
+        send_usdt(evm_node, sender.address, 5_000_000)
+        # A contract that refuses every call and payment (PUSH1 0 PUSH1 0 REVERT), hand-assembled.
+        refuser = evm_node.send_tx({"data": "0x6005600c60003960056000f360006000fd", "gas": 100_000})["contractAddress"]
+
+        def simulated(to: str, **token: str) -> str | None:
+            unsigned = evm_adapter.build_transfer(
+                from_address=sender.address, to_address=to, amount_base_units=3_000_000, **token
+            )
+            return evm_adapter.simulate(unsigned)
+
+        assert simulated(fresh_address()) is None
+        assert simulated(fresh_address(), contract=evm_node.contracts["USDT"]) is None
+        assert "VM Exception" in (simulated(refuser) or "")  # its estimate fails too: out of gas at 21,000
 
     def test_unknown_transaction_is_not_found(self, evm_adapter):
         assert evm_adapter.tx_status("0x" + "ab" * 32).found is False

@@ -17,7 +17,7 @@ from chains.base import ChainError, SignedTx, TxRejected
 from chains.devnodes import free_port
 from chains.testing import tron_sign
 from chains.tron import TronAdapter
-from chains.tron_fake import CREATE_ACCOUNT_FEE_SUN, ENERGY_FEE_SUN
+from chains.tron_fake import CREATE_ACCOUNT_FEE_SUN, CREATE_NEW_ACCOUNT_FEE_SUN, ENERGY_FEE_SUN
 
 
 def new_account(tron_node, trx_sun: int = 0) -> tuple[bytes, str]:
@@ -26,6 +26,10 @@ def new_account(tron_node, trx_sun: int = 0) -> tuple[bytes, str]:
     if trx_sun:
         tron_node.fund(address, trx_sun)
     return bytes.fromhex(key.hex()), address
+
+
+def fresh_account() -> str:
+    return PrivateKey.random().public_key.to_base58check_address()  # TEST-ONLY, never funded
 
 
 def send(tron_adapter, tron_node, private_key, sender, to, amount, contract=None, **kwargs) -> str:
@@ -50,8 +54,11 @@ class TestTrx:
         assert (transfer.tx_hash, transfer.amount_base_units, transfer.contract) == (txid, 12_345_678, None)
         assert transfer.success is True and transfer.from_address == sender and transfer.index == -1
         assert tron_adapter.balance(to) == 12_345_678
-        # A new account costs the creation fee; this small transaction fits the free bandwidth.
-        assert tron_adapter.balance(sender) == 50_000_000 - 12_345_678 - CREATE_ACCOUNT_FEE_SUN
+        # A new account costs its activation and the bandwidth of creating it, burnt.
+        assert (
+            tron_adapter.balance(sender)
+            == 50_000_000 - 12_345_678 - CREATE_ACCOUNT_FEE_SUN - CREATE_NEW_ACCOUNT_FEE_SUN
+        )
         status = tron_adapter.tx_status(txid)
         assert (status.success, status.block_number, status.block_hash) == (True, height, block.hash)
 
@@ -143,6 +150,28 @@ class TestTrc20:
         assert (transfer.index, transfer.contract, transfer.amount_base_units) == (-1, token, 5_000_000)
         assert tron_adapter.balance(to, contract=token) == 0
         assert tron_adapter.tx_status(txid).success is False
+
+    def test_estimates_the_energy_a_transfer_burns_and_the_fee_of_a_new_account(self, tron_node, tron_adapter):
+        key, sender = new_account(tron_node, 100_000_000)
+        token = tron_node.trc20_deploy(owner=sender, supply=10**9)
+        _, to = new_account(tron_node)
+
+        energy = tron_adapter.estimate_energy(owner=sender, contract=token, to_address=to, amount_base_units=1_000)
+        too_much = tron_adapter.estimate_energy(owner=sender, contract=token, to_address=to, amount_base_units=10**10)
+        txid = send(
+            tron_adapter, tron_node, key, sender, to, 1_000, contract=token, fee_limit_sun=energy * ENERGY_FEE_SUN
+        )
+        info = tron_node.post("/wallet/gettransactioninfobyid", {"value": txid})
+        activation = tron_adapter.transfer_fee(
+            tron_adapter.build_transfer(from_address=sender, to_address=fresh_account(), amount_base_units=1)
+        )
+
+        assert info["receipt"]["result"] == "SUCCESS" and 0 < info["receipt"]["energy_usage_total"] <= energy
+        assert too_much is None  # the sender lacks the tokens: the call would fail
+        assert activation == (
+            CREATE_NEW_ACCOUNT_FEE_SUN + CREATE_ACCOUNT_FEE_SUN,
+            "the activation of the new recipient account",
+        )
 
     def test_runs_out_of_energy_under_a_tiny_fee_limit(self, tron_node, tron_adapter):
         key, sender = new_account(tron_node, 100_000_000)

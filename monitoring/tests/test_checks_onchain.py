@@ -92,7 +92,9 @@ def test_hot_balances_are_read_from_the_chain_and_alert_below_the_minimum_and_ab
     ) == pytest.approx(1000)
 
 
-def test_a_stuck_payout_is_alerted_once_and_resolved_when_it_completes(hot, user, settings, evm_node, evm_adapter):
+def test_a_stuck_payout_that_cannot_be_replaced_is_alerted_once_and_resolved_when_it_completes(
+    hot, user, settings, evm_node, evm_adapter
+):
     settings.WITHDRAW_STUCK_SECONDS = 60
     assets_services.balance_credit(
         user_id=user.id,
@@ -107,6 +109,13 @@ def test_a_stuck_payout_is_alerted_once_and_resolved_when_it_completes(hot, user
     t0 = timezone.now()
     evm_node.w3.provider.make_request("miner_stop", [])
     try:
+        # A stuck EVM payout is replaced (same nonce, higher fee) and only alerted as stuck when it
+        # cannot be: here its max fee is the ceiling already (no block comes to change the base fee).
+        market = evm_adapter.fee_market()
+        priority = min(
+            max(market.priority_fee, settings.ETH_PRIORITY_FEE_FLOOR_WEI), settings.ETH_PRIORITY_FEE_CEILING_WEI
+        )
+        settings.ETH_MAX_FEE_PER_GAS_CEILING_WEI = market.base_fee + priority
         withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter, now=t0)
         withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter, now=t0 + timedelta(seconds=30))
         assert open_alert("WITHDRAW_STUCK") is None
@@ -117,6 +126,7 @@ def test_a_stuck_payout_is_alerted_once_and_resolved_when_it_completes(hot, user
         evm_node.w3.provider.make_request("miner_start", [])
     stuck = open_alert("WITHDRAW_STUCK")
     assert (stuck.subject, stuck.count) == (f"withdrawal {record.withdraw_no}", 2)
+    assert "cannot be replaced" in stuck.message
 
     evm_node.mine(2)
     withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)

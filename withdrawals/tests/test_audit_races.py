@@ -24,7 +24,7 @@ from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
 from withdrawals.models import WithdrawRecord, WithdrawStatus
 from withdrawals.tests.test_cancel import race
-from withdrawals.tests.test_onchain import _hot_address
+from withdrawals.tests.test_onchain import _hot_address, nonce, signed_tx
 from withdrawals.tests.test_withdrawals import apply, balance, fund, make_auditor
 
 pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
@@ -91,11 +91,11 @@ def test_a_rejection_racing_the_signer_ends_rejected_and_unsigned_or_signed_and_
         record.refresh_from_db()
         unfrozen = Flow.objects.filter(biz_ref=record.withdraw_no, business_type=BusinessType.WITHDRAW_UNFREEZE)
         if record.status == WithdrawStatus.REJECTED:
-            assert (record.signed_tx, record.tx_hash, record.nonce) == (None, None, None)
+            assert (signed_tx(record), record.tx_hash, nonce(record)) == (None, None, None)
             assert unfrozen.count() == 1
             seen.add("rejected")
         else:
-            assert record.status == WithdrawStatus.PROCESSING and record.signed_tx
+            assert record.status == WithdrawStatus.PROCESSING and signed_tx(record)
             assert not unfrozen.exists()
             seen.add("signed")
 

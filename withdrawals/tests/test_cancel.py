@@ -21,7 +21,7 @@ from wallet_project.errors import Conflict, NotFound
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
 from withdrawals.models import WithdrawRecord, WithdrawStatus
-from withdrawals.tests.test_onchain import _hot_address
+from withdrawals.tests.test_onchain import _hot_address, nonce, signed_tx
 from withdrawals.tests.test_withdrawals import apply, balance, fund, make_auditor
 
 OUTSIDE = to_checksum_address("0x" + "5e" * 20)
@@ -263,11 +263,11 @@ class TestCancelRaces:
             record.refresh_from_db()
             unfrozen = Flow.objects.filter(biz_ref=record.withdraw_no, business_type=BusinessType.WITHDRAW_CANCEL)
             if record.status == WithdrawStatus.CANCELLED:
-                assert (record.tx_hash, record.signed_tx, record.nonce) == (None, None, None)
+                assert (record.tx_hash, signed_tx(record), nonce(record)) == (None, None, None)
                 assert unfrozen.count() == 1
                 outcomes.add("cancelled")
             else:
-                assert record.status == WithdrawStatus.PROCESSING and record.tx_hash and record.signed_tx
+                assert record.status == WithdrawStatus.PROCESSING and record.tx_hash and signed_tx(record)
                 assert not unfrozen.exists()
                 with pytest.raises(withdrawals_services.WithdrawalNotCancellable):
                     cancel(record)

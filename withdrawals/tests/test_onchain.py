@@ -26,7 +26,8 @@ from coins.testing import check_constraints_off
 from monitoring.models import Alert
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
-from withdrawals.models import WithdrawRecord, WithdrawStatus
+from withdrawals.models import Payout, PayoutTx, WithdrawRecord, WithdrawStatus
+from withdrawals.tests.test_withdrawals import make_auditor
 
 ONE_ETH = 10**18
 
@@ -60,6 +61,18 @@ def _hot_address(monkeypatch, settings, tmp_path, evm_node):
     return row
 
 
+def nonce(record: WithdrawRecord) -> int | None:
+    """The nonce of the withdrawal's payout (None: not signed, or a chain without nonces)."""
+    payout = Payout.objects.filter(links__withdraw=record).first()
+    return payout.nonce if payout is not None else None
+
+
+def signed_tx(record: WithdrawRecord) -> str | None:
+    """The stored raw transaction the withdrawal shows (its tx_hash), None if nothing is signed."""
+    tx = PayoutTx.objects.filter(tx_hash=record.tx_hash).first() if record.tx_hash else None
+    return tx.raw if tx is not None else None
+
+
 def approved(
     user, amount: str, *, coin_id: str = "ETH", key: str = "k1", fund: str = "100"
 ) -> tuple[WithdrawRecord, str]:
@@ -89,7 +102,7 @@ def test_pays_an_eth_withdrawal_once_and_settles_it_at_its_confirmations(hot, us
     assert (paid.signed, paid.broadcast, again.signed) == (1, 1, 0)
     assert (early.waiting, done.completed) == (1, 1)  # mined in one block, completed at two
     assert record.status == WithdrawStatus.COMPLETED
-    assert (record.from_address, record.nonce) == (hot.address, 0)
+    assert (record.from_address, nonce(record)) == (hot.address, 0)
     assert evm_adapter.balance(to) == int(Decimal("1.497") * ONE_ETH)  # amount - fee of 0.003
     balance = Balance.objects.get(user=user, coin_id="ETH")
     assert (balance.available, balance.frozen) == (Decimal("98.5"), Decimal(0))
@@ -120,7 +133,7 @@ def test_a_crash_between_signing_and_broadcast_sends_the_stored_transaction_not_
         withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
     withdrawals_payout.fault_hook = None
     record.refresh_from_db()
-    stored = (record.tx_hash, record.signed_tx)
+    stored = (record.tx_hash, signed_tx(record))
     assert record.status == WithdrawStatus.PROCESSING and evm_adapter.tx_status(record.tx_hash).found is False
 
     rerun = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
@@ -129,7 +142,7 @@ def test_a_crash_between_signing_and_broadcast_sends_the_stored_transaction_not_
 
     record.refresh_from_db()
     assert (rerun.signed, rerun.broadcast) == (0, 1)  # the stored transaction, sent; nothing signed again
-    assert (record.tx_hash, record.signed_tx) == stored
+    assert (record.tx_hash, signed_tx(record)) == stored
     assert record.status == WithdrawStatus.COMPLETED
     assert evm_adapter.balance(to) == int(Decimal("1.997") * ONE_ETH)
     assert NonceCursor.objects.get(address=hot.address).next_nonce == 1
@@ -150,29 +163,61 @@ def test_consecutive_withdrawals_get_consecutive_nonces_and_a_token_payout_works
 
     eth_record.refresh_from_db()
     usdt_record.refresh_from_db()
-    assert (eth_record.nonce, usdt_record.nonce) == (0, 1)
+    assert (nonce(eth_record), nonce(usdt_record)) == (0, 1)
     assert (eth_record.status, usdt_record.status) == (WithdrawStatus.COMPLETED,) * 2
     assert evm_adapter.balance(to, contract=evm_node.contracts["USDT"]) == 20 * 10**6  # 25 - fee of 5
 
 
 def test_a_reverted_token_payout_fails_and_unfreezes(hot, user, evm_node, evm_adapter):
-    # A token whose transfers revert (paused, or the recipient blacklisted, as USDT can do).
+    # A token that blocks transfers (paused, or the recipient blacklisted, as USDT can do) only after
+    # the payout was simulated and signed: a revert no simulation could foresee.
     token = evm_node.token_deploy(contract="BlockableToken")
     contract = evm_node.contract(token, "BlockableToken")
     evm_node.transact(contract.functions.mint(hot.address, 10**12))
-    evm_node.transact(contract.functions.setTransfersBlocked(True))
     CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=token)
     record, _ = approved(user, "25", coin_id="USDT-ERC20")
 
-    withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    def block_after_signing(step: str) -> None:
+        if step == "pay.signed":
+            evm_node.transact(contract.functions.setTransfersBlocked(True))
+
+    withdrawals_payout.fault_hook = block_after_signing
+    paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    withdrawals_payout.fault_hook = None
     evm_node.mine(2)
     result = withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
     record.refresh_from_db()
+    assert (paid.signed, paid.broadcast) == (1, 1)
     assert (result.failed, record.status) == (1, WithdrawStatus.FAILED)
     balance = Balance.objects.get(user=user, coin_id="USDT-ERC20")
     assert (balance.available, balance.frozen) == (Decimal(100), Decimal(0))
     assert Alert.objects.get(kind="WITHDRAW_FAILED").subject == f"withdrawal {record.withdraw_no}"
+    assert assets_selectors.ledger_mismatches() == []
+
+
+def test_a_token_payout_the_node_says_reverts_is_not_signed_and_waits_for_an_auditor(hot, user, evm_node, evm_adapter):
+    token = evm_node.token_deploy(contract="BlockableToken")
+    contract = evm_node.contract(token, "BlockableToken")
+    evm_node.transact(contract.functions.mint(hot.address, 10**12))
+    evm_node.transact(contract.functions.setTransfersBlocked(True))  # before signing: the simulation sees it
+    CoinConfig.objects.filter(coin_id="USDT-ERC20").update(contract_address=token)
+    record, _ = approved(user, "25", coin_id="USDT-ERC20")
+    auditor = make_auditor("ops-rex")
+
+    result = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    record.refresh_from_db()
+    assert (result.signed, result.waiting, record.status, signed_tx(record)) == (0, 1, WithdrawStatus.APPROVED, None)
+    assert evm_adapter.next_nonce(hot.address) == 0 and not NonceCursor.objects.filter(next_nonce__gt=0).exists()
+    alert = Alert.objects.get(kind="WITHDRAW_WOULD_REVERT")
+    assert alert.subject == f"withdrawal {record.withdraw_no}"
+    assert "an auditor should reject it" in alert.message
+
+    withdrawals_services.withdrawal_reject(withdraw_id=record.id, auditor_id=auditor.id, remark="token blocks them")
+
+    record.refresh_from_db()
+    balance = Balance.objects.get(user=user, coin_id="USDT-ERC20")
+    assert (record.status, balance.available, balance.frozen) == (WithdrawStatus.REJECTED, Decimal(100), Decimal(0))
     assert assets_selectors.ledger_mismatches() == []
 
 
@@ -181,7 +226,7 @@ def test_a_payout_the_hot_address_cannot_cover_is_not_signed_until_it_can(hot, u
 
     short = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
     record.refresh_from_db()
-    assert (short.signed, short.waiting, record.status, record.signed_tx) == (0, 1, WithdrawStatus.APPROVED, None)
+    assert (short.signed, short.waiting, record.status, signed_tx(record)) == (0, 1, WithdrawStatus.APPROVED, None)
     assert "holds 1000 USDT-ERC20 free" in Alert.objects.get(kind="WITHDRAW_HOT_WALLET_SHORT").message
     assert not NonceCursor.objects.filter(address=hot.address, next_nonce__gt=0).exists()  # no nonce taken
 
@@ -192,7 +237,7 @@ def test_a_payout_the_hot_address_cannot_cover_is_not_signed_until_it_can(hot, u
     withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
     record.refresh_from_db()
-    assert (paid.signed, record.status, record.nonce) == (1, WithdrawStatus.COMPLETED, 0)
+    assert (paid.signed, record.status, nonce(record)) == (1, WithdrawStatus.COMPLETED, 0)
     assert evm_adapter.balance(to, contract=evm_node.contracts["USDT"]) == 1495 * 10**6
 
 
@@ -203,7 +248,7 @@ def test_without_a_hot_wallet_nothing_is_signed_and_ops_are_told_how_to_create_o
 
     record.refresh_from_db()
     assert result.signed == 0 and "NoHotWallet" in result.error
-    assert record.status == WithdrawStatus.APPROVED and record.signed_tx is None
+    assert record.status == WithdrawStatus.APPROVED and signed_tx(record) is None
     alert = Alert.objects.get(kind="WITHDRAW_SIGN_FAILED")
     assert alert.subject == "chain ETH"
     assert "No hot address exists for chain ETH and pool 'withdraw'" in alert.message
@@ -253,7 +298,7 @@ def test_a_payout_a_reorg_unmined_counts_against_the_hot_address_again(hot, user
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.status, first.block_number) == (WithdrawStatus.PROCESSING, None)
-    assert (result.signed, second.status, second.signed_tx) == (0, WithdrawStatus.APPROVED, None)
+    assert (result.signed, second.status, signed_tx(second)) == (0, WithdrawStatus.APPROVED, None)
     evm_node.mine(2)
     withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
     first.refresh_from_db()
@@ -309,7 +354,7 @@ def test_two_payers_at_once_sign_each_withdrawal_once_with_distinct_nonces(
 
     records = list(WithdrawRecord.objects.order_by("id"))
     assert sum(r.signed for r in results) == 4  # every withdrawal signed once between the payers
-    assert sorted(r.nonce for r in records) == [0, 1, 2, 3]
+    assert sorted(nonce(r) for r in records) == [0, 1, 2, 3]
     assert {r.status for r in records} == {WithdrawStatus.COMPLETED}
     for _record, to in paid:
         assert evm_adapter.balance(to) == int(Decimal("0.997") * ONE_ETH)
@@ -329,7 +374,7 @@ def test_a_payout_a_reorg_unmined_counts_against_the_hot_address_even_before_the
     evm_node.w3.provider.make_request("miner_stop", [])
     try:
         # A real node puts an orphaned block's transactions back in its pool: here, by hand.
-        evm_node.w3.provider.make_request("eth_sendRawTransaction", [first.signed_tx])
+        evm_node.w3.provider.make_request("eth_sendRawTransaction", [signed_tx(first)])
         second, _ = approved(user, "5", key="b")  # 10 ETH on chain, 6 of them promised to the first again
 
         # The payout run comes before the confirmation run that would notice the reorg.
@@ -339,18 +384,13 @@ def test_a_payout_a_reorg_unmined_counts_against_the_hot_address_even_before_the
 
     second.refresh_from_db()
     # Signing it would promise 11 ETH of 10: one of the two could never be mined.
-    assert (result.signed, second.status, second.signed_tx) == (0, WithdrawStatus.APPROVED, None)
+    assert (result.signed, second.status, signed_tx(second)) == (0, WithdrawStatus.APPROVED, None)
 
 
 # A contract that refuses every call and every payment (PUSH1 0 PUSH1 0 REVERT), hand-assembled.
 REFUSER_INIT = "6005600c60003960056000f3" + "60006000fd"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a payout the node's simulation says reverts is signed and sent: the hot wallet pays its gas, "
-    "the user is refunded in full and may try again at no cost",
-)
 def test_withdrawals_to_a_contract_that_refuses_ether_burn_no_gas_of_the_hot_wallet(hot, user, evm_node, evm_adapter):
     refuser = evm_node.send_tx({"data": "0x" + REFUSER_INIT, "gas": 100_000})["contractAddress"]
     coin = CoinConfig.objects.get(coin_id="ETH")
@@ -369,3 +409,6 @@ def test_withdrawals_to_a_contract_that_refuses_ether_burn_no_gas_of_the_hot_wal
 
     burnt = before - evm_adapter.balance(hot.address)
     assert (evm_adapter.mined_count(hot.address), burnt) == (0, 0)  # nothing sent that the node says reverts
+    waiting = WithdrawRecord.objects.filter(user=user, to_address=refuser)
+    assert set(waiting.values_list("status", flat=True)) == {WithdrawStatus.APPROVED}  # each waits for an auditor
+    assert Alert.objects.filter(kind="WITHDRAW_WOULD_REVERT").count() == 3  # one per withdrawal

@@ -31,6 +31,7 @@ from recharges.models import AccountHold
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
 from withdrawals.models import WithdrawRecord, WithdrawStatus
+from withdrawals.tests.test_onchain import nonce, signed_tx
 from withdrawals.tests.test_withdrawals import hold_withdrawals
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,9 @@ def hot(db, monkeypatch, settings, tmp_path, tron_node):
     return row, usdt
 
 
-def approved(user, amount: str, *, coin_id: str, key: str = "k1", fund: str = "500") -> tuple[WithdrawRecord, str]:
+def approved(
+    user, amount: str, *, coin_id: str, key: str = "k1", fund: str = "500", to: str | None = None
+) -> tuple[WithdrawRecord, str]:
     assets_services.balance_credit(
         user_id=user.id,
         coin=CoinConfig.objects.get(coin_id=coin_id),
@@ -62,7 +65,7 @@ def approved(user, amount: str, *, coin_id: str, key: str = "k1", fund: str = "5
         business_type=BusinessType.RECHARGE,
         biz_ref=f"fund-{key}",
     )
-    to = PrivateKey.random().public_key.to_base58check_address()  # TEST-ONLY
+    to = to or PrivateKey.random().public_key.to_base58check_address()  # TEST-ONLY
     record = withdrawals_services.withdrawal_apply(
         user_id=user.id, coin_id=coin_id, to_address=to, amount=amount, idempotency_key=key
     )
@@ -85,7 +88,7 @@ def test_pays_trx_and_usdt_trc20_withdrawals_and_settles_them(hot, user, tron_no
     usdt_record.refresh_from_db()
     assert (paid.signed, paid.broadcast, early.completed, done.completed) == (2, 2, 0, 2)
     assert (trx_record.status, usdt_record.status) == (WithdrawStatus.COMPLETED, WithdrawStatus.COMPLETED)
-    assert trx_record.nonce is None
+    assert nonce(trx_record) is None
     assert tron_adapter.balance(trx_to) == 49 * TRX  # 50 - fee of 1
     assert tron_adapter.balance(usdt_to, contract=usdt) == 99 * TRX  # 100 - fee of 1 (6 decimals)
     balance = Balance.objects.get(user=user, coin_id="TRX")
@@ -102,7 +105,7 @@ def test_an_expired_unmined_transaction_is_signed_again_and_pays_once(
 
     sent = withdrawals_payout.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)  # taken by the node...
     record.refresh_from_db()
-    first_tx, first_raw = record.tx_hash, record.signed_tx
+    first_tx, first_raw = record.tx_hash, signed_tx(record)
     early = withdrawals_payout.withdrawals_confirm(chain_id="TRON", adapter=tron_adapter)
     record.refresh_from_db()
     assert (sent.broadcast, early.waiting, record.tx_hash) == (1, 1, first_tx)  # not expired: kept
@@ -182,7 +185,7 @@ def test_a_payout_the_hot_address_cannot_cover_is_not_signed(hot, user, tron_ada
     result = withdrawals_payout.withdrawals_pay(chain_id="TRON", adapter=tron_adapter)
 
     record.refresh_from_db()
-    assert (result.signed, record.status, record.signed_tx) == (0, WithdrawStatus.APPROVED, None)
+    assert (result.signed, record.status, signed_tx(record)) == (0, WithdrawStatus.APPROVED, None)
     assert f"hot address {hot_row.address} holds 1000 TRX free" in result.waits[0]
 
 

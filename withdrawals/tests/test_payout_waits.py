@@ -32,7 +32,7 @@ from recharges.tests.helpers import available, tick
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
 from withdrawals.models import WithdrawStatus
-from withdrawals.tests.test_onchain import ONE_ETH, _hot_address, approved, hot  # noqa: F401
+from withdrawals.tests.test_onchain import ONE_ETH, _hot_address, approved, hot, nonce, signed_tx  # noqa: F401
 
 USDT = 10**6
 
@@ -80,7 +80,7 @@ def test_a_withdrawal_held_by_a_reorg_after_its_approval_waits_unsigned_until_th
 
     record.refresh_from_db()
     assert (first.signed, second.signed, second.waiting) == (0, 0, 1)
-    assert (record.status, record.signed_tx, record.tx_hash) == (WithdrawStatus.APPROVED, None, None)
+    assert (record.status, signed_tx(record), record.tx_hash) == (WithdrawStatus.APPROVED, None, None)
     assert evm_adapter.balance(to) == 0
     assert not NonceCursor.objects.filter(address=hot_row.address, next_nonce__gt=0).exists()
     alert = Alert.objects.get(kind="WITHDRAW_HELD")  # one alert, seen twice
@@ -115,9 +115,9 @@ def test_a_withdrawal_the_hot_wallet_cannot_pay_waits_and_the_later_payouts_of_i
     big.refresh_from_db()
     small.refresh_from_db()
     assert (first.signed, first.waiting, first.error, second.signed) == (1, 1, None, 0)
-    assert (big.status, big.signed_tx) == (WithdrawStatus.APPROVED, None)
+    assert (big.status, signed_tx(big)) == (WithdrawStatus.APPROVED, None)
     # The refused signing came first and allocated nonce 0; it rolled back, so the payout took it.
-    assert (small.status, small.nonce) == (WithdrawStatus.PROCESSING, 0)
+    assert (small.status, nonce(small)) == (WithdrawStatus.PROCESSING, 0)
     assert NonceCursor.objects.get(address=hot_row.address).next_nonce == 1
     alert = Alert.objects.get(kind="WITHDRAW_HOT_WALLET_SHORT")
     assert (alert.subject, alert.count) == (f"withdrawal {big.withdraw_no}", 2)
@@ -134,7 +134,7 @@ def test_a_withdrawal_the_hot_wallet_cannot_pay_waits_and_the_later_payouts_of_i
 
     big.refresh_from_db()
     small.refresh_from_db()
-    assert (small.status, big.status, paid.signed, big.nonce) == (WithdrawStatus.COMPLETED,) * 2 + (1, 1)
+    assert (small.status, big.status, paid.signed, nonce(big)) == (WithdrawStatus.COMPLETED,) * 2 + (1, 1)
     assert evm_adapter.balance(small_to) == int(Decimal("0.997") * ONE_ETH)
     assert evm_adapter.balance(big_to, contract=evm_node.contracts["USDT"]) == 1995 * USDT
     assert assets_selectors.ledger_mismatches() == []
@@ -167,7 +167,7 @@ def test_an_approved_withdrawal_of_a_coin_switched_off_waits_unsigned_until_it_i
     coin_off = _pay(evm_adapter)
     record.refresh_from_db()
     assert (withdrawals_off.signed, coin_off.signed, coin_off.waiting) == (0, 0, 1)
-    assert (record.status, record.signed_tx) == (WithdrawStatus.APPROVED, None)
+    assert (record.status, signed_tx(record)) == (WithdrawStatus.APPROVED, None)
     assert not NonceCursor.objects.filter(address=hot.address, next_nonce__gt=0).exists()
 
     CoinConfig.objects.filter(coin_id="ETH").update(status=Switch.ENABLED)

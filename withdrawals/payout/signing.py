@@ -1,0 +1,363 @@
+"""
+Signing: an approved withdrawal becomes a payout with its first transaction, stored before broadcast.
+
+Also the building block every later transaction of a payout uses (TRON re-sign after expiry, the
+ops re-sign with a new nonce): build with the chain's fee terms, check what the hot address can
+pay, sign, store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from addresses import services as addresses_services
+from addresses import signer
+from chains import registry as chains_registry
+from chains import services as chains_services
+from chains.base import ChainAdapter, Shortfall, SignedTx, UnsignedTx
+from coins import selectors as coins_selectors
+from coins.models import CoinConfig
+from monitoring.models import Severity
+from wallet_project.errors import WalletError
+from withdrawals import records
+from withdrawals.models import (
+    Payout,
+    PayoutStatus,
+    PayoutTx,
+    PayoutTxKind,
+    PayoutTxStatus,
+    PayoutWithdrawal,
+    WithdrawRecord,
+    WithdrawStatus,
+)
+from withdrawals.payout import fees
+from withdrawals.payout.broadcast import broadcast
+from withdrawals.payout.common import (
+    CHAIN_STOPS,
+    NONCE_CHAINS,
+    ONCHAIN_CHAINS,
+    PayoutResult,
+    PayoutWaits,
+    alert,
+    payable_check,
+    payout_tx_store,
+    step,
+    waiting,
+)
+from withdrawals.services import WithdrawalRefused
+
+
+def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: ChainAdapter | None = None) -> PayoutResult:
+    """
+    Sign and broadcast the chain's approved withdrawals to outside addresses, oldest first.
+
+    Each is signed in a transaction that locks it, picks a hot address of WITHDRAW_HOT_WALLET_TYPE,
+    allocates that address's nonce and stores its payout and signed transaction, status PROCESSING;
+    the broadcast comes after the commit. A crash in between leaves a stored transaction that the
+    next run (or withdrawals_confirm) sends: the same transaction, never a second payment. The EVM
+    fee market is read once per run, before any lock; above the fee ceiling nothing is signed.
+    """
+    moment = now or timezone.now()
+    if chain_id not in ONCHAIN_CHAINS:
+        return PayoutResult(chain_id=chain_id, error=f"on-chain withdrawals of {chain_id} are not built yet")
+    adapter = adapter or chains_registry.adapter_for(chain_id)
+    signed = sent = 0
+    # Transactions signed but not taken by the node yet go first: they hold their address's nonce.
+    for tx in (
+        PayoutTx.objects.filter(
+            status=PayoutTxStatus.SIGNED, payout__status=PayoutStatus.OPEN, payout__chain_id=chain_id
+        )
+        .select_related("payout")
+        .order_by("id")
+    ):
+        sent += broadcast(tx=tx, adapter=adapter, now=moment)
+    waits: list[str] = []
+    terms: dict[str, int] | None = None
+    # Nothing stored for one that fails below: it stays approved and is tried again next run, after
+    # the others (a nonce it allocated rolled back with it, so a later withdrawal may take it).
+    for withdraw_id, withdraw_no in _approved(chain_id=chain_id):
+        if signed >= settings.WITHDRAW_PAY_BATCH:
+            break
+        try:
+            if terms is None and chain_id in NONCE_CHAINS:
+                # Read once, before any lock: a slow node then delays no auditor and no other signer.
+                terms = fees.evm_terms(adapter.fee_market())  # type: ignore[attr-defined]
+        except fees.FeeCeiling as exc:
+            # The whole chain waits: no withdrawal of it is signed while the market is above the ceiling.
+            alert(severity=Severity.WARNING, kind="WITHDRAW_FEE_CEILING", subject=f"chain {chain_id}", text=exc.message)
+            pending = _approved_query(chain_id=chain_id).count()
+            return _result(chain_id, signed, sent, waits=[*waits, exc.message], waiting=len(waits) + pending)
+        except CHAIN_STOPS as exc:
+            return _stopped(chain_id, signed, sent, waits, withdraw_no=withdraw_no, exc=exc)
+        try:
+            record = _sign(withdraw_id=withdraw_id, adapter=adapter, terms=terms or {}, now=moment)
+        except PayoutWaits as exc:
+            waits.append(exc.message)
+            waiting(exc=exc, subject=f"withdrawal {withdraw_no}")
+            continue
+        except CHAIN_STOPS as exc:
+            return _stopped(chain_id, signed, sent, waits, withdraw_no=withdraw_no, exc=exc)
+        except (WalletError, ValueError) as exc:
+            # Something about this withdrawal (its coin's set-up, its address): the next one may be fine.
+            text = f"signing withdrawal {withdraw_no} failed: {type(exc).__name__}: {str(exc)[:400]}"
+            waits.append(text)
+            alert(
+                severity=Severity.WARNING, kind="WITHDRAW_SIGN_FAILED", subject=f"withdrawal {withdraw_no}", text=text
+            )
+            continue
+        if record is None:
+            continue  # taken or decided meanwhile
+        signed += 1
+        step("pay.signed")
+        tx = PayoutTx.objects.select_related("payout").get(tx_hash=record.tx_hash)
+        sent += broadcast(tx=tx, adapter=adapter, now=moment)
+    return _result(chain_id, signed, sent, waits=waits, waiting=len(waits))
+
+
+def _result(
+    chain_id: str, signed: int, sent: int, *, waits: list[str], waiting: int, error: str | None = None
+) -> PayoutResult:
+    return PayoutResult(
+        chain_id=chain_id, signed=signed, broadcast=sent, waiting=waiting, error=error, waits=tuple(waits)
+    )
+
+
+def _stopped(
+    chain_id: str, signed: int, sent: int, waits: list[str], *, withdraw_no: str, exc: Exception
+) -> PayoutResult:
+    """The run of the chain stops here: the node is down or no hot address can sign (alerted once)."""
+    text = f"signing withdrawal {withdraw_no} failed: {type(exc).__name__}: {str(exc)[:400]}"
+    kind = "WITHDRAW_SIGN_FAILED" if isinstance(exc, WalletError) else "NODE_DOWN"
+    alert(severity=Severity.WARNING, kind=kind, subject=f"chain {chain_id}", text=text)
+    return _result(chain_id, signed, sent, waits=waits, waiting=len(waits), error=text)
+
+
+def _approved_query(*, chain_id: str) -> Any:
+    return WithdrawRecord.objects.filter(status=WithdrawStatus.APPROVED, to_user__isnull=True, coin__chain_id=chain_id)
+
+
+def _approved(*, chain_id: str) -> Iterator[tuple[int, str]]:
+    """(id, withdraw_no) of the chain's approved withdrawals to outside addresses, oldest first, by pages.
+
+    Every one is reached however many older ones wait: those can never hold back the rest.
+    """
+    last_id = 0
+    while True:
+        page = list(
+            _approved_query(chain_id=chain_id)
+            .filter(id__gt=last_id)
+            .order_by("id")
+            .values_list("id", "withdraw_no")[: settings.WITHDRAW_PAY_BATCH]
+        )
+        yield from page
+        if len(page) < settings.WITHDRAW_PAY_BATCH:
+            return
+        last_id = page[-1][0]
+
+
+@transaction.atomic(durable=True)
+def _sign(*, withdraw_id: int, adapter: ChainAdapter, terms: dict[str, int], now: datetime) -> WithdrawRecord | None:
+    record = records.withdrawal_lock(withdraw_id)
+    step("sign.locked")
+    if record.status != WithdrawStatus.APPROVED or record.to_user_id is not None:
+        return None
+    payable_check(record=record)
+    _sign_first(record=record, adapter=adapter, terms=terms)
+    records.withdrawal_event(record=record, now=now)
+    return record
+
+
+def _sign_first(*, record: WithdrawRecord, adapter: ChainAdapter, terms: dict[str, int]) -> None:
+    """Pick the hot address, then build, check, sign and store the payout of a locked withdrawal (PROCESSING)."""
+    coin = CoinConfig.objects.get(coin_id=record.coin_id)
+    if not coins_selectors.coin_is_native(coin=coin) and not coin.contract_address:
+        # A token without its contract would be paid in the chain's own coin.
+        raise WithdrawalRefused(f"{coin.coin_id} has no contract address configured: ops must set it.")
+    # Any enabled hot address of the pool: its recorded balance is not kept per token; what it
+    # holds on chain is checked below (shortfall) before anything is signed.
+    hot = addresses_services.hot_wallet_select(
+        chain_id=coin.chain_id, wallet_type=settings.WITHDRAW_HOT_WALLET_TYPE, amount=Decimal(0)
+    )
+    nonce = None
+    if coin.chain_id in NONCE_CHAINS:
+        if PayoutTx.objects.filter(
+            status=PayoutTxStatus.SIGNED, payout__status=PayoutStatus.OPEN, payout__from_address=hot.address
+        ).exists():
+            # A transaction of this address the node has not taken holds its nonce: later ones would
+            # queue behind it unmined. It is sent again first (withdrawals_pay, withdrawals_confirm),
+            # and alerted there if the node refuses it.
+            raise PayoutWaits(
+                f"withdrawal {record.withdraw_no} waits unsigned: hot address {hot.address} has a signed "
+                "transaction the node has not taken yet",
+                alert_kind=None,
+            )
+        nonce = chains_services.nonce_allocate(
+            chain_id=coin.chain_id,
+            address=hot.address,
+            node_next=adapter.next_nonce(hot.address),  # type: ignore[attr-defined]
+        )
+    unsigned, signed = sign_transfer(
+        record=record, coin=coin, adapter=adapter, from_address=hot.address, nonce=nonce, terms=terms, payout=None
+    )
+    payout = Payout.objects.create(
+        chain_id=coin.chain_id, coin=coin, from_address=hot.address, nonce=nonce, status=PayoutStatus.OPEN
+    )
+    PayoutWithdrawal.objects.create(payout=payout, withdraw=record, amount=record.actual_amount)
+    payout_tx_store(payout=payout, unsigned=unsigned, signed=signed, kind=PayoutTxKind.ORIGINAL)
+    record.from_address, record.tx_hash, record.block_number = hot.address, signed.tx_hash, None
+    remark = f"from {hot.address}" + (f", nonce {nonce}" if nonce is not None else "")
+    records.withdrawal_transition(
+        record=record, auditor_id=None, action="sign", to_status=WithdrawStatus.PROCESSING, remark=remark
+    )
+
+
+@transaction.atomic(durable=True)
+def payout_nonces_forget(*, chain_id: str) -> int:
+    """
+    Release the nonces of the chain's settled payouts after the chain was replaced by a new one (a
+    dev chain started empty, chains.services.nonces_forget); return how many were released.
+
+    The new chain numbers every address from 0 again, and two payouts of an address never share a
+    nonce (uk_payout_nonce): without this the first payout on the new chain could not be stored. A
+    settled payout's nonce stays on its transactions (payout_tx.nonce); open ones keep theirs.
+    """
+    return (
+        Payout.objects.select_for_update()
+        .filter(chain_id=chain_id, nonce__isnull=False)
+        .exclude(status=PayoutStatus.OPEN)
+        .update(nonce=None)
+    )
+
+
+def sign_transfer(
+    *,
+    record: WithdrawRecord,
+    coin: CoinConfig,
+    adapter: ChainAdapter,
+    from_address: str,
+    nonce: int | None,
+    terms: dict[str, int],
+    payout: Payout | None,
+) -> tuple[UnsignedTx, SignedTx]:
+    """
+    Build the transfer of a locked withdrawal with the chain's fee terms, check that from_address can
+    pay it beside its other payouts not in a block yet (payout: the one this transaction belongs to,
+    whose own amount is not counted twice), and sign it. Nothing is stored here.
+
+    :raises PayoutWaits: the hot address is short (WITHDRAW_HOT_WALLET_SHORT), the fee is above its
+        ceiling (WITHDRAW_FEE_CEILING), or the node's simulation says the EVM transfer would fail
+        (WITHDRAW_WOULD_REVERT).
+    """
+    amount = coins_selectors.amount_to_base_units(coin=coin, amount=record.actual_amount)
+    contract = None if coins_selectors.coin_is_native(coin=coin) else coin.contract_address
+    chain_terms: dict[str, Any]
+    if coin.chain_id in NONCE_CHAINS:
+        chain_terms = {"nonce": nonce, "gas_margin": settings.ETH_GAS_LIMIT_MARGIN, **terms}
+    else:  # TRON: no nonce; the transaction expires instead (see withdrawals_confirm)
+        chain_terms = {"expiration_ms": settings.WITHDRAW_TRON_EXPIRATION_SECONDS * 1000}
+        if contract is not None:
+            energy = adapter.estimate_energy(  # type: ignore[attr-defined]
+                owner=from_address, contract=contract, to_address=record.to_address, amount_base_units=amount
+            )
+            price = adapter.chain_parameters()["getEnergyFee"]  # type: ignore[attr-defined]
+            chain_terms["fee_limit_sun"] = fees.tron_fee_limit(
+                energy=energy, energy_price=price, withdraw_no=record.withdraw_no
+            )
+    unsigned = adapter.build_transfer(
+        from_address=from_address,
+        to_address=record.to_address,
+        amount_base_units=amount,
+        contract=contract,
+        **chain_terms,
+    )
+    # Read before the balance (in shortfall): a block mined between the two reads then makes the
+    # reserve err high (a payout counted though the balance already shows it), never low.
+    mined_below = adapter.mined_count(from_address) if coin.chain_id in NONCE_CHAINS else None  # type: ignore[attr-defined]
+    reserved_native, reserved_token = _unmined_payouts(
+        coin=coin, from_address=from_address, payout=payout, mined_below=mined_below
+    )
+    short = adapter.shortfall(unsigned, reserved_native=reserved_native, reserved_token=reserved_token)  # type: ignore[attr-defined]
+    if short is not None:
+        # Rolled back with the nonce: nothing is signed that the node would refuse or that would revert.
+        raise PayoutWaits(
+            _shortfall_text(record=record, coin=coin, short=short), alert_kind="WITHDRAW_HOT_WALLET_SHORT"
+        )
+    if coin.chain_id in NONCE_CHAINS:
+        # The node runs it first: a transfer it says fails (a recipient contract that refuses ether,
+        # a token that reverts for this recipient) would only burn the hot address's gas, and the
+        # user could repeat it at no cost. Rolled back with the nonce; it waits for an auditor.
+        failure = adapter.simulate(unsigned)  # type: ignore[attr-defined]
+        if failure is not None:
+            raise PayoutWaits(
+                _would_fail_text(record=record, coin=coin, reason=failure), alert_kind="WITHDRAW_WOULD_REVERT"
+            )
+    return unsigned, signer.signer_for(coin.chain_id)(unsigned)
+
+
+def _would_fail_text(*, record: WithdrawRecord, coin: CoinConfig, reason: str) -> str:
+    return (
+        f"withdrawal {record.withdraw_no} ({record.actual_amount.normalize():f} {coin.coin_id} to "
+        f"{record.to_address}) waits unsigned: the node's simulation of its transfer fails ({reason}), so on "
+        "chain it would fail too and burn the hot address's gas; an auditor should reject it (its amount is "
+        "unfrozen for the user); it is simulated again on every payout run meanwhile"
+    )
+
+
+def _unmined_payouts(
+    *, coin: CoinConfig, from_address: str, payout: Payout | None, mined_below: int | None = None
+) -> tuple[int, int]:
+    """
+    What the address's other open payouts not in a block yet promise: (native base units, this token's).
+
+    The node's balance (at its latest block) already excludes a payout in a block, so only the
+    others count: signed but not sent, or sent and not mined. On EVM the node says which exactly:
+    mined_below, its count of the address's transactions in the latest block (a payout whose nonce
+    is below it is in a block, by one of its transactions), read with the balance, so a reorg that
+    took a payout out of its block is seen at once, before the next confirmation run. Elsewhere a
+    payout counts while withdrawals_confirm last saw none of its transactions in a block: one
+    mined since still counts until that run (the reserve errs high, never low).
+    """
+    native_id = coins_selectors.chain_native_coin(chain_id=coin.chain_id).coin_id
+    links = PayoutWithdrawal.objects.filter(
+        payout__status=PayoutStatus.OPEN,
+        payout__from_address=from_address,
+        payout__coin_id__in={native_id, coin.coin_id},
+    )
+    if mined_below is not None:
+        links = links.filter(payout__nonce__gte=mined_below)
+    else:
+        links = links.exclude(payout__txs__status=PayoutTxStatus.MINED)
+    links = links.values_list("payout__coin_id", "amount")
+    if payout is not None:
+        links = links.exclude(payout_id=payout.id)
+    coins = {c.coin_id: c for c in CoinConfig.objects.filter(coin_id__in={native_id, coin.coin_id})}
+    native = token = 0
+    for coin_id, amount in links:
+        units = coins_selectors.amount_to_base_units(coin=coins[coin_id], amount=amount)
+        if coin_id == native_id:
+            native += units
+        else:
+            token += units
+    return native, token
+
+
+def _shortfall_text(*, record: WithdrawRecord, coin: CoinConfig, short: Shortfall) -> str:
+    """Which hot address lacks how much of which coin (the chain's own for gas and fees) to pay the withdrawal."""
+    lacking = coin if short.contract is not None else coins_selectors.chain_native_coin(chain_id=coin.chain_id)
+
+    def amount(base_units: int) -> str:
+        value = coins_selectors.amount_from_base_units(coin=lacking, base_units=base_units)
+        return f"{value.normalize():f} {lacking.coin_id}"
+
+    return (
+        f"withdrawal {record.withdraw_no} ({record.actual_amount.normalize():f} {coin.coin_id}) waits unsigned: "
+        f"hot address {short.address} holds {amount(short.free)} free of its payouts not in a block yet, the "
+        f"transfer needs {amount(short.needed)} ({short.what}): {amount(short.missing)} short; top it up"
+    )
