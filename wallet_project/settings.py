@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "utxos",
     "recharges",
     "withdrawals",
+    "reserves",
 ]
 
 MIDDLEWARE = [
