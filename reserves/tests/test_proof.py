@@ -7,6 +7,7 @@ import hashlib
 import sys
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from reserves import merkle
@@ -233,6 +234,13 @@ class TestProofApi:
         assert response.status_code == 400
         assert "coin" in response.json()["fields"]
 
+    def test_refuses_an_unknown_coin_on_the_coin_field(self, btc_snapshot, user_client):
+        response = user_client.get("/api/v1/wallet/reserves/proof", {"coin": "DOGE"})
+
+        assert response.status_code == 400
+        assert response.json()["code"] == "unknown_coin"
+        assert list(response.json()["fields"]) == ["coin"]
+
     def test_a_user_without_a_balance_has_no_leaf(self, btc_snapshot, user_client):
         response = user_client.get("/api/v1/wallet/reserves/proof", {"coin": "ETH"})
 
@@ -246,3 +254,32 @@ class TestProofApi:
         assert proof["leaf"]["user_id"] == user.id
         assert proof["leaf"]["salt"] == merkle.salt_of(secret=bytes(tree.salt_secret), user_id=user.id).hex()
         assert bytes(tree.salt_secret).hex() not in str(proof)
+
+
+class TestCommand:
+    def test_prints_each_coins_root_and_total_and_the_statement(self, seeded_coins, user, capsys):
+        balance_set(user.id, "BTC", available="2")
+
+        call_command("reserves_snapshot", "--coin", "BTC")
+
+        out = capsys.readouterr().out
+        tree = ReserveTree.objects.get(coin_id="BTC")
+        assert f"BTC: root {tree.root} total 200000000 base units, 1 users" in out
+        assert f"statement: {tree.snapshot.statement}" in out
+        assert "published" in out
+
+    def test_an_unknown_coin_stops_it_with_one_line(self, seeded_coins):
+        with pytest.raises(CommandError, match="unknown coin NOPE"):
+            call_command("reserves_snapshot", "--coin", "NOPE")
+
+
+def test_the_largest_wei_balance_is_exact_in_the_leaf_and_the_proof(seeded_coins, user, proof_of, tmp_path):
+    balance_set(user.id, "ETH", available="99999999999999999999.999999999999999999")  # DECIMAL(38,18) at its widest
+
+    snapshot = reserves_services.snapshot_build(now=timezone.now(), coin_ids=["ETH"])
+    proof = proof_of("ETH")
+
+    tree = ReserveTree.objects.get(snapshot=snapshot, coin_id="ETH")
+    assert proof["leaf"]["balance"] == "9" * 38
+    done = verify_run(proof, tmp_path, "--root", tree.root, "--total", "9" * 38, "--no-signatures")
+    assert done.returncode == 0, done.stdout
