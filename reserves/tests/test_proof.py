@@ -283,3 +283,13 @@ def test_the_largest_wei_balance_is_exact_in_the_leaf_and_the_proof(seeded_coins
     assert proof["leaf"]["balance"] == "9" * 38
     done = verify_run(proof, tmp_path, "--root", tree.root, "--total", "9" * 38, "--no-signatures")
     assert done.returncode == 0, done.stdout
+
+
+def test_the_admin_shows_a_snapshot_but_never_its_salt_secret(btc_snapshot, admin_client):
+    snapshot, tree = btc_snapshot
+
+    page = admin_client.get(f"/admin/reserves/reservesnapshot/{snapshot.id}/change/")
+
+    assert page.status_code == 200
+    assert tree.root in page.content.decode()
+    assert bytes(tree.salt_secret).hex() not in page.content.decode()
