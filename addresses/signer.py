@@ -6,6 +6,8 @@ Its public surface is narrow:
   address it names. The address must be one of ours with a key (hot or deposit); its key is
   decrypted, derived, checked against the stored address, used, and dropped.
 - `hd_wallet_create`, `private_key_import`: put a new secret into the vault.
+- `message_sign(chain_id, address, message)`: the address's signature of a text statement (proof
+  of reserves), in its chain's signed-message scheme.
 - `secrets_rotate`, `secrets_verify`: re-encrypt under another KEK version; prove every secret decrypts.
 - `keyring_check`: refuse to start with a missing or malformed KEK.
 
@@ -15,6 +17,7 @@ Nothing here returns, logs or raises with a secret in it; frames that hold one a
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -414,6 +417,70 @@ def signer_for(chain_id: str) -> Signer:
         return signed
 
     return sign
+
+
+# --- signed messages (proof of reserves) ----------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    if n < 0xFD:
+        return bytes([n])
+    return b"\xfd" + n.to_bytes(2, "little") if n <= 0xFFFF else b"\xfe" + n.to_bytes(4, "little")
+
+
+@sensitive_variables()
+def _message_sign_btc(message: str, key: bytes) -> str:
+    from coincurve import PrivateKey
+
+    from chains.codecs import sha256d
+
+    body = message.encode()
+    digest = sha256d(_varint(24) + b"Bitcoin Signed Message:\n" + _varint(len(body)) + body)
+    signature = PrivateKey(key).sign_recoverable(digest, hasher=None)
+    # BIP-137 header for a P2WPKH (bech32) address: 39 + recovery id; then r and s.
+    return base64.b64encode(bytes([39 + signature[64]]) + signature[:64]).decode()
+
+
+@sensitive_variables()
+def _message_sign_eth(message: str, key: bytes) -> str:
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    return "0x" + bytes(Account.sign_message(encode_defunct(text=message), key).signature).hex()
+
+
+@sensitive_variables()
+def _message_sign_tron(message: str, key: bytes) -> str:
+    from tronpy import keys as tron_keys
+
+    # TRON's signMessageV2: keccak256("\x19TRON Signed Message:\n" + length + message), v as 27/28.
+    signature = tron_keys.PrivateKey(key).sign_msg(message.encode()).to_bytes()
+    return "0x" + (signature[:64] + bytes([27 + signature[64]])).hex()
+
+
+_MESSAGE_SIGNERS: dict[str, Callable[[str, bytes], str]] = {
+    "BTC": _message_sign_btc,
+    "ETH": _message_sign_eth,
+    "TRON": _message_sign_tron,
+}
+
+
+@sensitive_variables()
+def message_sign(*, chain_id: str, address: str, message: str) -> str:
+    """
+    Return address's signature of a text message in its chain's signed-message scheme: BTC
+    BIP-137 (base64), ETH EIP-191 personal_sign (0x hex r+s+v), TRON signMessageV2 (0x hex r+s+v).
+
+    For statements such as a proof-of-reserves snapshot; a transaction is never signed this way
+    (each scheme prefixes the message so that no signed message is a valid transaction).
+    :raises SignerError: not our address on chain_id, watch-only, or a key that does not match it.
+    """
+    if chain_id not in _MESSAGE_SIGNERS:
+        raise SignerError(f"No message signer for chain {chain_id!r}.")
+    row = _signing_address(chain_id, address)
+    signature = _MESSAGE_SIGNERS[chain_id](message, _private_key(row))
+    logger.info("signed a %s message with %s", chain_id, row.address)
+    return signature
 
 
 def mnemonic_backup_write(*, path: Path, mnemonic: str) -> None:

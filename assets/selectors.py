@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 
@@ -122,3 +123,13 @@ def ledger_mismatches(*, user_id: int | None = None) -> list[dict[str, object]]:
             }
         )
     return mismatches
+
+
+def balances_of_coin(*, coin_id: str) -> Iterator[tuple[int, Decimal, Decimal, Decimal]]:
+    """
+    Return (user_id, available, frozen, debt) of every balance row of the coin, in user id order.
+
+    Proof of reserves reads them all inside one REPEATABLE READ transaction (reserves.services).
+    """
+    rows = Balance.objects.filter(coin_id=coin_id).order_by("user_id")
+    return rows.values_list("user_id", "available", "frozen", "debt").iterator(chunk_size=20_000)

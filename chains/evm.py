@@ -349,12 +349,15 @@ class EvmAdapter:
                 statuses[tx_hash] = int(receipt["status"], 16) == 1
         return statuses
 
-    def balance(self, address: str, contract: str | None = None) -> int:
+    def balance(self, address: str, contract: str | None = None, *, height: int | None = None) -> int:
+        """Balance in base units at the best block, or at block `height` (proof of reserves reads every
+        address at one height; the node must keep that block's state)."""
         key = self.match_key(address)
+        block = "latest" if height is None else hex(height)
         if contract is None:
-            return self._int(self.node.call("eth_getBalance", [key, "latest"]), "eth_getBalance")
+            return self._int(self.node.call("eth_getBalance", [key, block]), "eth_getBalance")
         data = SELECTOR_BALANCE_OF + key[2:].rjust(64, "0")
-        answer = self.node.call("eth_call", [{"to": self.match_key(contract), "data": data}, "latest"])
+        answer = self.node.call("eth_call", [{"to": self.match_key(contract), "data": data}, block])
         if not isinstance(answer, str) or len(answer) < 66:
             raise ChainError(f"{self.chain_id} node: balanceOf answered nothing (not a token contract?)")
         return int(answer[:66], 16)

@@ -101,6 +101,7 @@ AUTHENTICATED = [
     ("post", WITHDRAWALS),
     ("get", f"{WITHDRAWALS}/W1"),
     ("post", f"{WITHDRAWALS}/W1/cancel"),
+    ("get", "/api/v1/wallet/reserves/proof?coin=BTC"),
 ]
 
 
@@ -134,7 +135,7 @@ class TestBadToken:
         named = {p.name for p in api_v1} - public
         assert named == {
             "balance-list", "flow-list", "deposit-address", "recharge-list", "withdrawal-list", "withdrawal-get",
-            "withdrawal-cancel",
+            "withdrawal-cancel", "reserves-proof",
         }  # fmt: skip
 
 

@@ -166,3 +166,13 @@ def utxos_facts(*, from_height: int = 0) -> dict[Outpoint, Facts]:
     """Return the facts of every live output created at from_height or later (tests, reports)."""
     rows = BtcUtxo.objects.filter(block_height__gte=from_height, orphaned=False)
     return {(txid, vout): Facts(*facts) for txid, vout, *facts in rows.values_list("txid", "vout", *FACT_COLUMNS)}
+
+
+def utxo_totals_by_address() -> dict[int, int]:
+    """
+    Return {address id: satoshis} of every address of ours with unspent outputs on the best chain
+    the scanner holds (proof of reserves). Outputs locked by a payout count: until its spend is
+    mined they are still ours on chain.
+    """
+    rows = _unspent().order_by().values("address_id").annotate(total=Sum("value_sats"))
+    return {row["address_id"]: int(row["total"]) for row in rows}

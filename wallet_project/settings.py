@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "utxos",
     "recharges",
     "withdrawals",
+    "reserves",
 ]
 
 MIDDLEWARE = [

@@ -8,6 +8,7 @@ from assets.api import BalanceListApi, FlowListApi
 from coins.api import CoinListApi
 from monitoring import views as monitoring_views
 from recharges.api import RechargeListApi
+from reserves.api import ReservesProofApi
 from wallet_project.health import HealthApi
 from wallet_project.login import ThrottledAdminLoginForm, TokenObtainApi
 from withdrawals.api import WithdrawalCancelApi, WithdrawalGetApi, WithdrawalListApi
@@ -24,6 +25,7 @@ api_v1 = [
     path("wallet/withdrawals", WithdrawalListApi.as_view(), name="withdrawal-list"),
     path("wallet/withdrawals/<str:withdraw_no>", WithdrawalGetApi.as_view(), name="withdrawal-get"),
     path("wallet/withdrawals/<str:withdraw_no>/cancel", WithdrawalCancelApi.as_view(), name="withdrawal-cancel"),
+    path("wallet/reserves/proof", ReservesProofApi.as_view(), name="reserves-proof"),
 ]
 
 urlpatterns = [
