@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
@@ -43,6 +44,17 @@ def env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
+
+
+def env_decimal(name: str, default: str) -> Decimal:
+    raw = os.environ.get(name) or default
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be a decimal number, not {raw!r}") from None
+    if not value.is_finite() or value < 0:
+        raise ImproperlyConfigured(f"{name} must be a decimal number of 0 or more, not {raw!r}")
+    return value
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -89,6 +101,7 @@ INSTALLED_APPS = [
     "utxos",
     "recharges",
     "withdrawals",
+    "controls",
 ]
 
 MIDDLEWARE = [
@@ -225,6 +238,16 @@ WITHDRAW_PAY_BATCH = env_int("WITHDRAW_PAY_BATCH", 20)
 # How long a signed TRON withdrawal stays valid; past it, an unmined one is signed again.
 WITHDRAW_TRON_EXPIRATION_SECONDS = env_int("WITHDRAW_TRON_EXPIRATION_SECONDS", 60)
 WITHDRAW_STUCK_SECONDS = env_int("WITHDRAW_STUCK_SECONDS", 1800)
+# Withdrawal risk rules (withdrawals.risk_rules); their amount thresholds are per coin in coin_config
+# (risk_first_address_amount, risk_velocity_amount). A new address-book entry can be withdrawn to,
+# and "address book only" switched off, this long after it was asked for.
+RISK_ADDRESS_BOOK_COOLING_SECONDS = env_int("RISK_ADDRESS_BOOK_COOLING_SECONDS", 86400)
+# Velocity: more than RISK_VELOCITY_MAX_COUNT withdrawals (0: no count limit), or more than the
+# coin's risk_velocity_amount, of one coin by one user within the window goes to review.
+RISK_VELOCITY_WINDOW_MINUTES = env_int("RISK_VELOCITY_WINDOW_MINUTES", 60)
+RISK_VELOCITY_MAX_COUNT = env_int("RISK_VELOCITY_MAX_COUNT", 10)
+# A withdrawal larger than this share of the coin's hot balance goes to review, with an alert (0: off).
+RISK_HOT_SHARE_MAX = env_decimal("RISK_HOT_SHARE_MAX", "0.5")
 # Daily withdrawal limits reset at midnight of this zone.
 WALLET_BUSINESS_TIME_ZONE = env_str("WALLET_BUSINESS_TIME_ZONE", "Asia/Shanghai")
 

@@ -40,6 +40,7 @@ from monitoring.models import Severity
 from recharges import selectors as recharges_selectors
 from wallet_project.errors import WalletError
 from withdrawals import records
+from withdrawals import risk_rules as withdrawals_risk
 from withdrawals.models import WithdrawRecord, WithdrawStatus
 from withdrawals.services import WithdrawalRefused
 
@@ -226,6 +227,8 @@ def _payable_check(*, record: WithdrawRecord) -> None:
             "settle the shortfall and lift the hold",
             alert_kind="WITHDRAW_HELD",
         )
+    if (stop := withdrawals_risk.signing_stop(record=record, coin=coin, now=timezone.now())) is not None:
+        raise PayoutWaits(stop.message, alert_kind=stop.alert_kind)  # a tripped breaker, a refusing risk rule
 
 
 def _sign_transfer(*, record: WithdrawRecord, adapter: ChainAdapter, gas_price: int | None, action: str) -> None:
