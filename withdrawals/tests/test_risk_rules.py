@@ -25,6 +25,8 @@ from coins.models import CoinConfig
 from controls import proposals
 from controls import services as controls_services
 from monitoring.models import Alert, HotBalance, Severity
+from recharges.models import ScanCursor
+from utxos.models import BtcUtxo
 from wallet_project import roles
 from wallet_project.errors import WalletError
 from withdrawals import services as withdrawals_services
@@ -34,6 +36,7 @@ pytestmark = pytest.mark.django_db
 
 OUTSIDE = to_checksum_address("0x" + "5e" * 20)
 ELSEWHERE = to_checksum_address("0x" + "6f" * 20)
+BTC_OUTSIDE = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
 URL = "/api/v1/wallet/withdrawals"
 COOLING = 86400
 
@@ -294,6 +297,32 @@ class TestHotShare:
         assert record.status == WithdrawStatus.APPROVED
         assert verdict(record, "hot_share").detail == "at most 50% of the hot balance of 10 ETH"
         assert not Alert.objects.filter(kind="ABNORMAL_TRANSACTION").exists()
+
+    def test_btcs_hot_balance_is_read_from_the_utxo_set(self, trader, settings):
+        settings.RISK_HOT_SHARE_MAX = Decimal("0.5")
+        fund(trader, "10", coin_id="BTC")
+        hot = WalletAddress.objects.create(
+            coin_id="BTC", coin_name="BTC", chain_id="BTC", address_type=AddressType.HOT, wallet_type="withdraw",
+            address="bcrt1qhotpool0000000000000000000000000000000",
+        )  # fmt: skip
+        ScanCursor.objects.create(chain_id="BTC", height=200)
+        for vout, sats in enumerate((100_000_000, 60_000_000)):  # 1.6 BTC unspent in the pool
+            BtcUtxo.objects.create(
+                txid="ab" * 32, vout=vout, value_sats=sats, script_hex="0014", address=hot, kind=AddressType.HOT,
+                wallet_type="withdraw", block_height=100, block_hash="cd" * 32,
+            )  # fmt: skip
+        BtcUtxo.objects.create(
+            txid="ef" * 32, vout=0, value_sats=500_000_000, script_hex="0014", address=hot, kind=AddressType.HOT,
+            wallet_type="withdraw", block_height=90, block_hash="cd" * 32, spent_txid="01" * 32, spent_height=95,
+            spent_hash="cd" * 32,
+        )  # fmt: skip
+
+        within = apply(trader, "0.8", key="a", coin_id="BTC", to=BTC_OUTSIDE)
+        above = apply(trader, "0.81", key="b", coin_id="BTC", to=BTC_OUTSIDE)
+
+        assert verdict(within, "hot_share").detail == "at most 50% of the hot balance of 1.6 BTC"
+        assert verdict(above, "hot_share").outcome == RiskOutcome.REVIEW
+        assert above.status == WithdrawStatus.PENDING_REVIEW
 
     def test_an_unknown_hot_balance_is_said_so(self, trader):
         record = apply(trader, "6", key="a")
