@@ -58,6 +58,19 @@ class CoinConfig(models.Model):
     withdraw_dual_audit_threshold = models.DecimalField(
         **AMOUNT, default=Decimal("100000"), help_text="Above this two different auditors must approve."
     )
+    # Withdrawal risk rules (withdrawals.risk_rules), in coin units; NULL switches the rule off for the coin.
+    risk_first_address_amount = models.DecimalField(
+        **AMOUNT,
+        null=True,
+        blank=True,
+        help_text="A withdrawal above this to an address no withdrawal ever paid goes to review.",
+    )
+    risk_velocity_amount = models.DecimalField(
+        **AMOUNT,
+        null=True,
+        blank=True,
+        help_text="More than this withdrawn by one user within RISK_VELOCITY_WINDOW_MINUTES goes to review.",
+    )
     status = models.SmallIntegerField(choices=Switch.choices, default=Switch.ENABLED, db_index=True)
     recharge_enabled = models.SmallIntegerField(choices=Switch.choices, default=Switch.ENABLED)
     withdraw_enabled = models.SmallIntegerField(choices=Switch.choices, default=Switch.ENABLED)

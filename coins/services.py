@@ -8,6 +8,7 @@ from django.db import transaction
 
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig
+from wallet_project.errors import Conflict
 
 COIN_LIST_CACHE_KEY = "coins:list:v1"
 
@@ -16,6 +17,33 @@ COIN_LIST_CACHE_KEY = "coins:list:v1"
 # 6 decimals credits 10**12 wei as 1,000,000 ETH), and the id, chain and native flag say which
 # transfers are this coin. A coin configured wrongly is replaced by a new coin, never re-defined.
 IDENTITY_FIELDS = ("coin_id", "chain_id", "decimals", "is_native")
+
+# Settings a change of which takes effect only once a second person approves it (controls.proposals):
+# what decides which transfers are this coin, when a deposit counts, how much may leave and who
+# looks at it first. The one list of them: a new risky setting (sweep thresholds...) joins it here
+# and the admin turns its edits into proposals.
+FOUR_EYES_FIELDS = (
+    "contract_address",
+    "required_confirmations",
+    "min_recharge_amount",
+    "max_recharge_amount",
+    "min_withdraw_amount",
+    "max_withdraw_amount",
+    "withdraw_daily_limit",
+    "withdraw_fee",
+    "withdraw_fee_type",
+    "withdraw_fee_rate",
+    "withdraw_audit_threshold",
+    "withdraw_dual_audit_threshold",
+    "risk_first_address_amount",
+    "risk_velocity_amount",
+)
+
+
+class CoinSettingsChanged(Conflict):
+    """A setting no longer has the value a proposal was made against."""
+
+    code = "coin_settings_changed"
 
 
 def _editable_fields() -> list[str]:
@@ -63,6 +91,36 @@ def coin_save(*, coin: CoinConfig, changed_fields: list[str] | None = None) -> C
             saved.save(update_fields=[*fields, "update_time"])
     transaction.on_commit(lambda: cache.delete(COIN_LIST_CACHE_KEY))
     return saved
+
+
+@transaction.atomic(savepoint=False)
+def coin_settings_apply(*, coin_id: str, expected: dict[str, object], values: dict[str, object]) -> CoinConfig:
+    """
+    Write values onto the coin if each of its expected fields still holds the expected value.
+
+    A building block of an approved proposal: it joins the caller's transaction and locks the
+    coin's row. Values come as a form sends them and are converted by each field.
+    :raises CoinSettingsChanged: a field changed since the proposal was made (nothing is written).
+    :raises django.core.exceptions.ValidationError: by field, as coin_save.
+    """
+    coin = CoinConfig.objects.select_for_update().get(coin_id=coin_id)
+    moved = {
+        name: value
+        for name, value in expected.items()
+        if getattr(coin, name) != CoinConfig._meta.get_field(name).to_python(value)
+    }
+    if moved:
+        names = ", ".join(sorted(moved))
+        raise CoinSettingsChanged(f"{coin_id}: {names} changed since the proposal was made.")
+    redefined = [name for name in values if name in IDENTITY_FIELDS]
+    if redefined:
+        raise ValidationError({name: "A coin's identity cannot change." for name in redefined})
+    for name, value in values.items():
+        setattr(coin, name, CoinConfig._meta.get_field(name).to_python(value))
+    _coin_check(coin)
+    coin.save(update_fields=[*values, "update_time"])
+    transaction.on_commit(lambda: cache.delete(COIN_LIST_CACHE_KEY))
+    return coin
 
 
 @transaction.atomic(durable=True)

@@ -232,6 +232,17 @@ _KINDS = (
         "deposit, fee) before clearing it.",
     ),
     AlertKind(
+        "BREAKER_TRIPPED",
+        Severity.CRITICAL,
+        "A coin's circuit breaker was tripped (the message says by what: reconciliation, the payout on an "
+        "impossible state, or a person, and why). No withdrawal of that coin is signed; applications are "
+        "still accepted and wait approved, and users see that payouts are paused. Find and fix the cause "
+        "first (a ledger or chain difference, an output or nonce spent by a transaction we did not sign: "
+        "treat it as a possible key compromise until proven otherwise). Then propose clearing it in the admin "
+        "(Coins, action 'Propose to clear the circuit breaker', with a remark); it clears when a second "
+        "person approves the proposal (Proposed changes), and this alert resolves then.",
+    ),
+    AlertKind(
         "EVENT_RELAY_LAG",
         Severity.WARNING,
         "Asset-change events wait longer than RELAY_LAG_ALERT_SECONDS to reach the broker: the "

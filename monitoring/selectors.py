@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
+from decimal import Decimal
 
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, Max, QuerySet, Sum
 
 from monitoring.models import Alert, AlertDelivery, BackupKind, BackupRun, DeliveryStatus, HotBalance
 
@@ -46,3 +48,17 @@ def backup_last_finished() -> dict[str, datetime]:
 
 def backup_finished_since(*, kind: BackupKind, since: datetime) -> bool:
     return BackupRun.objects.using("default").filter(kind=kind, finished_at__gt=since).exists()
+
+
+def hot_balance_total(*, coin_id: str, addresses: Collection[str]) -> Decimal | None:
+    """
+    Return what these hot addresses held of the coin at their last readings, or None if none was read.
+
+    An address whose last reading failed (NULL) counts as nothing; None only when no address has a number.
+    """
+    found = (
+        HotBalance.objects.using("default")
+        .filter(coin_id=coin_id, address__in=list(addresses), balance__isnull=False)
+        .aggregate(total=Sum("balance"), readings=Count("id"))
+    )
+    return found["total"] if found["readings"] else None

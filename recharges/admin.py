@@ -1,5 +1,3 @@
-from collections.abc import Callable
-
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -7,10 +5,9 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from assets import events as assets_events
+from recharges import hold_changes
 from recharges import selectors as recharges_selectors
 from recharges import services as recharges_services
-from recharges import shortfalls as recharges_shortfalls
 from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, ScanCursor
 from wallet_project.admin import ReadOnlyAdmin, amount_column, hash_column
 from wallet_project.errors import WalletError
@@ -194,7 +191,8 @@ class AccountHoldAdmin(ReadOnlyAdmin):
 
     A hold closes itself when the user's credits repay the debt. Ops close it otherwise, each way
     with its own permission and a remark: settle (the user paid it back off-system) or write off
-    (the exchange takes the loss).
+    (the exchange takes the loss); each is a proposal that a second person with the permission
+    approves (four eyes).
     """
 
     list_display = (
@@ -223,33 +221,42 @@ class AccountHoldAdmin(ReadOnlyAdmin):
     def has_write_off_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("recharges.write_off_accounthold")
 
-    @admin.action(description="Settle: the user paid the shortfall back off-system", permissions=["settle"])
+    @admin.action(
+        description="Settle: the user paid the shortfall back off-system (proposed; a second person approves)",
+        permissions=["settle"],
+    )
     def settle(self, request: HttpRequest, queryset: QuerySet[AccountHold]) -> HttpResponse | None:
-        return self._close(request, queryset, action="settle", service=recharges_shortfalls.account_hold_settle)
+        return self._close(request, queryset, action="settle")
 
-    @admin.action(description="Write off: the exchange takes the loss of the shortfall", permissions=["write_off"])
+    @admin.action(
+        description="Write off: the exchange takes the loss of the shortfall (proposed; a second person approves)",
+        permissions=["write_off"],
+    )
     def write_off(self, request: HttpRequest, queryset: QuerySet[AccountHold]) -> HttpResponse | None:
-        return self._close(request, queryset, action="write_off", service=recharges_shortfalls.account_hold_write_off)
+        return self._close(request, queryset, action="write_off")
 
-    def _close(
-        self, request: HttpRequest, queryset: QuerySet[AccountHold], *, action: str, service: Callable[..., AccountHold]
-    ) -> HttpResponse | None:
+    def _close(self, request: HttpRequest, queryset: QuerySet[AccountHold], *, action: str) -> HttpResponse | None:
+        # Lifting a hold takes four eyes: each hold gets a proposal that a second person approves
+        # under Risk controls → Proposed changes; nothing changes before that.
         holds = list(queryset.filter(status=HoldStatus.ACTIVE).select_related("user", "recharge").order_by("id"))
         form = ShortfallForm(request.POST if "apply" in request.POST else None)
-        verb = "Settled" if action == "settle" else "Written off"
+        kind = hold_changes.SETTLE if action == "settle" else hold_changes.WRITE_OFF
         if "apply" in request.POST and form.is_valid():
             remark = form.cleaned_data["remark"]
             for hold in holds:
-                now = timezone.now()
                 try:
-                    closed = service(hold_id=hold.id, operator=request.user, remark=remark, now=now)
-                except WalletError as error:  # closed meanwhile in another way (repaid, the other action)
+                    change = hold_changes.account_hold_propose_close(
+                        hold_id=hold.id, kind=kind, user=request.user, remark=remark, now=timezone.now()
+                    )
+                except WalletError as error:  # closed meanwhile, or a proposal for it waits already
                     self.message_user(request, f"hold {hold.id}: {error}", messages.WARNING)
                     continue
-                if closed.resolve_time == now:  # closed by this request, not found closed already
-                    amount = assets_events.amount_str(closed.resolved_amount)
-                    self.log_change(request, closed, f"{verb} ({amount} {closed.coin_id}): {remark}")
-                self.message_user(request, f"hold {hold.id}: {closed.get_status_display()}", messages.SUCCESS)
+                self.log_change(request, hold, f"Proposed ({change.summary}), proposal #{change.pk}: {remark}")
+                self.message_user(
+                    request,
+                    f"hold {hold.id}: proposal #{change.pk} waits for a second person's approval (Proposed changes)",
+                    messages.SUCCESS,
+                )
             return None
         debts = recharges_selectors.account_hold_debts(holds=holds)
         context = {

@@ -210,6 +210,20 @@ def _close(*, hold_id: int, status: HoldStatus, operator: AbstractBaseUser, rema
 def _close_commit(
     *, hold_id: int, status: HoldStatus, operator: AbstractBaseUser, remark: str, now: datetime
 ) -> AccountHold:
+    return account_hold_close_in(hold_id=hold_id, status=status, operator=operator, remark=remark, now=now)
+
+
+@transaction.atomic(savepoint=False)
+def account_hold_close_in(
+    *, hold_id: int, status: HoldStatus, operator: AbstractBaseUser, remark: str, now: datetime
+) -> AccountHold:
+    """
+    Settle or write off the hold (status SETTLED or WRITTEN_OFF) in the caller's transaction.
+
+    The building block of account_hold_settle / account_hold_write_off, for an approved four-eyes
+    proposal (recharges.hold_changes) that applies it in the approval's transaction.
+    :raises Conflict: as account_hold_settle.
+    """
     user_id, coin_id = AccountHold.objects.filter(id=hold_id).values_list("user_id", "coin_id").get()
     coin = CoinConfig.objects.get(coin_id=coin_id)
     # The balance first, then the holds: the order of deposits_settle, which locks balances and

@@ -102,6 +102,13 @@ AUTHENTICATED = [
     ("get", f"{WITHDRAWALS}/W1"),
     ("post", f"{WITHDRAWALS}/W1/cancel"),
     ("get", "/api/v1/wallet/reserves/proof?coin=BTC"),
+    ("get", "/api/v1/wallet/address-book"),
+    ("post", "/api/v1/wallet/address-book"),
+    ("delete", "/api/v1/wallet/address-book/1"),
+    ("get", "/api/v1/wallet/address-book/settings"),
+    ("put", "/api/v1/wallet/address-book/settings"),
+    ("get", "/api/v1/ops/breakers"),
+    ("post", "/api/v1/ops/breakers/ETH/trip"),
 ]
 
 
@@ -135,7 +142,8 @@ class TestBadToken:
         named = {p.name for p in api_v1} - public
         assert named == {
             "balance-list", "flow-list", "deposit-address", "recharge-list", "withdrawal-list", "withdrawal-get",
-            "withdrawal-cancel", "reserves-proof",
+            "withdrawal-cancel", "reserves-proof", "address-book", "address-book-entry", "address-book-settings",
+            "ops-breakers", "ops-breaker-trip",
         }  # fmt: skip
 
 

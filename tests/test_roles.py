@@ -33,6 +33,10 @@ AUDITOR_PERMISSIONS = {
     "assets.view_balance",
     "assets.view_flow",
     "recharges.view_rechargerecord",
+    "withdrawals.view_withdrawriskverdict",
+    "controls.view_coinbreaker",
+    "controls.view_blacklistaddress",
+    "controls.view_addressbookentry",
 }
 OPERATOR_PERMISSIONS = {
     "monitoring.view_alert",
@@ -58,6 +62,17 @@ OPERATOR_PERMISSIONS = {
     "assets.view_balance",
     "assets.view_flow",
     "assets.view_outboxmessage",
+    "withdrawals.view_withdrawriskverdict",
+    "controls.view_coinbreaker",
+    "controls.view_breakerlog",
+    "controls.trip_coinbreaker",
+    "controls.clear_coinbreaker",
+    "controls.view_blacklistaddress",
+    "controls.manage_blacklist",
+    "controls.view_addressbookentry",
+    "controls.view_addressbookpolicy",
+    "controls.view_settingschange",
+    "controls.decide_settingschange",
 }
 # Permissions the code defines beyond Django's add/change/delete/view that no role holds, and why.
 # A new one (a sweep, a breaker, a hold's settlement) must land in a role migration or here.

@@ -24,6 +24,8 @@ from django.utils import timezone
 
 from addresses import selectors as addresses_selectors
 from chains.base import Block
+from controls import breakers as controls_breakers
+from controls.models import BreakerSource
 from monitoring import services as monitoring_services
 from monitoring.models import Severity
 from utxos.locking import (
@@ -189,7 +191,7 @@ def _spends_record(*, chain_id: str, blocks: Sequence[Block], now: object) -> in
 
 
 def _spent_elsewhere_alert(*, chain_id: str, ids: list[int], spender: str, height: int) -> None:
-    """Alert when a payout's input is spent by a transaction other than the one the payout signed."""
+    """Alert and trip the chain's breakers when a payout's input is spent by a transaction it did not sign."""
     other = list(
         BtcUtxo.objects.filter(id__in=ids, pending_txid__isnull=False)
         .exclude(pending_txid=spender)
@@ -208,6 +210,8 @@ def _spent_elsewhere_alert(*, chain_id: str, ids: list[int], spender: str, heigh
             message=text,
             now=timezone.now(),
         )
+        # An impossible state for a wallet that alone holds its keys: stop the chain's payouts until people look.
+        controls_breakers.breaker_trip_chain(chain_id=chain_id, reason=text, source=BreakerSource.SCANNER)
 
 
 @transaction.atomic(savepoint=False)

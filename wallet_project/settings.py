@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "recharges",
     "withdrawals",
     "reserves",
+    "controls",
 ]
 
 MIDDLEWARE = [
@@ -255,6 +256,16 @@ ETH_GAS_LIMIT_MARGIN = env_decimal("ETH_GAS_LIMIT_MARGIN", "1.25", minimum="1")
 ETH_REPLACEMENT_BUMP_PERCENT = env_decimal("ETH_REPLACEMENT_BUMP_PERCENT", "12.5", minimum="10")
 # TRC20 payouts: fee_limit = estimated energy x energy price x this margin, at most TRON_FEE_LIMIT_SUN.
 TRON_ENERGY_MARGIN = env_decimal("TRON_ENERGY_MARGIN", "1.2", minimum="1")
+# Withdrawal risk rules (withdrawals.risk_rules); their amount thresholds are per coin in coin_config
+# (risk_first_address_amount, risk_velocity_amount). A new address-book entry can be withdrawn to,
+# and "address book only" switched off, this long after it was asked for.
+RISK_ADDRESS_BOOK_COOLING_SECONDS = env_int("RISK_ADDRESS_BOOK_COOLING_SECONDS", 86400)
+# Velocity: more than RISK_VELOCITY_MAX_COUNT withdrawals (0: no count limit), or more than the
+# coin's risk_velocity_amount, of one coin by one user within the window goes to review.
+RISK_VELOCITY_WINDOW_MINUTES = env_int("RISK_VELOCITY_WINDOW_MINUTES", 60)
+RISK_VELOCITY_MAX_COUNT = env_int("RISK_VELOCITY_MAX_COUNT", 10)
+# A withdrawal larger than this share of the coin's hot balance goes to review, with an alert (0: off).
+RISK_HOT_SHARE_MAX = env_decimal("RISK_HOT_SHARE_MAX", "0.5")
 # Daily withdrawal limits reset at midnight of this zone.
 WALLET_BUSINESS_TIME_ZONE = env_str("WALLET_BUSINESS_TIME_ZONE", "Asia/Shanghai")
 

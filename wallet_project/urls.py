@@ -6,6 +6,13 @@ from rest_framework_simplejwt.views import TokenRefreshView
 from addresses.api import DepositAddressGetApi
 from assets.api import BalanceListApi, FlowListApi
 from coins.api import CoinListApi
+from controls.api import (
+    AddressBookEntryApi,
+    AddressBookListApi,
+    AddressBookSwitchApi,
+    BreakerListApi,
+    BreakerTripApi,
+)
 from monitoring import views as monitoring_views
 from recharges.api import RechargeListApi
 from reserves.api import ReservesProofApi
@@ -26,6 +33,11 @@ api_v1 = [
     path("wallet/withdrawals/<str:withdraw_no>", WithdrawalGetApi.as_view(), name="withdrawal-get"),
     path("wallet/withdrawals/<str:withdraw_no>/cancel", WithdrawalCancelApi.as_view(), name="withdrawal-cancel"),
     path("wallet/reserves/proof", ReservesProofApi.as_view(), name="reserves-proof"),
+    path("wallet/address-book", AddressBookListApi.as_view(), name="address-book"),
+    path("wallet/address-book/settings", AddressBookSwitchApi.as_view(), name="address-book-settings"),
+    path("wallet/address-book/<int:entry_id>", AddressBookEntryApi.as_view(), name="address-book-entry"),
+    path("ops/breakers", BreakerListApi.as_view(), name="ops-breakers"),
+    path("ops/breakers/<str:coin_id>/trip", BreakerTripApi.as_view(), name="ops-breaker-trip"),
 ]
 
 urlpatterns = [

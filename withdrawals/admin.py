@@ -10,12 +10,18 @@ from wallet_project.errors import WalletError
 from withdrawals import admin_review
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
-from withdrawals.models import Payout, PayoutTx, PayoutWithdrawal, WithdrawAuditLog, WithdrawRecord
+from withdrawals.models import Payout, PayoutTx, PayoutWithdrawal, WithdrawAuditLog, WithdrawRecord, WithdrawRiskVerdict
 
 
 class WithdrawAuditLogInline(ReadOnlyInline):
     model = WithdrawAuditLog
     fields = ("auditor", "action", "from_status", "to_status", "remark", "create_time")
+    readonly_fields = fields
+
+
+class WithdrawRiskVerdictInline(ReadOnlyInline):
+    model = WithdrawRiskVerdict
+    fields = ("stage", "rule", "outcome", "detail", "create_time")
     readonly_fields = fields
 
 
@@ -39,7 +45,7 @@ class WithdrawRecordAdmin(ReadOnlyAdmin):
     list_filter = ("coin", "status")
     search_fields = ("withdraw_no", "tx_hash", "to_address", "from_address", "=user__id", "user__username")
     list_select_related = ("user", "coin")
-    inlines = [WithdrawAuditLogInline]
+    inlines = [WithdrawRiskVerdictInline, WithdrawAuditLogInline]
     date_hierarchy = "create_time"
     actions = ["approve", "reject", "resign_payout"]
 
@@ -208,4 +214,15 @@ class WithdrawAuditLogAdmin(ReadOnlyAdmin):
     list_filter = ("action", "to_status")
     search_fields = ("withdraw__withdraw_no", "auditor__username")
     list_select_related = ("withdraw", "auditor")
+    date_hierarchy = "create_time"
+
+
+@admin.register(WithdrawRiskVerdict)
+class WithdrawRiskVerdictAdmin(ReadOnlyAdmin):
+    """What each risk rule said about each withdrawal, at apply and at every approval: append-only."""
+
+    list_display = ("withdraw", "stage", "rule", "outcome", "detail", "create_time")
+    list_filter = ("rule", "outcome", "stage")
+    search_fields = ("withdraw__withdraw_no", "=withdraw__user__id")
+    list_select_related = ("withdraw",)
     date_hierarchy = "create_time"

@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from withdrawals import risk_rules as withdrawals_risk
 from withdrawals import selectors as withdrawals_selectors
 from withdrawals import services as withdrawals_services
 from withdrawals.models import WithdrawRecord, WithdrawStatus
@@ -44,12 +45,25 @@ class WithdrawalOutputSerializer(serializers.Serializer):
     audit_remark = serializers.CharField(allow_null=True)
     create_time = serializers.DateTimeField()
     complete_time = serializers.DateTimeField(allow_null=True)
+    waiting_reason = serializers.SerializerMethodField()
 
     def get_internal(self, record: WithdrawRecord) -> bool:
         return record.to_user_id is not None
 
     def get_status_name(self, record: WithdrawRecord) -> str:
         return WithdrawStatus(record.status).name
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_waiting_reason(self, record: WithdrawRecord) -> str | None:
+        """Why the withdrawal is not moving on, when the user should know (review, payouts paused); else null."""
+        return self.context.get("waiting", {}).get(record.id)
+
+
+def _output(records: list[WithdrawRecord], *, many: bool) -> object:
+    """The withdrawals as the API shows them, with their waiting reasons read in one go."""
+    waiting = withdrawals_risk.waiting_reasons(records=records)
+    serializer = WithdrawalOutputSerializer(records if many else records[0], many=many, context={"waiting": waiting})
+    return serializer.data
 
 
 class WithdrawalPagination(CursorPagination):
@@ -84,7 +98,7 @@ class WithdrawalListApi(APIView):
         )
         paginator = WithdrawalPagination()
         page = paginator.paginate_queryset(records, request, view=self)
-        return paginator.get_paginated_response(WithdrawalOutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response(_output(list(page), many=True))
 
     def post(self, request: Request) -> Response:
         incoming = self.InputSerializer(data=request.data)
@@ -97,7 +111,7 @@ class WithdrawalListApi(APIView):
             amount=data["amount"],
             idempotency_key=data["idempotency_key"],
         )
-        return Response(WithdrawalOutputSerializer(record).data, status=status.HTTP_201_CREATED)
+        return Response(_output([record], many=False), status=status.HTTP_201_CREATED)
 
 
 class WithdrawalGetApi(APIView):
@@ -107,7 +121,7 @@ class WithdrawalGetApi(APIView):
 
     def get(self, request: Request, withdraw_no: str) -> Response:
         record = withdrawals_selectors.withdrawal_get(user_id=request.user.id, withdraw_no=withdraw_no)
-        return Response(WithdrawalOutputSerializer(record).data)
+        return Response(_output([record], many=False))
 
 
 class WithdrawalCancelApi(APIView):
@@ -125,4 +139,4 @@ class WithdrawalCancelApi(APIView):
     )
     def post(self, request: Request, withdraw_no: str) -> Response:
         record = withdrawals_services.withdrawal_cancel(user_id=request.user.id, withdraw_no=withdraw_no)
-        return Response(WithdrawalOutputSerializer(record).data)
+        return Response(_output([record], many=False))

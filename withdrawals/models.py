@@ -217,3 +217,42 @@ class PayoutWithdrawal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.payout_id}:{self.withdraw_id}"
+
+
+class RiskOutcome(models.TextChoices):
+    PASS = "PASS", "pass"
+    REVIEW = "REVIEW", "hold for review"
+    REFUSE = "REFUSE", "refuse"
+
+
+class RiskStage(models.TextChoices):
+    APPLY = "APPLY", "at apply"
+    APPROVE = "APPROVE", "at approval"
+
+
+class WithdrawRiskVerdict(models.Model):
+    """
+    What each withdrawal risk rule said about a withdrawal, at apply and at every approval.
+
+    Append-only. A refusal at apply is a 400 and leaves no withdrawal (and so no row); a refusal
+    at approval rejects the withdrawal and is recorded here.
+    """
+
+    withdraw = models.ForeignKey(WithdrawRecord, on_delete=models.PROTECT, related_name="risk_verdicts")
+    stage = models.CharField(max_length=16, choices=RiskStage.choices)
+    rule = models.CharField(max_length=32)
+    outcome = models.CharField(max_length=8, choices=RiskOutcome.choices)
+    detail = models.CharField(max_length=500)
+    create_time = models.DateTimeField()
+
+    class Meta:
+        db_table = "withdraw_risk_verdict"
+        verbose_name = "withdrawal risk verdict"
+        verbose_name_plural = "withdrawal risk verdicts"
+        indexes = [
+            models.Index(fields=["withdraw", "id"], name="idx_risk_verdict_withdraw"),
+            models.Index(fields=["rule", "outcome"], name="idx_risk_verdict_rule"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.withdraw_id} {self.rule}: {self.outcome}"

@@ -2,10 +2,12 @@
 The risk rules' verdicts an auditor sees beside a withdrawal in review.
 
 A rule is a function of the withdrawal and the facts gathered for the page it is shown on
-(`RiskFacts`, read in a few queries for a whole page), returning a `Verdict` or None. A new rule
-is one more function in RULES (and, if it needs a fact the page does not gather yet, one more
-field of RiskFacts filled by `risk_facts`). These verdicts inform a person; the checks that refuse
-a withdrawal live in the services, under the row lock.
+(`RiskFacts`, read in a few queries for a whole page), returning a `Verdict`, a list of them, or
+None. The verdicts of the withdrawal risk rules (withdrawals.risk_rules), recorded at apply and at
+each approval, are shown here from their rows, with what changed since (a breaker tripped, the
+destination blacklisted). A new rule is one more function in RULES (and, if it needs a fact the
+page does not gather yet, one more field of RiskFacts filled by `risk_facts`). These verdicts
+inform a person; the checks that refuse a withdrawal live in the services, under the row lock.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from enum import StrEnum
 from django.db.models import Count, Max
 
 from coins.models import Switch
+from controls import selectors as controls_selectors
 from recharges import selectors as recharges_selectors
 from wallet_project.display import amount_display
-from withdrawals.models import WithdrawRecord, WithdrawStatus
+from withdrawals.models import RiskOutcome, WithdrawRecord, WithdrawRiskVerdict, WithdrawStatus
 
 
 class Level(StrEnum):
@@ -51,6 +54,12 @@ class RiskFacts:
     paid_by_user: set[tuple[int, str, str]] = field(default_factory=set)
     # Users whose withdrawals a reorg hold stops (approval is refused while it lasts).
     held_users: set[int] = field(default_factory=set)
+    # withdrawal id -> the verdicts of the risk rules' latest evaluation (risk_rules, recorded).
+    rule_verdicts: dict[int, list[WithdrawRiskVerdict]] = field(default_factory=dict)
+    # Coins whose circuit breaker is tripped now.
+    tripped: set[str] = field(default_factory=set)
+    # (chain_id, address) of these withdrawals' destinations blacklisted now.
+    blacklisted: set[tuple[str, str]] = field(default_factory=set)
 
     def paid_before(self, record: WithdrawRecord) -> PaidBefore:
         return self.paid_to.get((record.coin.chain_id, record.to_address), PaidBefore(count=0, last=None))
@@ -81,7 +90,24 @@ def risk_facts(records: Sequence[WithdrawRecord]) -> RiskFacts:
         if address in addresses
     }
     held = {user_id for user_id in users if recharges_selectors.withdrawals_held(user_id=user_id)}
-    return RiskFacts(paid_to=paid_to, paid_by_user=paid_by_user, held_users=held)
+    return RiskFacts(
+        paid_to=paid_to,
+        paid_by_user=paid_by_user,
+        held_users=held,
+        rule_verdicts=_latest_verdicts([r.id for r in records]),
+        tripped=controls_selectors.breakers_tripped(coin_ids={r.coin_id for r in records}),
+        blacklisted=controls_selectors.blacklist_hits(pairs={(r.coin.chain_id, r.to_address) for r in records}),
+    )
+
+
+def _latest_verdicts(withdraw_ids: list[int]) -> dict[int, list[WithdrawRiskVerdict]]:
+    """The verdicts of each withdrawal's latest rule evaluation (the rows sharing its latest time), one query."""
+    latest: dict[int, list[WithdrawRiskVerdict]] = {}
+    for row in WithdrawRiskVerdict.objects.filter(withdraw_id__in=withdraw_ids).order_by("withdraw_id", "-id"):
+        rows = latest.setdefault(row.withdraw_id, [])
+        if not rows or (rows[0].stage, rows[0].create_time) == (row.stage, row.create_time):
+            rows.append(row)
+    return latest
 
 
 # --- the rules -----------------------------------------------------------------------------------
@@ -91,6 +117,43 @@ def _first_to_address(record: WithdrawRecord, facts: RiskFacts) -> Verdict | Non
     if (record.user_id, record.coin.chain_id, record.to_address) in facts.paid_by_user:
         return None
     return Verdict("first_to_address", Level.WARNING, "First withdrawal of this user to this address")
+
+
+def _risk_rules(record: WithdrawRecord, facts: RiskFacts) -> list[Verdict]:
+    """What the withdrawal risk rules said when last evaluated (apply or approval): held or refused, then passed."""
+    rows = facts.rule_verdicts.get(record.id, [])
+    found = [
+        Verdict(
+            f"rule_{row.rule}", Level.WARNING, f"{row.get_outcome_display().capitalize()}: {row.rule} — {row.detail}"
+        )
+        for row in sorted(rows, key=lambda r: r.id)
+        if row.outcome != RiskOutcome.PASS
+    ]
+    passed = [row.rule for row in sorted(rows, key=lambda r: r.id) if row.outcome == RiskOutcome.PASS]
+    if passed:
+        stage = rows[0].get_stage_display()
+        found.append(Verdict("rules_passed", Level.INFO, f"Risk rules passed {stage}: {', '.join(passed)}"))
+    return found
+
+
+def _breaker(record: WithdrawRecord, facts: RiskFacts) -> Verdict | None:
+    if record.coin_id not in facts.tripped:
+        return None
+    return Verdict(
+        "breaker_tripped",
+        Level.WARNING,
+        f"The circuit breaker of {record.coin_id} is tripped: approved withdrawals of it wait unsigned",
+    )
+
+
+def _blacklisted_now(record: WithdrawRecord, facts: RiskFacts) -> Verdict | None:
+    if (record.coin.chain_id, record.to_address) not in facts.blacklisted:
+        return None
+    return Verdict(
+        "blacklisted_now",
+        Level.WARNING,
+        "The destination is blacklisted now: an approval rejects it, and it is never signed",
+    )
 
 
 def _held(record: WithdrawRecord, facts: RiskFacts) -> Verdict | None:
@@ -141,12 +204,15 @@ def _internal(record: WithdrawRecord, facts: RiskFacts) -> Verdict | None:
     )
 
 
-Rule = Callable[[WithdrawRecord, RiskFacts], Verdict | None]
+Rule = Callable[[WithdrawRecord, RiskFacts], Verdict | list[Verdict] | None]
 
 RULES: list[Rule] = [
     _held,
     _coin_switched_off,
     _first_to_address,
+    _blacklisted_now,
+    _breaker,
+    _risk_rules,
     _above_audit_threshold,
     _two_auditors,
     _internal,
@@ -155,5 +221,11 @@ RULES: list[Rule] = [
 
 def risk_verdicts(*, record: WithdrawRecord, facts: RiskFacts) -> list[Verdict]:
     """Return what every rule says about this withdrawal, warnings first."""
-    found = [verdict for rule in RULES if (verdict := rule(record, facts)) is not None]
+    found: list[Verdict] = []
+    for rule in RULES:
+        said = rule(record, facts)
+        if isinstance(said, Verdict):
+            found.append(said)
+        elif said:
+            found.extend(said)
     return sorted(found, key=lambda v: v.level != Level.WARNING)

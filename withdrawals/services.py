@@ -36,9 +36,9 @@ from wallet_project.db import retry_on_deadlock
 from wallet_project.errors import Conflict, WalletError
 from wallet_project.ids import business_no
 from wallet_project.money import exact, round_up
-from withdrawals import records
+from withdrawals import records, risk_rules
 from withdrawals import selectors as withdrawals_selectors
-from withdrawals.models import PayoutWithdrawal, WithdrawRecord, WithdrawStatus
+from withdrawals.models import PayoutWithdrawal, RiskStage, WithdrawRecord, WithdrawStatus
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def withdrawal_apply(
     Idempotent per (user, idempotency_key): the same request again returns the first withdrawal;
     another request under a used key is refused. The fee (fixed, or the coin's rate of the amount
     rounded up to its precision) is part of the amount: actual_amount = amount - fee.
-    :raises UnknownCoin, CoinDisabled, InvalidAmount, InvalidAddress, WithdrawalRefused: bad request.
+    :raises UnknownCoin, CoinDisabled, InvalidAmount, InvalidAddress, WithdrawalRefused: bad request
+        (a risk rule's refusal included: address_blacklisted, address_not_in_book, address_book_cooling).
     :raises InsufficientFunds: the available balance is smaller than the amount.
     :raises WithdrawalsHeld: a reorg shortfall holds the user's withdrawals.
     :raises IdempotencyKeyReused: the idempotency key was used for another withdrawal.
@@ -94,9 +95,14 @@ def withdrawal_apply(
     checked = coins_selectors.amount_check(coin=coin, amount=amount)
     address = address_validate(coin.chain_id, to_address)
     moment = now or timezone.now()
-    return retry_on_deadlock(
-        functools.partial(_apply, user_id=user_id, coin=coin, address=address, amount=checked, key=key, now=moment)
-    )
+    try:
+        return retry_on_deadlock(
+            functools.partial(_apply, user_id=user_id, coin=coin, address=address, amount=checked, key=key, now=moment)
+        )
+    except WithdrawalRefused as refused:
+        if refused.code == risk_rules.BLACKLISTED:  # raised here: the apply's own transaction rolled back
+            risk_rules.blacklist_attempt_alert(user_id=user_id, coin_id=coin.coin_id, address=address)
+        raise
 
 
 @transaction.atomic(durable=True)
@@ -134,6 +140,14 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
             f"The amount does not cover the fee of {_text(coin, fee)}.", field="amount", code="amount_below_fee"
         )
     _daily_limit_check(user_id=user_id, coin=coin, amount=amount, now=now)
+    candidate = risk_rules.Candidate(
+        user_id=user_id, coin=coin, address=address, amount=amount, internal=to_user_id is not None
+    )
+    verdicts = risk_rules.rules_evaluate(candidate=candidate, now=now)
+    refused = risk_rules.refusal(verdicts)
+    if refused is not None:
+        raise WithdrawalRefused(refused.message, field="to_address", code=refused.code)
+    held_for_review = risk_rules.reviews(verdicts)
     try:
         with transaction.atomic():  # a savepoint: the same key may be racing on another coin
             record = WithdrawRecord.objects.create(
@@ -162,10 +176,17 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
         biz_ref=record.withdraw_no,
         memo=f"withdrawal {record.withdraw_no}",
     )
+    risk_rules.verdicts_record(record=record, stage=RiskStage.APPLY, verdicts=verdicts, now=now)
     records.withdrawal_log(
-        record=record, auditor_id=None, action="apply", to_status=WithdrawStatus.PENDING_REVIEW, remark=""
+        record=record,
+        auditor_id=None,
+        action="apply",
+        to_status=WithdrawStatus.PENDING_REVIEW,
+        remark=f"held for review by risk rules: {', '.join(v.rule for v in held_for_review)}"
+        if held_for_review
+        else "",
     )
-    if amount <= coin.withdraw_audit_threshold and record.approvals_required == 1:
+    if amount <= coin.withdraw_audit_threshold and record.approvals_required == 1 and not held_for_review:
         _approved(
             record=record,
             coin=coin,
@@ -187,7 +208,9 @@ def withdrawal_approve(
     Record an auditor's approval; the withdrawal is approved once enough different auditors agreed.
 
     One approval up to the coin's dual-audit threshold, two different auditors above it. Nobody
-    approves their own withdrawal. An approved internal transfer is settled at once.
+    approves their own withdrawal. An approved internal transfer is settled at once. The risk
+    rules are evaluated again and recorded; if one refuses now (the address was blacklisted since
+    the apply, say), the withdrawal is rejected instead (action risk_refuse) and its amount unfrozen.
     :raises Conflict: not pending review, the auditor's own withdrawal, or approved by them already.
     """
     moment = now or timezone.now()
@@ -212,6 +235,20 @@ def _approve(*, withdraw_id: int, auditor_id: int, remark: str, now: datetime) -
         raise Conflict(f"Withdrawals of {coin.coin_id} are switched off: approve it once they are on again.")
     if recharges_selectors.withdrawals_held(user_id=record.user_id):
         raise WithdrawalsHeld("The applicant's withdrawals are held while a reversed deposit is settled.")
+    candidate = risk_rules.Candidate(
+        user_id=record.user_id,
+        coin=coin,
+        address=record.to_address,
+        amount=record.amount,
+        internal=record.to_user_id is not None,
+        withdraw_id=record.id,
+    )
+    verdicts = risk_rules.rules_evaluate(candidate=candidate, now=now)
+    risk_rules.verdicts_record(record=record, stage=RiskStage.APPROVE, verdicts=verdicts, now=now)
+    refused = risk_rules.refusal(verdicts)
+    if refused is not None:
+        _risk_refused(record=record, coin=coin, verdict=refused, now=now)
+        return record
     if len(approvals) + 1 < record.approvals_required:
         records.withdrawal_log(
             record=record,
@@ -224,6 +261,29 @@ def _approve(*, withdraw_id: int, auditor_id: int, remark: str, now: datetime) -
         return record
     _approved(record=record, coin=coin, auditor_id=auditor_id, action="approve", remark=remark, now=now)
     return record
+
+
+def _risk_refused(*, record: WithdrawRecord, coin: CoinConfig, verdict: risk_rules.RuleVerdict, now: datetime) -> None:
+    """Reject a withdrawal a risk rule refuses at approval: nobody can approve it into being paid."""
+    assets_services.balance_unfreeze(
+        user_id=record.user_id,
+        coin=coin,
+        amount=record.amount,
+        business_type=BusinessType.WITHDRAW_UNFREEZE,
+        biz_ref=record.withdraw_no,
+        memo=f"withdrawal {record.withdraw_no} refused by risk rule {verdict.rule}",
+    )
+    record.audit_time = now
+    record.audit_remark = verdict.message[:500]
+    records.withdrawal_transition(
+        record=record,
+        auditor_id=None,
+        action="risk_refuse",
+        to_status=WithdrawStatus.REJECTED,
+        remark=f"risk rule {verdict.rule}: {verdict.detail}",
+    )
+    records.withdrawal_event(record=record, now=now)
+    logger.warning("withdrawal %s rejected at approval by risk rule %s", record.withdraw_no, verdict.rule)
 
 
 def withdrawal_reject(*, withdraw_id: int, auditor_id: int, remark: str, now: datetime | None = None) -> WithdrawRecord:

@@ -173,11 +173,12 @@ class TestCoinAdmin:
         assert CoinConfig.objects.get(pk=usdt.pk).contract_address == usdt.contract_address
 
     def test_a_valid_edit_is_saved_through_the_service(self, admin_client):
+        # A setting outside the four-eyes list (a limit would become a proposal: controls/tests).
         usdt = CoinConfig.objects.get(coin_id="USDT-ERC20")
 
         response = admin_client.post(
-            f"/admin/coins/coinconfig/{usdt.pk}/change/", self._form(usdt, min_withdraw_amount="11")
+            f"/admin/coins/coinconfig/{usdt.pk}/change/", self._form(usdt, coin_name="Tether (ERC20)")
         )
 
         assert response.status_code == 302
-        assert CoinConfig.objects.get(pk=usdt.pk).min_withdraw_amount == Decimal(11)
+        assert CoinConfig.objects.get(pk=usdt.pk).coin_name == "Tether (ERC20)"

@@ -1,4 +1,7 @@
-"""Ops close a reorg shortfall: settle (paid back off-system) or write off (the exchange's loss), from the admin."""
+"""
+Ops close a reorg shortfall: settle (paid back off-system) or write off (the exchange's loss), from the
+admin. Lifting a hold takes four eyes: one operator proposes it, a second one approves it.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,14 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, connection, transaction
+from django.test import Client
 
 from assets import services as assets_services
 from assets.models import BusinessType, Flow
 from coins.models import CoinConfig
+from controls.models import ChangeStatus, SettingsChange
 from monitoring.models import Alert, Severity
 from recharges import selectors as recharges_selectors
 from recharges import services as recharges_services
@@ -28,6 +34,7 @@ from wallet_project.errors import Conflict, WalletError
 
 ONE_ETH = 10**18
 CHANGELIST = "/admin/recharges/accounthold/"
+PROPOSALS = "/admin/controls/settingschange/"
 
 
 def shortfall(chain, user, now) -> AccountHold:
@@ -52,12 +59,24 @@ def post_action(client, action: str, hold: AccountHold, remark: str = "wire 2026
     return client.post(CHANGELIST, {"action": action, "_selected_action": [hold.pk], "apply": "1", "remark": remark})
 
 
+def approve_all(approver) -> None:
+    """A second operator approves every pending proposal in the admin (Risk controls → Proposed changes)."""
+    client = Client()
+    client.force_login(approver)
+    pending = list(SettingsChange.objects.filter(status=ChangeStatus.PENDING).values_list("pk", flat=True))
+    client.post(PROPOSALS, {"action": "approve", "_selected_action": pending, "apply": "1", "remark": ""})
+
+
+def hold_history(hold: AccountHold):
+    return LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(AccountHold), object_id=str(hold.pk))
+
+
 class TestSettleInTheAdmin:
     def test_settles_once_with_the_permission_clearing_the_debt_and_writing_who_when_why(
         self, chain, user, now, client
     ):
         hold = shortfall(chain, user, now)
-        ops = operator("ops-anna", "settle_accounthold")
+        ops = operator("ops-anna", "settle_accounthold", "view_settingschange", "decide_settingschange")
         client.force_login(ops)
         assert 'value="settle"' in client.get(CHANGELIST).content.decode()
         assert 'value="write_off"' not in client.get(CHANGELIST).content.decode()
@@ -65,22 +84,29 @@ class TestSettleInTheAdmin:
         assert review.status_code == 200 and hold.recharge.recharge_no in review.content.decode()
 
         done = post_action(client, "settle", hold)
-        again = post_action(client, "settle", hold)
+        again = post_action(client, "settle", hold)  # a proposal for the hold waits already
+        hold.refresh_from_db()
+        assert hold.status == HoldStatus.ACTIVE and position(user) == (0, 0, Decimal(2))  # nothing before approval
+        approve_all(ops)  # the proposer's own approval is refused
+        assert AccountHold.objects.get(pk=hold.pk).status == HoldStatus.ACTIVE
+        approve_all(operator("ops-bob", "settle_accounthold", "view_settingschange", "decide_settingschange"))
 
         assert (done.status_code, again.status_code) == (302, 302)
+        assert SettingsChange.objects.get().status == ChangeStatus.APPLIED
         hold.refresh_from_db()
+        bob = get_user_model().objects.get(username="ops-bob")
         assert (hold.status, hold.resolved_by, hold.resolve_remark, hold.resolved_amount) == (
             HoldStatus.SETTLED,
-            ops,
-            "wire 2026-118 received",
+            bob,
+            "wire 2026-118 received (proposed by ops-anna)",
             Decimal(2),
         )
         assert hold.resolve_time is not None
         assert position(user) == (0, 0, 0)
         settle = Flow.objects.get(business_type=BusinessType.REORG_DEBT_SETTLE)
         assert (settle.amount, settle.debt_amount, settle.biz_ref) == (0, Decimal(-2), hold.biz_ref)
-        assert settle.memo == "reorg shortfall settled by ops-anna: wire 2026-118 received"
-        history = LogEntry.objects.get(object_id=str(hold.pk))
+        assert settle.memo == "reorg shortfall settled by ops-bob: wire 2026-118 received (proposed by ops-anna)"
+        history = hold_history(hold).get()
         assert history.user_id == ops.pk and history.change_message.endswith(": wire 2026-118 received")
         assert recharges_selectors.withdrawals_held(user_id=user.id) is False
         ledger_is_consistent()
@@ -99,6 +125,7 @@ class TestSettleInTheAdmin:
         without_remark = post_action(client, "write_off", hold, remark="   ")
 
         assert without_remark.status_code == 200
+        assert not SettingsChange.objects.exists()
         hold.refresh_from_db()
         assert hold.status == HoldStatus.ACTIVE
         assert position(user) == (0, 0, Decimal(2))
@@ -132,17 +159,22 @@ class TestWriteOffInTheAdmin:
 
         post_action(client, "write_off", hold, remark="user unreachable, ticket 77")
         post_action(client, "write_off", hold, remark="user unreachable, ticket 77")
-        post_action(client, "settle", hold)  # closed already: the other action changes nothing
+        post_action(client, "settle", hold)  # one proposal per hold at a time: refused
+        approve_all(operator("ops-erin", "write_off_accounthold", "view_settingschange", "decide_settingschange"))
+        post_action(client, "settle", hold)  # closed already: nothing left to propose
 
         hold.refresh_from_db()
-        assert (hold.status, hold.resolved_by, hold.resolved_amount) == (HoldStatus.WRITTEN_OFF, ops, Decimal(2))
+        erin = get_user_model().objects.get(username="ops-erin")
+        assert (hold.status, hold.resolved_by, hold.resolved_amount) == (HoldStatus.WRITTEN_OFF, erin, Decimal(2))
+        assert list(SettingsChange.objects.values_list("kind", "status")) == [("hold_write_off", ChangeStatus.APPLIED)]
         write_off = Flow.objects.get(business_type=BusinessType.REORG_DEBT_WRITE_OFF)
         assert (write_off.debt_amount, write_off.debt_after) == (Decimal(-2), 0)
         assert not Flow.objects.filter(business_type=BusinessType.REORG_DEBT_SETTLE).exists()
         alert = Alert.objects.get(kind="REORG_DEBT_WRITTEN_OFF")
         assert alert.severity == Severity.WARNING
-        assert "(2 ETH" in alert.message and "ops-dora: user unreachable, ticket 77" in alert.message
-        assert LogEntry.objects.filter(object_id=str(hold.pk)).count() == 1
+        assert "(2 ETH" in alert.message
+        assert "ops-erin: user unreachable, ticket 77 (proposed by ops-dora)" in alert.message
+        assert hold_history(hold).count() == 1  # the proposal; the approval is in the proposal's history
         assert owns(user) == 0  # the user keeps the 2 ETH they withdrew: the exchange carries it
         with pytest.raises(Conflict):
             shortfalls.account_hold_settle(hold_id=hold.id, operator=ops, remark="late", now=now)

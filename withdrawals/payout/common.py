@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from addresses import services as addresses_services
 from addresses import signer
@@ -17,6 +18,7 @@ from monitoring import services as monitoring_services
 from monitoring.models import Severity
 from recharges import selectors as recharges_selectors
 from wallet_project.errors import WalletError
+from withdrawals import risk_rules as withdrawals_risk
 from withdrawals.models import (
     Payout,
     PayoutStatus,
@@ -114,6 +116,8 @@ def payable_check(*, record: WithdrawRecord) -> None:
             "settle the shortfall and lift the hold",
             alert_kind="WITHDRAW_HELD",
         )
+    if (stop := withdrawals_risk.signing_stop(record=record, coin=coin, now=timezone.now())) is not None:
+        raise PayoutWaits(stop.message, alert_kind=stop.alert_kind)  # a tripped breaker, a refusing risk rule
 
 
 def native_coin(chain_id: str) -> CoinConfig:

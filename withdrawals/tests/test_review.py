@@ -104,9 +104,10 @@ def otto(staff_roles):
 
 class TestQueue:
     def test_lists_withdrawals_pending_review_oldest_first_with_what_to_judge_them_by(self, trader, ann):
+        # First, before the large ones count against the user's velocity (RISK_VELOCITY_*).
+        apply(trader, "2", key="small")  # below the threshold: approved at once, not in the queue
         large = apply(trader, "150.123456789012345678", key="large")  # two auditors
         medium = apply(trader, "50.5", key="medium", to=ELSEWHERE)
-        apply(trader, "2", key="small")  # below the threshold: approved at once, not in the queue
         WithdrawRecord.objects.filter(pk=large.pk).update(create_time=timezone.now() - timezone.timedelta(hours=3))
 
         response = logged_in(ann).get(QUEUE)
@@ -142,7 +143,8 @@ class TestQueue:
         for n in range(8):
             apply(trader, "20", key=f"w{n}", to=to_checksum_address(f"0x{n:040x}"))
 
-        with django_assert_max_num_queries(4):
+        # Paid-to, paid-by-user, holds; the risk rules' recorded verdicts, tripped breakers, blacklist hits.
+        with django_assert_max_num_queries(7):
             rows = review.review_rows(list(review.review_queue()))
 
         assert len(rows) == 8

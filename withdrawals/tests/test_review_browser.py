@@ -120,10 +120,11 @@ def test_two_auditors_approve_from_the_review_queue_and_an_operator_only_looks(
     fund(trader, "ETH", "1000")
     fund(trader, "USDT-ERC20", "900000")
     outside = to_checksum_address("0x" + "5e" * 20)
+    # The small one first, before the large ones count against the trader's velocity (RISK_VELOCITY_*).
+    apply(trader, "ETH", "2", outside, "small")  # below the threshold: approved at once
     large = apply(trader, "ETH", "150.123456789012345678", outside, "large")  # above 100 ETH: two auditors
     apply(trader, "USDT-ERC20", "250000.123456", to_checksum_address("0x" + "6f" * 20), "usdt")  # two auditors
     apply(trader, "ETH", "50.5", to_checksum_address("0x" + "7a" * 20), "medium")  # one auditor
-    apply(trader, "ETH", "2", outside, "small")  # below the threshold: approved at once
     session = Session(browser, live_server)
 
     # The auditor's home: the count, then the queue.
