@@ -139,6 +139,9 @@ class Payout(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     settled_at = models.DateTimeField(null=True, blank=True)
+    # When the confirm job first saw another transaction take this payout's nonce (EVM): that
+    # first sighting trips the chain's circuit breakers, later ones only alert.
+    nonce_taken_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "payout"

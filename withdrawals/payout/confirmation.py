@@ -25,6 +25,8 @@ from assets.models import BusinessType
 from chains import registry as chains_registry
 from chains.base import ChainAdapter, TxStatus
 from coins import selectors as coins_selectors
+from controls import breakers as controls_breakers
+from controls.models import BreakerSource
 from monitoring import services as monitoring_services
 from monitoring.models import Severity
 from withdrawals import records
@@ -123,6 +125,7 @@ def _follow(*, payout: Payout, adapter: ChainAdapter, tip: int, mined_nonces: di
     current = txs[-1]
     if used is not None and payout.nonce is not None and used > payout.nonce:
         _nonce_taken_alert(payout=payout, txs=txs, used=used)
+        _nonce_taken_trip(payout=payout, now=now)
         return "waiting"
     if (
         payout.chain_id not in NONCE_CHAINS
@@ -305,6 +308,28 @@ def _fail(*, record: WithdrawRecord, outcome: str, payout: Payout, now: datetime
     )
 
 
+def _nonce_taken_trip(*, payout: Payout, now: datetime) -> None:
+    """
+    Trip the chain's circuit breakers the first time a payout's nonce is seen taken.
+
+    Something else signed with the hot address's key (another system sharing it, or a leaked key):
+    nothing more of the chain is signed until two people cleared the breaker. Only the first
+    sighting trips, so that once cleared, ops can re-sign the payout (which needs the breaker
+    clear) while the confirm job keeps alerting.
+    """
+    first = Payout.objects.filter(id=payout.id, nonce_taken_at__isnull=True).update(nonce_taken_at=now)
+    if first:
+        controls_breakers.breaker_trip_chain(
+            chain_id=payout.chain_id,
+            reason=(
+                f"nonce {payout.nonce} of hot address {payout.from_address} was taken by a transaction this "
+                f"system did not sign ({label(payout)})"
+            ),
+            source=BreakerSource.PAYOUT,
+            now=now,
+        )
+
+
 def _nonce_taken_alert(*, payout: Payout, txs: list[PayoutTx], used: int) -> None:
     alert(
         severity=Severity.CRITICAL,
@@ -314,8 +339,10 @@ def _nonce_taken_alert(*, payout: Payout, txs: list[PayoutTx], used: int) -> Non
             f"{label(payout)}: nonce {payout.nonce} of hot address {payout.from_address} was used by another "
             f"transaction (the address has {used} mined), and none of the {len(txs)} transaction(s) of payout "
             f"{payout.id} is in a block: "
-            "it can never be mined. Check in the address's history that the transaction which took the nonce "
-            "did not pay this withdrawal, then use the admin action 'Re-sign with a new nonce' on it (permission "
+            "it can never be mined, and the chain's circuit breakers were tripped (something else signs with this "
+            "key). Check in the address's history that the transaction which took the nonce did not pay this "
+            "withdrawal and who sent it; clear the breakers (four eyes), then use the admin action 'Re-sign with "
+            "a new nonce' on it (permission "
             "withdrawals.resign_payout, a remark required); it re-signs only once the nonce is used at the "
             "withdrawal's confirmations depth."
         ),

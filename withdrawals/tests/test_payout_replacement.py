@@ -31,6 +31,9 @@ from assets.models import BusinessType, Flow
 from chains import registry as chains_registry
 from chains.base import SignedTx
 from chains.testing import evm_adapter, evm_node  # noqa: F401
+from controls import breakers as controls_breakers
+from controls import proposals as controls_proposals
+from controls.models import BreakerSource, CoinBreaker
 from monitoring.models import Alert
 from withdrawals import payout as withdrawals_payout
 from withdrawals.models import Payout, PayoutTx, PayoutTxKind, PayoutTxStatus, WithdrawStatus
@@ -243,6 +246,23 @@ def test_a_payout_whose_nonce_another_transaction_took_is_alerted_and_re_signed_
     assert seen.waiting == 1 and alert.subject == f"withdrawal {record.withdraw_no}"
     assert "nonce 2 of hot address" in alert.message and "Re-sign with a new nonce" in alert.message
     assert evm_node.w3.eth.get_transaction_receipt(other)["status"] == 1
+    # Something else signed with the hot key: the chain's payouts stop until two people clear it,
+    # and the breaker is tripped once however often the confirm job sees the taken nonce.
+    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+    eth_breaker = CoinBreaker.objects.get(coin_id="ETH")
+    assert (eth_breaker.tripped, eth_breaker.source, eth_breaker.trip_count) == (True, BreakerSource.PAYOUT, 1)
+    assert CoinBreaker.objects.get(coin_id="USDT-ERC20").tripped
+    for coin_id in ("ETH", "USDT-ERC20"):
+        proposed = controls_breakers.breaker_clear_propose(
+            coin_id=coin_id,
+            user=_operator(["clear_coinbreaker"], name=f"ops-{coin_id}-a"),
+            remark="stray transaction explained",
+        )
+        controls_proposals.change_approve(
+            change_id=proposed.id,
+            user=_operator(["clear_coinbreaker", "decide_settingschange"], name=f"ops-{coin_id}-b"),
+        )
+    assert not CoinBreaker.objects.get(coin_id="ETH").tripped
 
     form = {"action": "resign_payout", "_selected_action": [record.pk], "apply": "1", "remark": "nonce 2 taken"}
     client.force_login(_operator(["view_withdrawrecord"], name="ops-otto"))
