@@ -71,6 +71,13 @@ _KINDS = (
         "Check the remark on the account hold and that a second person knows, then acknowledge.",
     ),
     AlertKind(
+        "UTXO_SPENT_ELSEWHERE",
+        Severity.CRITICAL,
+        "An output a BTC payout had locked was spent by a transaction the payout did not sign: something "
+        "else signs with the hot wallet's keys. The chain's circuit breakers are tripped. Find the spending "
+        "transaction (message) and who sent it before clearing the breakers; the payout's withdrawals wait.",
+    ),
+    AlertKind(
         "REORG_TOO_DEEP",
         Severity.CRITICAL,
         "A reorg is deeper than the block hashes kept (SCAN_RECENT_BLOCKS): the chain's scanner stopped "
