@@ -113,7 +113,10 @@ def _apply(*, user_id: int, coin: CoinConfig, address: str, amount: Decimal, key
     existing = WithdrawRecord.objects.filter(user_id=user_id, idempotency_key=key).order_by("id").first()
     if existing is not None:
         return _replay(existing=existing, coin=coin, address=address, amount=amount)
-    if coin.withdraw_enabled != Switch.ENABLED:
+    # The coin's switches and limits as they are now, not as read before the transaction began: an
+    # internal transfer settles in this very transaction, with no signing step to re-check them.
+    coin = CoinConfig.objects.get(coin_id=coin.coin_id)
+    if not coin.is_enabled or coin.withdraw_enabled != Switch.ENABLED:
         raise WithdrawalRefused(
             f"Withdrawals of {coin.coin_id} are switched off.", field="coin", code="withdraw_disabled"
         )
