@@ -2,7 +2,16 @@
 
 from django.contrib import admin
 
-from assets.models import Balance, ConsumedMessage, EventRelayLease, EventRelayMember, Flow, OutboxMessage
+from assets.models import (
+    Balance,
+    ConsumedMessage,
+    EventRelayLease,
+    EventRelayMember,
+    Flow,
+    HouseBalance,
+    HouseFlow,
+    OutboxMessage,
+)
 from wallet_project.admin import ReadOnlyAdmin, amount_column
 
 
@@ -71,4 +80,30 @@ class ConsumedMessageAdmin(ReadOnlyAdmin):
     list_display = ("consumer", "message_id", "create_time")
     list_filter = ("consumer",)
     search_fields = ("=message_id",)
+    date_hierarchy = "create_time"
+
+
+@admin.register(HouseBalance)
+class HouseBalanceAdmin(ReadOnlyAdmin):
+    list_display = ("account", "coin", "balance_shown", "update_time")
+    balance_shown = amount_column("balance", "balance")
+    list_filter = ("coin", "account")
+
+
+@admin.register(HouseFlow)
+class HouseFlowAdmin(ReadOnlyAdmin):
+    list_display = (
+        "flow_no",
+        "account",
+        "coin",
+        "business_type",
+        "amount_shown",
+        "balance_after_shown",
+        "biz_ref",
+        "create_time",
+    )
+    amount_shown = amount_column("amount", "amount")
+    balance_after_shown = amount_column("balance_after", "balance after")
+    list_filter = ("coin", "account", "business_type")
+    search_fields = ("flow_no", "biz_ref", "ref_tx_hash")
     date_hierarchy = "create_time"

@@ -105,6 +105,43 @@ def asset_changed(
     return Event(header=header, body=body, partition_key=str(user_id))
 
 
+# House postings share one partition (a non-numeric key is partition 0), so they are published in order.
+HOUSE_PARTITION_KEY = "house"
+
+
+def house_changed(
+    *,
+    flow_no: str,
+    account: str,
+    coin_id: str,
+    business_type: int,
+    amount: Decimal,
+    balance_before: Decimal,
+    balance_after: Decimal,
+    biz_ref: str,
+    ref_tx_hash: str,
+    at: datetime,
+) -> Event:
+    """
+    ASSET_CHANGE of a house account: the exchange's own money. `user_id` is null and `account` names
+    the house account, so a consumer that keeps user balances skips it by that field alone.
+    """
+    body = {
+        "flow_no": flow_no,
+        "user_id": None,
+        "account": account,
+        "coin_id": coin_id,
+        "business_type": business_type,
+        "amount": amount_str(amount),
+        "balance_before": amount_str(balance_before),
+        "balance_after": amount_str(balance_after),
+        "ref_tx_hash": ref_tx_hash,
+        "biz_ref": biz_ref,
+    }
+    header = _header(topic=ASSET_TOPIC, tags=TAG_ASSET_CHANGE, keys=flow_no, at=at)
+    return Event(header=header, body=body, partition_key=HOUSE_PARTITION_KEY)
+
+
 def wallet_recharge(
     *,
     recharge_no: str,

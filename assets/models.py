@@ -37,6 +37,14 @@ class BusinessType(models.IntegerChoices):
     REORG_DEBT_SETTLE = 12, "reorg debt settled by ops: the user paid it back off-system"
     REORG_DEBT_WRITE_OFF = 13, "reorg debt written off by ops: the exchange's loss"
     WITHDRAW_CANCEL = 14, "withdrawal cancelled by its owner: amount released"
+    # 20-29: postings of the exchange's own house accounts (house_flow), never of a user.
+    HOUSE_WITHDRAW_FEE = 20, "house: withdrawal fee collected"
+    HOUSE_NETWORK_FEE = 21, "house: network fee paid (payout, sweep, gas top-up, treasury transfer)"
+    HOUSE_TREASURY_IN = 22, "house: treasury receipt (funds moved in from outside the exchange)"
+    HOUSE_TREASURY_OUT = 23, "house: treasury transfer out of the exchange"
+    HOUSE_UNCLAIMED_DEPOSIT = 24, "house: deposit held on chain but credited to no user"
+    HOUSE_REORG_LOSS = 25, "house: reorg debt written off, the exchange's loss"
+    HOUSE_ADJUSTMENT = 26, "house: manual adjustment"
 
 
 class Balance(models.Model):
@@ -113,6 +121,71 @@ class Flow(models.Model):
             models.CheckConstraint(condition=models.Q(debt_after__gte=0), name="asset_flow_debt_not_negative"),
         ]
         indexes = [models.Index(fields=["user", "coin", "id"], name="idx_asset_flow_user_coin")]
+
+    def __str__(self) -> str:
+        return self.flow_no
+
+
+class HouseAccount(models.TextChoices):
+    """The exchange's own ledger accounts, one balance per (account, coin). Names are part of the event contract."""
+
+    WITHDRAW_FEES = "withdraw_fees", "withdrawal fees collected"
+    NETWORK_FEES = "network_fees", "network fees paid"
+    TREASURY = "treasury", "treasury transfers in and out"
+    UNCLAIMED = "unclaimed", "deposits credited to no user"
+    LOSSES = "losses", "losses carried by the exchange"
+
+
+class HouseBalance(models.Model):
+    """
+    The balance of one house account in one coin. Signed: an expense account (network fees, losses)
+    goes below zero, which is what it is. balance == sum(house_flow.amount) of the same (account, coin).
+    """
+
+    account = models.CharField(max_length=32, choices=HouseAccount.choices)
+    coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
+    balance = models.DecimalField(**AMOUNT, default=0)
+    create_time = models.DateTimeField(auto_now_add=True)
+    update_time = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "house_balance"
+        constraints = [
+            models.UniqueConstraint(fields=["account", "coin"], name="uk_house_balance_account_coin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account}/{self.coin_id}"
+
+
+class HouseFlow(models.Model):
+    """One change of a house balance. Append-only, idempotent per (business_type, biz_ref) like a user's flow."""
+
+    flow_no = ExactCharField(max_length=32, unique=True)
+    account = models.CharField(max_length=32, choices=HouseAccount.choices)
+    coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
+    business_type = models.SmallIntegerField(choices=BusinessType.choices)
+    biz_ref = ExactCharField(max_length=64)
+    amount = models.DecimalField(**AMOUNT, help_text="Change of the house balance (signed).")
+    balance_before = models.DecimalField(**AMOUNT)
+    balance_after = models.DecimalField(**AMOUNT)
+    ref_tx_hash = models.CharField(max_length=255, blank=True, default="")
+    memo = models.CharField(max_length=255, blank=True, default="")
+    create_time = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "house_flow"
+        constraints = [
+            models.UniqueConstraint(fields=["business_type", "biz_ref"], name="uk_house_flow_business_ref"),
+            DecimalArithmeticCheck(
+                condition=models.Q(balance_after=models.F("balance_before") + models.F("amount")),
+                name="house_flow_chains",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(business_type__gte=20, business_type__lte=29), name="house_flow_house_types"
+            ),
+        ]
+        indexes = [models.Index(fields=["coin", "account", "id"], name="idx_house_flow_coin_account")]
 
     def __str__(self) -> str:
         return self.flow_no

@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import QuerySet, Sum
 
-from assets.models import Balance, Flow
+from assets.models import Balance, Flow, HouseBalance, HouseFlow
 from coins import selectors as coins_selectors
 from wallet_project.money import exact
 
@@ -133,3 +133,33 @@ def balances_of_coin(*, coin_id: str) -> Iterator[tuple[int, Decimal, Decimal, D
     """
     rows = Balance.objects.filter(coin_id=coin_id).order_by("user_id")
     return rows.values_list("user_id", "available", "frozen", "debt").iterator(chunk_size=20_000)
+
+
+def house_balances(*, coin_id: str) -> dict[str, Decimal]:
+    """Return {house account: balance} of the coin (signed; accounts never posted to are absent)."""
+    rows = HouseBalance.objects.filter(coin_id=coin_id).values_list("account", "balance")
+    return dict(rows)
+
+
+def house_total(*, coin_id: str) -> Decimal:
+    """Return Σ house balances of the coin: the exchange's own share of what it holds."""
+    with exact():
+        return sum(house_balances(coin_id=coin_id).values(), Decimal(0))
+
+
+def house_mismatches() -> list[dict[str, object]]:
+    """Return every (account, coin) whose house balance differs from the sum of its house flows."""
+    sums: dict[tuple[str, str], Decimal] = {}
+    for account, coin_id, amount in HouseFlow.objects.values_list("account", "coin_id", "amount").iterator():
+        with exact():
+            sums[(account, coin_id)] = sums.get((account, coin_id), Decimal(0)) + amount
+    mismatches: list[dict[str, object]] = []
+    for balance in HouseBalance.objects.order_by("id"):
+        expected = sums.pop((balance.account, balance.coin_id), Decimal(0))
+        if balance.balance != expected:
+            mismatches.append(
+                {"account": balance.account, "coin_id": balance.coin_id, "balance": balance.balance, "flows": expected}
+            )
+    for (account, coin_id), flows_sum in sums.items():
+        mismatches.append({"account": account, "coin_id": coin_id, "balance": None, "flows": flows_sum})
+    return mismatches
