@@ -178,9 +178,7 @@ def test_a_batch_not_full_waits_for_companions_until_its_oldest_has_waited_long_
     record = apply(make_user("lonely"), "0.2", key="lonely")
 
     now = pay(btc)
-    later = withdrawals_payout.withdrawals_pay(
-        chain_id="BTC", adapter=btc, now=timezone.now() + timedelta(seconds=601)
-    )
+    later = withdrawals_payout.withdrawals_pay(chain_id="BTC", adapter=btc, now=timezone.now() + timedelta(seconds=601))
 
     record.refresh_from_db()
     assert (now.signed, later.signed, record.status) == (0, 1, WithdrawStatus.PROCESSING)
