@@ -76,7 +76,7 @@ class BtcRun:
 
 
 @dataclass(frozen=True)
-class _Signed:
+class Signed:
     tx_id: int | None  # the payout's first transaction; None when no withdrawal of the batch was payable
     waited: list[tuple[str, PayoutWaits]]  # (withdraw_no, why) of those left approved
 
@@ -158,11 +158,11 @@ def btc_pay(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> BtcRun:
 
 def _sign_fitting(
     *, batch: list[tuple[int, str]], adapter: BtcAdapter, rate: int, tip: int, now: datetime, run: BtcRun
-) -> _Signed | None:
+) -> Signed | None:
     """Sign the batch, or its first half, quarter... when the free UTXOs cannot pay it; None: the run stops."""
     while True:
         try:
-            return _sign_batch(ids=[row_id for row_id, _ in batch], adapter=adapter, rate=rate, tip=tip, now=now)
+            return payout_batch_sign(ids=[row_id for row_id, _ in batch], adapter=adapter, rate=rate, tip=tip, now=now)
         except PayoutWaits as exc:  # the pool cannot pay the batch
             if len(batch) > 1:
                 batch = batch[: len(batch) // 2]
@@ -191,7 +191,13 @@ def fee_shares(*, fee_sats: int, count: int) -> list[int]:
 
 
 @transaction.atomic(durable=True)
-def _sign_batch(*, ids: list[int], adapter: BtcAdapter, rate: int, tip: int, now: datetime) -> _Signed:
+def payout_batch_sign(*, ids: list[int], adapter: BtcAdapter, rate: int, tip: int, now: datetime) -> Signed:
+    """
+    Sign one payout of the approved withdrawals `ids` (those still payable) at `rate` sat/vB from the
+    pool's outputs with confirmations at scanner height `tip`; store it, not broadcast.
+
+    :raises PayoutWaits: the pool's free outputs cannot pay them (WITHDRAW_HOT_WALLET_SHORT).
+    """
     locked = [records.withdrawal_lock(row_id) for row_id in sorted(ids)]
     payable: list[WithdrawRecord] = []
     waited: list[tuple[str, PayoutWaits]] = []
@@ -205,7 +211,7 @@ def _sign_batch(*, ids: list[int], adapter: BtcAdapter, rate: int, tip: int, now
             continue
         payable.append(record)
     if not payable:
-        return _Signed(tx_id=None, waited=waited)
+        return Signed(tx_id=None, waited=waited)
     coin = CoinConfig.objects.get(coin_id=payable[0].coin_id)
     amounts = [coins_selectors.amount_to_base_units(coin=coin, amount=r.actual_amount) for r in payable]
     ref = utxo_ref(payable[0].withdraw_no)
@@ -268,7 +274,7 @@ def _sign_batch(*, ids: list[int], adapter: BtcAdapter, rate: int, tip: int, now
             record=record, auditor_id=None, action="sign", to_status=WithdrawStatus.PROCESSING, remark=remark
         )
         records.withdrawal_event(record=record, now=now)
-    return _Signed(tx_id=tx.id, waited=waited)
+    return Signed(tx_id=tx.id, waited=waited)
 
 
 def _shortfall_text(*, payable: list[WithdrawRecord], coin: CoinConfig, exc: utxos_services.UtxoShortfall) -> str:
