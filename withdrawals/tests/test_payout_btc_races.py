@@ -36,7 +36,7 @@ from withdrawals.payout.common import PayoutWaits
 from withdrawals.tests.btc_payouts import BTC, apply, fund_and_scan, hot_wallet
 from withdrawals.tests.test_payout_btc import mine_and_follow
 
-pytestmark = [pytest.mark.slow, pytest.mark.mysql]
+pytestmark = [pytest.mark.slow, pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 STEPS = ["sign.locked", "pay.signed", "broadcast.sent", "confirm.confirmed", "complete.settled"]
@@ -52,7 +52,7 @@ def _clean():
 
 
 @pytest.fixture
-def btc(transactional_db, settings, deposit_seeds, btc_node, btc_adapter):
+def btc(settings, deposit_seeds, btc_node, btc_adapter):
     btc_node.mine(1)  # what an earlier test left in the mempool is mined before this test's blocks
     settings.SCAN_START_HEIGHTS = {"BTC": btc_adapter.tip_height() + 1}
     settings.WITHDRAW_BTC_BATCH_WAIT_SECONDS = 0
