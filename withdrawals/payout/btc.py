@@ -184,6 +184,18 @@ def _sign_fitting(
             return None
 
 
+def _parents_of_unmined_children() -> list[str]:
+    """
+    Payouts whose CPFP child is not mined yet: the child spends their change output, which the set
+    records as ours and free as soon as the parent is mined. Another payout must not pick it.
+    """
+    return list(
+        PayoutTx.objects.filter(
+            kind=PayoutTxKind.CPFP_CHILD, status__in=(PayoutTxStatus.SIGNED, PayoutTxStatus.BROADCAST)
+        ).values_list("replaces__tx_hash", flat=True)
+    )
+
+
 def fee_shares(*, fee_sats: int, count: int) -> list[int]:
     """The network fee split evenly over a batch's withdrawals (the oldest take the odd satoshis): sums to fee_sats."""
     base, odd = divmod(fee_sats, count)
@@ -225,6 +237,7 @@ def payout_batch_sign(*, ids: list[int], adapter: BtcAdapter, rate: int, tip: in
             tip_height=tip,
             now=now,
             outputs=len(payable),
+            exclude_txids=_parents_of_unmined_children(),
         )
     except utxos_services.UtxoShortfall as exc:
         raise PayoutWaits(

@@ -68,7 +68,7 @@ def withdrawals_confirm(
     A success that paid as expected settles the frozen amount (WITHDRAW_SETTLE); a revert, or a
     token transfer without its Transfer log, unfreezes it (WITHDRAW_UNFREEZE; the hot address paid
     the gas). A transaction unmined past WITHDRAW_STUCK_SECONDS is replaced on EVM (same nonce,
-    higher fee) and alerted.
+    higher fee), bumped by a CPFP child on BTC, and alerted.
     """
     moment = now or timezone.now()
     if chain_id not in ONCHAIN_CHAINS:
