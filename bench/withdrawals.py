@@ -13,7 +13,8 @@ Prints one JSON object (rates are medians of the rounds):
   selection and lock, change address, signer, stored, sendrawtransaction + mempool check), and
   btc_batched_withdrawals_per_s with batches of WITHDRAW_BTC_BATCH_MAX (20);
 - apply_p50_ms / apply_p99_ms: POST /api/v1/wallet/withdrawals under --users concurrent users
-  (gunicorn on this database, each user its own JWT, one request after another), with
+  (gunicorn on this database, each user its own JWT, one request after another, pausing
+  --think-seconds on average between them: 0 by default, the machine's saturation point), with
   apply_errors and, as the baseline under the same load, the health endpoint's p50/p99.
 """
 
@@ -23,6 +24,7 @@ import argparse
 import base64
 import json
 import os
+import random
 import secrets
 import statistics
 import subprocess
@@ -191,7 +193,7 @@ def _btc_round(node, adapter, users, hot: str, count: int, batch: int, tag: str,
     return signed / elapsed
 
 
-def _apply_latency(users, *, concurrency: int, seconds: float) -> dict:
+def _apply_latency(users, *, concurrency: int, seconds: float, think: float) -> dict:
     import requests
     from eth_account import Account
     from rest_framework_simplejwt.tokens import AccessToken
@@ -227,6 +229,7 @@ def _apply_latency(users, *, concurrency: int, seconds: float) -> dict:
             stop_at = time.perf_counter() + seconds
 
             def user(index: int) -> None:
+                pause = random.Random(index)
                 session = requests.Session()
                 session.headers["Authorization"] = f"Bearer {tokens[index]}"
                 while time.perf_counter() < stop_at:
@@ -249,6 +252,8 @@ def _apply_latency(users, *, concurrency: int, seconds: float) -> dict:
                     with lock:
                         latencies.append(took)
                         errors[0] += 0 if ok else 1
+                    if think:
+                        time.sleep(pause.uniform(think / 2, think * 1.5))
 
             threads = [threading.Thread(target=user, args=(i,)) for i in range(concurrency)]
             for thread in threads:
@@ -284,6 +289,9 @@ def main() -> None:
     parser.add_argument("--btc", type=int, default=60, help="BTC withdrawals per round")
     parser.add_argument("--users", type=int, default=50, help="concurrent users of the apply load")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of apply load")
+    parser.add_argument(
+        "--think-seconds", type=float, default=0.0, help="mean pause of a user between requests (0: back to back)"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from chains.devnodes import btc_start, evm_start
@@ -356,7 +364,7 @@ def _run(args: argparse.Namespace, evm, btc) -> dict:
         _btc_round(btc, btc_adapter, users, btc_hot.address, args.btc, 20, f"btcb-{r}", coinbase=args.rounds + r + 1)
         for r in range(args.rounds)
     ]
-    latency = _apply_latency(users, concurrency=args.users, seconds=args.seconds)
+    latency = _apply_latency(users, concurrency=args.users, seconds=args.seconds, think=args.think_seconds)
     return {
         "withdrawals_per_s": round(median(evm_rates), 1),
         "nonce_gaps": gaps,
@@ -370,6 +378,7 @@ def _run(args: argparse.Namespace, evm, btc) -> dict:
         "evm_per_round": args.evm,
         "btc_per_round": args.btc,
         "users": args.users,
+        "think_seconds": args.think_seconds,
         "targets": {"withdrawals_per_s": 200, "nonce_gaps": 0},
     }
 
