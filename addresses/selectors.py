@@ -10,10 +10,12 @@ from django.db.models import Q, QuerySet
 from addresses import hd
 from addresses.models import AddressStatus, AddressType, WalletAddress
 from addresses.validation import InvalidAddress, address_validate
+from chains.codecs import segwit_encode
 
 __all__ = [
     "InvalidAddress",
     "address_find",
+    "address_of_btc_script",
     "address_pool_available",
     "address_validate",
     "addresses_by_address",
@@ -65,6 +67,17 @@ def address_find(*, chain_id: str, address: str) -> WalletAddress | None:
         if row.address == canonical:
             return row
     return None
+
+
+def address_of_btc_script(*, script_hex: str) -> WalletAddress | None:
+    """
+    Return our BTC address row whose P2WPKH output script is script_hex, or None (another kind of
+    script, or not ours). A payout finds its change output in its own transaction with it.
+    """
+    if len(script_hex) != 44 or not script_hex.startswith("0014"):
+        return None
+    address = segwit_encode(hd.btc_hrp(), 0, bytes.fromhex(script_hex[4:]))
+    return WalletAddress.objects.filter(chain_id="BTC", address=address).order_by("id").first()
 
 
 def hot_addresses(*, chain_id: str, wallet_type: str | None = None) -> QuerySet[WalletAddress]:

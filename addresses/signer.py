@@ -361,25 +361,69 @@ def _sign_tron(payload: object, key: bytes, address: str) -> SignedTx:
     return SignedTx(tx_hash=payload.txid, raw=json.dumps(payload.to_json(), separators=(",", ":")))
 
 
+# The kinds of address whose outputs a BTC transaction may spend: payouts (hot, change), sweeps (deposit).
+_BTC_SPENDING_TYPES = (AddressType.HOT, AddressType.CHANGE, AddressType.USER_DEPOSIT)
+
+
 def _bitcoinlib_network() -> str:
     return {"mainnet": "bitcoin", "testnet": "testnet", "regtest": "regtest"}[hd.btc_network()]
 
 
 @sensitive_variables()
 def _sign_btc(payload: object, key: bytes, address: str) -> SignedTx:
+    """Sign a transaction whose every input spends from `address` (one key)."""
+    return _sign_btc_keys(payload, {_btc_public(key): key})
+
+
+def _btc_public(key: bytes) -> bytes:
+    from bitcoinlib.keys import Key
+
+    return Key(key, network=_bitcoinlib_network(), compressed=True).public_byte
+
+
+@sensitive_variables()
+def _btc_input_keys(payload: object, from_key: bytes) -> dict[bytes, bytes]:
+    """
+    The private key of every input's public key: each must be the key of an address of this wallet
+    that can sign (hot, change or deposit; never cold). A payout spends the outputs of several hot
+    and change addresses of its pool in one transaction.
+    """
+    from bitcoinlib.transactions import Transaction
+
+    if not isinstance(payload, Transaction):
+        raise SignerError("A BTC payload is a bitcoinlib Transaction.")
+    keys = {_btc_public(from_key): from_key}
+    for inp in payload.inputs:
+        publics = [k.public_byte for k in inp.keys]
+        if len(publics) != 1:
+            raise SignerError("Every input must spend from one address of this wallet, with its public key given.")
+        if publics[0] in keys:
+            continue
+        owner = hd.address_from_public_key("BTC", publics[0])
+        try:
+            row = _signing_address("BTC", owner)
+        except SignerError:
+            raise SignerError("An input spends from a key this wallet does not hold.") from None
+        if row.address_type not in _BTC_SPENDING_TYPES:
+            raise SignerError("An input spends from an address of a kind the signer does not spend.")
+        keys[publics[0]] = _private_key(row)
+    return keys
+
+
+@sensitive_variables()
+def _sign_btc_keys(payload: object, keys: dict[bytes, bytes]) -> SignedTx:
     from bitcoinlib.keys import Key
     from bitcoinlib.transactions import Transaction
 
     if not isinstance(payload, Transaction):
         raise SignerError("A BTC payload is a bitcoinlib Transaction.")
-    signing_key = Key(key, network=_bitcoinlib_network(), compressed=True)
-    public = signing_key.public_byte
     if not payload.inputs:
         raise SignerError("The BTC transaction has no inputs.")
-    for inp in payload.inputs:
-        if [k.public_byte for k in inp.keys] != [public]:
+    for index, inp in enumerate(payload.inputs):
+        publics = [k.public_byte for k in inp.keys]
+        if len(publics) != 1 or publics[0] not in keys:
             raise SignerError("Every input must spend from the signing address, with its public key given.")
-    payload.sign(keys=[signing_key])
+        payload.sign(keys=[Key(keys[publics[0]], network=_bitcoinlib_network(), compressed=True)], index_n=index)
     # What sign_and_update does after signing, without signing again: refresh id, size and totals.
     payload.txid = payload.signature_hash()[::-1].hex()
     payload.size = len(payload.raw())
@@ -412,7 +456,13 @@ def signer_for(chain_id: str) -> Signer:
         if unsigned.chain_id != chain_id:
             raise SignerError(f"A {chain_id} signer cannot sign a {unsigned.chain_id} transaction.")
         row = _signing_address(chain_id, unsigned.from_address)
-        signed = _SIGNERS[chain_id](unsigned.payload, _private_key(row), row.address)
+        if chain_id == "BTC":
+            # A BTC transaction may spend outputs of several of our addresses: each input is
+            # signed with its own address's key (looked up by the input's public key).
+            key = _private_key(row)
+            signed = _sign_btc_keys(unsigned.payload, _btc_input_keys(unsigned.payload, key))
+        else:
+            signed = _SIGNERS[chain_id](unsigned.payload, _private_key(row), row.address)
         logger.info("signed %s transaction %s from %s", chain_id, signed.tx_hash, row.address)
         return signed
 

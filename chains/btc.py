@@ -27,7 +27,7 @@ from typing import Any
 
 import base58
 
-from chains.base import Block, ChainError, SignedTx, Spend, Transfer, TxRejected, TxStatus, UnsignedTx
+from chains.base import Block, ChainError, FeeTerms, SignedTx, Spend, Transfer, TxRejected, TxStatus, UnsignedTx
 from chains.codecs import hash160, segwit_decode
 from chains.rpc import HttpNode, RpcError, decimal_float
 
@@ -102,6 +102,12 @@ def btc_to_sats(value: object) -> int:
     if sats != sats.to_integral_value() or sats < 0:
         raise ValueError("amount is not a whole number of satoshis")
     return int(sats)
+
+
+def raw_outputs(raw_hex: str) -> list[tuple[int, int, str]]:
+    """(vout, satoshis, scriptPubKey hex) of every output of a serialized transaction."""
+    tx = Transaction.parse_hex(raw_hex, strict=False)
+    return [(index, int(out.value), out.lock_script.hex()) for index, out in enumerate(tx.outputs)]
 
 
 @dataclass(frozen=True)
@@ -324,7 +330,38 @@ class BtcAdapter:
         if change > DUST_SATS:
             tx.add_output(change, lock_script=bytes.fromhex(change_script))
         tx.fee = sum(u.value_sats for u in chosen) - sum(o.value for o in tx.outputs)
-        return UnsignedTx(chain_id=self.chain_id, from_address=from_address, payload=tx)
+        terms = FeeTerms(fee_rate=Decimal(rate), vsize=self._vsize(len(chosen), len(tx.outputs)), fee=tx.fee)
+        return UnsignedTx(chain_id=self.chain_id, from_address=from_address, payload=tx, terms=terms)
+
+    def build_spend_all(
+        self, *, from_address: str, to_address: str, utxos: Sequence[Utxo], fee_sats: int
+    ) -> UnsignedTx:
+        """A segwit transaction spending every one of `utxos` to one output of to_address, less fee_sats.
+
+        For a child-pays-for-parent bump (the child spends its parent's change with a fee that lifts
+        both) and for consolidations: the fee is given, not priced by a rate.
+        :raises ValueError: no UTXOs, a bad address, or what is left at or below the dust limit.
+        """
+        if not utxos:
+            raise ValueError("a spend needs UTXOs")
+        value = sum(u.value_sats for u in utxos) - fee_sats
+        if value <= DUST_SATS or fee_sats < 0:
+            raise ValueError("what is left after the fee is at or below the dust limit")
+        tx = Transaction(network=NETWORKS[self.network]["bitcoinlib"], witness_type="segwit", version=2)
+        for utxo in utxos:
+            tx.add_input(
+                prev_txid=utxo.txid,
+                output_n=utxo.vout,
+                value=utxo.value_sats,
+                keys=[bytes.fromhex(utxo.public_key_hex)] if utxo.public_key_hex else None,
+                witness_type="segwit",
+                script_type="sig_pubkey",
+            )
+        tx.add_output(value, lock_script=bytes.fromhex(address_to_script(to_address, self.network)))
+        tx.fee = fee_sats
+        vsize = self._vsize(len(utxos), 1)
+        terms = FeeTerms(fee_rate=(Decimal(fee_sats) / vsize).quantize(Decimal("0.001")), vsize=vsize, fee=fee_sats)
+        return UnsignedTx(chain_id=self.chain_id, from_address=from_address, payload=tx, terms=terms)
 
     @staticmethod
     def _vsize(inputs: int, outputs: int) -> int:

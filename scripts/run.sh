@@ -34,6 +34,8 @@ if [ "$DEV_CHAINS" = 1 ]; then
     # Dev chains are young and small: scan them from their first block, and often.
     export SCAN_START_HEIGHTS="${SCAN_START_HEIGHTS:-BTC:0,ETH:0,TRON:0}"
     export SCAN_INTERVAL_SECONDS="${SCAN_INTERVAL_SECONDS:-5}"
+    # A demo has few withdrawals: a BTC one waits 10 s (not 60) for others to share its transaction.
+    export WITHDRAW_BTC_BATCH_WAIT_SECONDS="${WITHDRAW_BTC_BATCH_WAIT_SECONDS:-10}"
 fi
 for port in "${ports[@]}"; do
     if port_taken "$port"; then

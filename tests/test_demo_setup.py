@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 from eth_account import Account
 from tronpy.keys import PrivateKey
 
@@ -26,12 +27,14 @@ from assets import services as assets_services
 from assets.models import BusinessType
 from chains import devchain, devsend
 from chains import registry as chains_registry
+from chains.codecs import segwit_encode
 from chains.devnodes import btc_start, evm_start, tron_start
 from chains.evm import EvmAdapter
 from chains.models import NonceCursor
 from chains.tron import TronAdapter
 from coins.models import CoinConfig
 from recharges.models import RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
+from recharges.tests.helpers import tick
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
 from withdrawals.models import Payout, PayoutStatus, PayoutTx, PayoutTxKind, PayoutTxStatus, WithdrawStatus
@@ -154,11 +157,21 @@ def test_creates_and_funds_a_hot_wallet_on_every_chain_once(dev_run, nodes, sett
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_the_first_withdrawal_after_the_set_up_is_paid_on_chain(dev_run, django_user_model):
+def test_the_first_withdrawal_after_the_set_up_is_paid_on_chain(dev_run, django_user_model, settings):
+    # The scanner starts before the funding, as the run command's does (from block 0): the BTC hot
+    # wallet's funding outputs enter the UTXO set, and the BTC payout spends them.
+    btc = chains_registry.adapter_for("BTC")
+    settings.SCAN_START_HEIGHTS = {"BTC": btc.tip_height() + 1}
+    settings.WITHDRAW_BTC_BATCH_WAIT_SECONDS = 0
     setup()
+    tick(btc, timezone.now())
     user = django_user_model.objects.create_user(username="newcomer", password="newcomer-password-1")
-    to = {"ETH": Account.create().address, "TRON": PrivateKey.random().public_key.to_base58check_address()}
-    for coin_id, chain_id, amount in (("ETH", "ETH", "1.5"), ("USDT-TRC20", "TRON", "25")):
+    to = {
+        "ETH": Account.create().address,
+        "TRON": PrivateKey.random().public_key.to_base58check_address(),
+        "BTC": segwit_encode("bcrt", 0, os.urandom(20)),
+    }
+    for coin_id, chain_id, amount in (("ETH", "ETH", "1.5"), ("USDT-TRC20", "TRON", "25"), ("BTC", "BTC", "0.3")):
         coin = CoinConfig.objects.get(coin_id=coin_id)
         assets_services.balance_credit(
             user_id=user.id, coin=coin, amount=Decimal(100), business_type=BusinessType.RECHARGE, biz_ref=coin_id
@@ -167,9 +180,9 @@ def test_the_first_withdrawal_after_the_set_up_is_paid_on_chain(dev_run, django_
             user_id=user.id, coin_id=coin_id, to_address=to[chain_id], amount=amount, idempotency_key=coin_id
         )
 
-    paid = [withdrawals_payout.withdrawals_pay(chain_id=chain_id) for chain_id in ("ETH", "TRON")]
+    paid = [withdrawals_payout.withdrawals_pay(chain_id=chain_id) for chain_id in ("ETH", "TRON", "BTC")]
 
-    assert [(p.signed, p.broadcast, p.error) for p in paid] == [(1, 1, None), (1, 1, None)]
+    assert [(p.signed, p.broadcast, p.error) for p in paid] == [(1, 1, None), (1, 1, None), (1, 1, None)]
     assert set(user.withdrawrecord_set.values_list("status", flat=True)) == {WithdrawStatus.PROCESSING}
 
 

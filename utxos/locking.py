@@ -140,13 +140,15 @@ def utxos_select_lock(
     max_inputs: int | None = None,
     kinds: Collection[int] = HOT_POOL,
     address_id: int | None = None,
+    exclude_txids: Collection[str] = (),
 ) -> UtxoSelection:
     """
     Choose and lock outputs of a pool that pay `amount_sats` to `outputs` payments plus the fee.
 
     Candidates: unspent, not orphaned, not locked, with at least `min_confirmations` (default
     BTC_UTXO_MIN_CONFIRMATIONS) at `tip_height` (the scanner's cursor height), of addresses of
-    `kinds` (hot and change by default) in business pool `wallet_type` (or of one address).
+    `kinds` (hot and change by default) in business pool `wallet_type` (or of one address), and
+    not created by one of `exclude_txids` (a payout's change that a child not yet mined spends).
 
     Policy: the smallest output that pays it alone; otherwise the largest first until covered (at
     most `max_inputs`, default BTC_UTXO_MAX_INPUTS). One input is the smallest transaction and the
@@ -177,6 +179,8 @@ def utxos_select_lock(
         min_confirmations=confirmations,
         address_id=address_id,
     )
+    if exclude_txids:
+        free = free.exclude(txid__in=list(exclude_txids))
 
     def needed(inputs: int) -> int:
         return amount_sats + p2wpkh_vsize(inputs, outputs + 1) * fee_rate_sat_vb

@@ -235,8 +235,8 @@ USE_TZ = True
 WITHDRAW_HOT_WALLET_TYPE = env_str("WITHDRAW_HOT_WALLET_TYPE", "withdraw")
 # The hot wallet pool that tops up gas (ETH) and energy/bandwidth (TRX) of deposit addresses before a sweep.
 GAS_STATION_WALLET_TYPE = env_str("GAS_STATION_WALLET_TYPE", "gas")
-# Chains whose withdrawals beat pays on chain (built for ETH and TRON with their tokens).
-WITHDRAW_ONCHAIN_CHAINS = [c for c in env_str("WITHDRAW_ONCHAIN_CHAINS", "ETH,TRON").split(",") if c]
+# Chains whose withdrawals beat pays on chain (ETH and TRON with their tokens, BTC from the UTXO set).
+WITHDRAW_ONCHAIN_CHAINS = [c for c in env_str("WITHDRAW_ONCHAIN_CHAINS", "ETH,TRON,BTC").split(",") if c]
 WITHDRAW_PAY_BATCH = env_int("WITHDRAW_PAY_BATCH", 20)
 # How long a signed TRON withdrawal stays valid; past it, an unmined one is signed again.
 WITHDRAW_TRON_EXPIRATION_SECONDS = env_int("WITHDRAW_TRON_EXPIRATION_SECONDS", 60)
@@ -254,6 +254,17 @@ ETH_MAX_FEE_PER_GAS_CEILING_WEI = env_int("ETH_MAX_FEE_PER_GAS_CEILING_WEI", 500
 ETH_GAS_LIMIT_MARGIN = env_decimal("ETH_GAS_LIMIT_MARGIN", "1.25", minimum="1")
 # A stuck payout's replacement raises both fee fields by at least this (geth and ganache need 10).
 ETH_REPLACEMENT_BUMP_PERCENT = env_decimal("ETH_REPLACEMENT_BUMP_PERCENT", "12.5", minimum="10")
+# BTC payouts (README "BTC payouts"): approved withdrawals share one transaction, at most
+# WITHDRAW_BTC_BATCH_MAX outputs; a batch is signed once it is full or its oldest withdrawal has
+# waited WITHDRAW_BTC_BATCH_WAIT_SECONDS (0: every run pays what is approved). The fee rate is
+# estimatesmartfee's (BTC_FEE_FALLBACK_SAT_VB when the node has none), at least the floor; above
+# the ceiling nothing is signed (WITHDRAW_FEE_CEILING alert). A stuck payout's CPFP child lifts the
+# package to the rate a new payout would pay now, and at least the parent's x BTC_CPFP_FEE_MULTIPLIER.
+WITHDRAW_BTC_BATCH_MAX = env_int("WITHDRAW_BTC_BATCH_MAX", 20)
+WITHDRAW_BTC_BATCH_WAIT_SECONDS = env_int("WITHDRAW_BTC_BATCH_WAIT_SECONDS", 60)
+BTC_FEE_RATE_FLOOR_SAT_VB = env_int("BTC_FEE_RATE_FLOOR_SAT_VB", 1)
+BTC_FEE_RATE_CEILING_SAT_VB = env_int("BTC_FEE_RATE_CEILING_SAT_VB", 500)
+BTC_CPFP_FEE_MULTIPLIER = env_decimal("BTC_CPFP_FEE_MULTIPLIER", "2", minimum="1")
 # TRC20 payouts: fee_limit = estimated energy x energy price x this margin, at most TRON_FEE_LIMIT_SUN.
 TRON_ENERGY_MARGIN = env_decimal("TRON_ENERGY_MARGIN", "1.2", minimum="1")
 # Withdrawal risk rules (withdrawals.risk_rules); their amount thresholds are per coin in coin_config

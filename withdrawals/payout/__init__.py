@@ -22,7 +22,9 @@ payout; whichever transaction is mined settles it once.
 The modules: `signing` (approved → payout + first transaction), `broadcast`, `confirmation`
 (mined → completed or failed; the unmined followed), `replacement` (stuck EVM transactions
 replaced, the ops re-sign of a taken nonce, expired TRON ones re-signed), `fees` (the fee policy
-and its ceilings); chain-specific building lives in the chains adapters. Apply and audit live in
+and its ceilings), `btc` (BTC: batches paid from the withdraw pool's UTXOs, locked in the
+transaction that stores the signed one; a stuck payout bumped by a CPFP child); chain-specific
+building lives in the chains adapters. Apply and audit live in
 withdrawals/services.py, the withdrawal row's shared steps in withdrawals/records.py.
 
 A withdrawal that cannot be signed now (its user held by a reorg, its coin switched off, the hot
@@ -49,7 +51,8 @@ from withdrawals.payout.signing import payout_nonces_forget, withdrawals_pay
 
 # Fault injection: tests set this to a callable that raises, waits or kills the process when the
 # named step is reached: "sign.locked" inside the signing transaction with the withdrawal's row
-# locked, "pay.signed" after it committed, "broadcast.sent" once a node took a transaction (before
+# locked (BTC: and the payout's UTXOs), "pay.signed" after it committed, "cpfp.signed" once a BTC
+# child is stored, "broadcast.sent" once a node took a transaction (before
 # that is recorded), "confirm.confirmed" before settling, "complete.settled" inside the settlement
 # after the ledger moved. It proves that a crash or a concurrent writer there pays once. Always
 # None in a running service.

@@ -31,8 +31,8 @@ from withdrawals.models import (
 
 logger = logging.getLogger("withdrawals.payout")
 
-# Chains whose approved withdrawals withdrawals_pay can send; the others (BTC) wait, approved.
-ONCHAIN_CHAINS = ("ETH", "TRON")
+# Chains whose approved withdrawals withdrawals_pay can send (BTC from the UTXO set: payout/btc.py).
+ONCHAIN_CHAINS = ("ETH", "TRON", "BTC")
 # EVM senders number their transactions: a stored one the node has not taken holds its nonce.
 NONCE_CHAINS = ("ETH",)
 NODE_ERRORS: tuple[type[Exception], ...] = (ChainError, OSError, ValueError)

@@ -40,7 +40,7 @@ from withdrawals.models import (
     WithdrawRecord,
     WithdrawStatus,
 )
-from withdrawals.payout import replacement
+from withdrawals.payout import btc, replacement
 from withdrawals.payout.broadcast import broadcast
 from withdrawals.payout.common import (
     LIVE_TX,
@@ -68,7 +68,7 @@ def withdrawals_confirm(
     A success that paid as expected settles the frozen amount (WITHDRAW_SETTLE); a revert, or a
     token transfer without its Transfer log, unfreezes it (WITHDRAW_UNFREEZE; the hot address paid
     the gas). A transaction unmined past WITHDRAW_STUCK_SECONDS is replaced on EVM (same nonce,
-    higher fee) and alerted.
+    higher fee), bumped by a CPFP child on BTC, and alerted.
     """
     moment = now or timezone.now()
     if chain_id not in ONCHAIN_CHAINS:
@@ -122,26 +122,36 @@ def _follow(*, payout: Payout, adapter: ChainAdapter, tip: int, mined_nonces: di
         return _settle_when_confirmed(
             payout=payout, tx=mined[0], status=statuses[mined[0].id], adapter=adapter, tip=tip, now=now
         )
-    current = txs[-1]
+    # A CPFP child is never the current transaction: its parent is (re-sent first, then the child).
+    parents = [tx for tx in txs if tx.kind != PayoutTxKind.CPFP_CHILD]
+    current = parents[-1] if parents else txs[-1]
     if used is not None and payout.nonce is not None and used > payout.nonce:
         _nonce_taken_alert(payout=payout, txs=txs, used=used)
         _nonce_taken_trip(payout=payout, now=now)
         return "waiting"
     if (
         payout.chain_id not in NONCE_CHAINS
+        and payout.chain_id not in btc.UTXO_CHAINS
         and not statuses[current.id].found
         and replacement.tron_never_included(tx=current, adapter=adapter)
     ):
         replacement.tron_resign(payout=payout, tx=current, adapter=adapter, now=now)
         return "waiting"
     if not statuses[current.id].found:
+        # Never taken, or lost by the node (a reorg took it out of its block, a restarted mempool).
         broadcast(tx=current, adapter=adapter, now=now)
+    for child in txs:
+        if child.kind == PayoutTxKind.CPFP_CHILD and not statuses[child.id].found:
+            broadcast(tx=child, adapter=adapter, now=now)  # after its parent, which it spends
     started = current.broadcast_at or current.created_at
     if (now - started).total_seconds() <= settings.WITHDRAW_STUCK_SECONDS:
         return "waiting"
     if payout.chain_id in NONCE_CHAINS:
         # Replaced, or alerted as stuck with the reason it cannot be replaced (the fee ceiling).
         return "replaced" if replacement.evm_replace(payout=payout, tx=current, adapter=adapter, now=now) else "waiting"
+    if payout.chain_id in btc.UTXO_CHAINS:
+        # Bumped by a child spending its change (bcoin, like many nodes, refuses replace-by-fee).
+        return "replaced" if btc.btc_bump(payout=payout, parent=current, adapter=adapter, now=now) else "waiting"
     alert(
         severity=Severity.CRITICAL,
         kind="WITHDRAW_STUCK",
@@ -231,7 +241,7 @@ def _settle(*, payout_id: int, tx_id: int, status: TxStatus, outcome: str, confi
     if payout.status != PayoutStatus.OPEN:
         return False
     winner = PayoutTx.objects.get(id=tx_id)
-    fee = None
+    fee = winner.fee  # BTC: known at signing; the node's receipt says it elsewhere
     if status.fee is not None:
         fee = coins_selectors.amount_from_base_units(coin=native_coin(payout.chain_id), base_units=status.fee)
     winner.status = PayoutTxStatus.MINED if outcome == PAID else PayoutTxStatus.FAILED

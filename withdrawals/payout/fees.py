@@ -7,7 +7,10 @@ ETH_PRIORITY_FEE_FLOOR_WEI..ETH_PRIORITY_FEE_CEILING_WEI, the max fee capped at
 ETH_MAX_FEE_PER_GAS_CEILING_WEI), the node's gas price where it has none. A replacement raises
 both fee fields by ETH_REPLACEMENT_BUMP_PERCENT at least. TRON: a TRC20 transfer's fee_limit is its
 energy estimate x the energy price x TRON_ENERGY_MARGIN, at most TRON_FEE_LIMIT_SUN. Whatever would
-need more than its ceiling is not signed: FeeCeiling says why, and the payout waits.
+need more than its ceiling is not signed: FeeCeiling says why, and the payout waits. BTC: the
+node's estimatesmartfee rate (the adapter's fallback when it has none), at least
+BTC_FEE_RATE_FLOOR_SAT_VB, refused above BTC_FEE_RATE_CEILING_SAT_VB; a CPFP child lifts its
+package to max(that rate, the parent's x BTC_CPFP_FEE_MULTIPLIER).
 """
 
 from __future__ import annotations
@@ -112,3 +115,35 @@ def tron_fee_limit(*, energy: int | None, energy_price: int, withdraw_no: str) -
             "once the energy price falls or ops raise the ceiling"
         )
     return fee_limit
+
+
+def btc_fee_rate(estimate: int) -> int:
+    """
+    The fee rate (sat/vB) of a new BTC payout from the node's estimate: at least the floor.
+
+    :raises FeeCeiling: the estimate is above BTC_FEE_RATE_CEILING_SAT_VB.
+    """
+    ceiling = settings.BTC_FEE_RATE_CEILING_SAT_VB
+    if estimate > ceiling:
+        raise FeeCeiling(_btc_ceiling_text("the node's fee estimate", estimate, ceiling))
+    return max(estimate, settings.BTC_FEE_RATE_FLOOR_SAT_VB, 1)
+
+
+def btc_cpfp_rate(*, estimate: int, parent_rate: Decimal) -> int:
+    """
+    The package rate (sat/vB over parent and child) a CPFP child lifts a stuck payout to.
+
+    :raises FeeCeiling: that rate is above BTC_FEE_RATE_CEILING_SAT_VB.
+    """
+    wanted = max(estimate, settings.BTC_FEE_RATE_FLOOR_SAT_VB, _up(parent_rate * settings.BTC_CPFP_FEE_MULTIPLIER))
+    ceiling = settings.BTC_FEE_RATE_CEILING_SAT_VB
+    if wanted > ceiling:
+        raise FeeCeiling(_btc_ceiling_text("a CPFP bump's package rate", wanted, ceiling))
+    return wanted
+
+
+def _btc_ceiling_text(what: str, rate: int, ceiling: int) -> str:
+    return (
+        f"{what} is {rate} sat/vB, above the ceiling BTC_FEE_RATE_CEILING_SAT_VB of {ceiling} sat/vB: nothing is "
+        "signed until the network's fees fall below it, or ops raise the ceiling"
+    )

@@ -37,7 +37,7 @@ from withdrawals.models import (
     WithdrawRecord,
     WithdrawStatus,
 )
-from withdrawals.payout import fees
+from withdrawals.payout import btc, fees
 from withdrawals.payout.broadcast import broadcast
 from withdrawals.payout.common import (
     CHAIN_STOPS,
@@ -78,6 +78,11 @@ def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: Chai
         .order_by("id")
     ):
         sent += broadcast(tx=tx, adapter=adapter, now=moment)
+    if chain_id in btc.UTXO_CHAINS:
+        run = btc.btc_pay(chain_id=chain_id, adapter=adapter, now=moment)
+        return _result(
+            chain_id, signed + run.signed, sent + run.sent, waits=run.waits, waiting=len(run.waits), error=run.error
+        )
     waits: list[str] = []
     terms: dict[str, int] | None = None
     # Nothing stored for one that fails below: it stays approved and is tried again next run, after

@@ -1,8 +1,9 @@
 """
-A payout worker process for the kill -9 tests: runs pay + confirm rounds on the EVM node at
-ETH_RPC_URL (mining a block after each, as time would), and SIGKILLs itself at the chosen step.
+A payout worker process for the kill -9 tests: runs pay + confirm rounds on one chain's dev node
+(mining a block after each, as time would), and SIGKILLs itself at the chosen step.
 
-    python -m withdrawals.tests.payout_worker STEP
+    python -m withdrawals.tests.payout_worker STEP                 # EVM node at ETH_RPC_URL
+    python -m withdrawals.tests.payout_worker STEP BTC MINER_ADDR  # bcoin at BTC_RPC_URL
 """
 
 from __future__ import annotations
@@ -21,17 +22,21 @@ def main() -> None:
     from withdrawals import payout as withdrawals_payout
 
     step = sys.argv[1]
+    chain_id = sys.argv[2] if len(sys.argv) > 2 else "ETH"
 
     def die(name: str) -> None:
         if name == step:
             os.kill(os.getpid(), signal.SIGKILL)  # a real kill -9: no cleanup, no rollback handler
 
     withdrawals_payout.fault_hook = die
-    adapter = chains_registry.adapter_for("ETH")
+    adapter = chains_registry.adapter_for(chain_id)
     for _ in range(6):
-        withdrawals_payout.withdrawals_pay(chain_id="ETH")
-        withdrawals_payout.withdrawals_confirm(chain_id="ETH")
-        adapter.node.call("evm_mine")  # type: ignore[attr-defined]
+        withdrawals_payout.withdrawals_pay(chain_id=chain_id)
+        withdrawals_payout.withdrawals_confirm(chain_id=chain_id)
+        if chain_id == "BTC":
+            adapter.node.call("generatetoaddress", [1, sys.argv[3]])  # type: ignore[attr-defined]
+        else:
+            adapter.node.call("evm_mine")  # type: ignore[attr-defined]
     sys.exit(3)  # never reached the step
 
 
