@@ -304,10 +304,10 @@ def reconcile_coin(
             items=chain.items[:50],
         )
     run.details = details
-    if chain is None:
+    if read.mismatches or (chain is not None and abs(run.difference) > run.tolerance):
+        run.status = ReconciliationStatus.DIFFERENCE  # a ledger mismatch needs no chain to be one
+    elif chain is None:
         run.status = ReconciliationStatus.NOT_RUN
-    elif read.mismatches or abs(run.difference) > run.tolerance:
-        run.status = ReconciliationStatus.DIFFERENCE
     else:
         run.status = ReconciliationStatus.BALANCED
     run.finished_at = timezone.now()
