@@ -1,7 +1,7 @@
 """
 Assurance benchmarks, one function per part, their figures merged into one JSON object.
 
-    python bench/reconcile.py [--rounds 3] [--users 1000000] [--skip-store]
+    python bench/reconcile.py [--rounds 3] [--users 1000000] [--skip-store] [--flows 1000000] [--only ledger]
 
 Proof of reserves (`por_figures`):
 - por_build_s: the Merkle-sum tree of `--users` leaves built by reserves.merkle.tree_build (each
@@ -16,6 +16,18 @@ Proof of reserves (`por_figures`):
   (bench_reconcile on the server of BENCH_MYSQL_URL, default root@127.0.0.1:3306).
 Target: por_build_s <= 30 for 1,000,000 users.
 
+Reconciliation's ledger check (`ledger_figures`), on MariaDB (bench_reconcile):
+- `--flows` user flows of one coin (default 1,000,000) over `--flow-users` users (default 20,000),
+  each user's flows chaining to their balance row, written once and kept between runs.
+- flows_checked_per_s: flows / the time of assets.selectors.ledger_check over the coin (the full
+  check of every balance row against the sums of its flows, what a daily run does), median of
+  the rounds.
+- raw_sum_per_s: flows / the time of the bare `SELECT user_id, SUM(...) ... GROUP BY user_id` over
+  the same rows, fetched, measured in the same run. reconcile_ratio = flows_checked_per_s /
+  raw_sum_per_s (target >= 0.5).
+- incremental_check_s: the check of the users of the last 1,000 flows (what a scheduled run
+  between full ones reads).
+
 Other parts add a function to PARTS; each returns a dict of figures.
 """
 
@@ -28,6 +40,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -125,7 +138,108 @@ def por_figures(args: argparse.Namespace) -> dict[str, object]:
     return figures
 
 
-PARTS: list[Callable[[argparse.Namespace], dict[str, object]]] = [por_figures]
+BENCH_COIN = "BTC"
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)  # no flow is created after it: only ids select
+FLOW_CHUNK = 5_000
+
+
+def _ledger_fill(*, flows: int, users: int) -> None:
+    """Write `flows` chained flows of BENCH_COIN over `users` users and their balance rows, unless already there."""
+    django_ready()
+    from django.db import connection
+
+    from assets.models import Balance, Flow
+
+    if Flow.objects.filter(coin_id=BENCH_COIN).count() == flows and Balance.objects.count() == users:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM asset_flow")
+        cursor.execute("DELETE FROM asset_balance")
+        cursor.execute("DELETE FROM auth_user WHERE username LIKE 'bench-%%'")
+        cursor.executemany(
+            "INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, "
+            "is_active, date_joined) VALUES ('!', 0, %s, '', '', '', 0, 1, NOW())",
+            [(f"bench-{i}",) for i in range(users)],
+        )
+        cursor.execute("SELECT id FROM auth_user WHERE username LIKE 'bench-%%' ORDER BY id")
+        ids = [row[0] for row in cursor.fetchall()]
+        rng = random.Random(flows)
+        held = dict.fromkeys(ids, 0)  # in 10**-8 units: exact integers, written as decimals
+        rows = []
+        for n in range(flows):
+            user = ids[n % users]
+            before = held[user]
+            amount = rng.randrange(1, 10**10)
+            held[user] = before + amount
+            rows.append(
+                (f"BF{n:030d}", user, BENCH_COIN, 1, f"bench-{n}", _btc(amount), _btc(before), _btc(held[user]))
+            )
+            if len(rows) == FLOW_CHUNK or n == flows - 1:
+                cursor.executemany(
+                    "INSERT INTO asset_flow (flow_no, user_id, coin_id, business_type, biz_ref, amount, "
+                    "balance_before, balance_after, frozen_amount, frozen_before, frozen_after, debt_amount, "
+                    "debt_before, debt_after, ref_tx_hash, memo, create_time) VALUES "
+                    "(%s, %s, %s, %s, %s, %s, %s, %s, 0, 0, 0, 0, 0, 0, '', '', NOW())",
+                    rows,
+                )
+                rows = []
+        cursor.executemany(
+            "INSERT INTO asset_balance (user_id, coin_id, available, frozen, debt, create_time, update_time) "
+            "VALUES (%s, %s, %s, 0, 0, NOW(), NOW())",
+            [(user, BENCH_COIN, _btc(total)) for user, total in held.items()],
+        )
+
+
+def _btc(units: int) -> str:
+    return f"{units // 10**8}.{units % 10**8:08d}"
+
+
+def ledger_figures(args: argparse.Namespace) -> dict[str, object]:
+    """The ledger check's rate over MariaDB against the bare SUM ... GROUP BY over the same flows."""
+    _ledger_fill(flows=args.flows, users=args.flow_users)
+    from django.db import connection
+
+    from assets import selectors as assets_selectors
+
+    raw_sql = (
+        "SELECT user_id, SUM(amount), SUM(frozen_amount), SUM(debt_amount) FROM asset_flow "
+        "WHERE coin_id = %s GROUP BY user_id"
+    )
+    checks, raws = [], []
+    for _ in range(args.rounds):
+        with connection.cursor() as cursor:
+            started = time.perf_counter()
+            cursor.execute(raw_sql, [BENCH_COIN])
+            groups = len(cursor.fetchall())
+            raws.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        flows, mismatches = assets_selectors.ledger_check(coin_id=BENCH_COIN)
+        checks.append(time.perf_counter() - started)
+        if flows != args.flows or mismatches or groups != args.flow_users:
+            raise SystemExit(f"the bench ledger is not what was written: {flows} flows, {len(mismatches)} mismatches")
+    recent = set(
+        assets_selectors.flow_users_since(
+            coin_id=BENCH_COIN, after_id=assets_selectors.flow_id_max() - 1000, since=FAR_FUTURE
+        )
+    )
+    started = time.perf_counter()
+    assets_selectors.ledger_check(coin_id=BENCH_COIN, user_ids=recent)
+    incremental = time.perf_counter() - started
+    check, raw = median(checks), median(raws)
+    return {
+        "ledger_flows": args.flows,
+        "ledger_users": args.flow_users,
+        "flows_checked_per_s": round(args.flows / check),
+        "raw_sum_per_s": round(args.flows / raw),
+        "reconcile_ratio": round(raw / check, 3),
+        "ledger_check_rounds_s": [round(c, 3) for c in checks],
+        "raw_sum_rounds_s": [round(r, 3) for r in raws],
+        "incremental_users": len(recent),
+        "incremental_check_s": round(incremental, 3),
+    }
+
+
+PARTS: list[Callable[[argparse.Namespace], dict[str, object]]] = [por_figures, ledger_figures]
 
 
 def main() -> None:
@@ -133,9 +247,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--skip-store", action="store_true", help="do not time the leaves' insert into MariaDB")
+    parser.add_argument("--flows", type=int, default=1_000_000, help="user flows the ledger check reads")
+    parser.add_argument("--flow-users", type=int, default=20_000, help="users those flows belong to")
+    parser.add_argument("--only", choices=["por", "ledger"], help="run one part")
     args = parser.parse_args()
     figures: dict[str, object] = {}
     for part in PARTS:
+        if args.only and not part.__name__.startswith(args.only):
+            continue
         figures.update(part(args))
     print(json.dumps(figures))
 
