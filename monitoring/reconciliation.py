@@ -103,7 +103,8 @@ def _tolerance(coin: CoinConfig) -> Decimal:
 
 
 def _full_due(*, coin_id: str, now: datetime) -> tuple[bool, ReconciliationRun | None]:
-    previous = ReconciliationRun.objects.filter(coin_id=coin_id).exclude(status=ReconciliationStatus.NOT_RUN)
+    # The ledger is checked by every run, also one that could not read the chain.
+    previous = ReconciliationRun.objects.filter(coin_id=coin_id)
     last = previous.order_by("-id").first()
     last_full = previous.filter(full=True).order_by("-id").values_list("started_at", flat=True).first()
     due = (

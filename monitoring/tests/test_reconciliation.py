@@ -23,6 +23,7 @@ from addresses import signer
 from addresses.models import AddressType
 from addresses.tests.conftest import TEST_KEK_V1, kek_env
 from assets import selectors as assets_selectors
+from assets import services as assets_services
 from assets.models import BusinessType, Flow, HouseAccount, HouseFlow
 from chains.testing import (  # noqa: F401 - fixtures
     btc_adapter,
@@ -121,6 +122,37 @@ def tripped_once(coin_id: str) -> Alert:
     assert (breaker.tripped, breaker.source) == (True, BreakerSource.RECONCILIATION)
     assert list(CoinBreaker.objects.filter(tripped=True).values_list("coin_id", flat=True)) == [coin_id]
     return alert
+
+
+# --- the ledger against itself ------------------------------------------------------------------
+
+
+def test_runs_between_full_ones_read_only_users_with_new_flows_and_the_daily_one_reads_all(db, settings):
+    settings.RECONCILE_LATE_FLOW_SECONDS = 0
+    eth = CoinConfig.objects.get(coin_id="ETH")
+    alice, bob = make_user("ledger-alice"), make_user("ledger-bob")
+
+    def credit(user, ref: str) -> None:
+        assets_services.balance_credit(
+            user_id=user.id, coin=eth, amount=Decimal(1), business_type=BusinessType.RECHARGE, biz_ref=ref
+        )
+
+    credit(alice, "a1")
+    credit(alice, "a2")
+    first = reconciliation.reconcile_coin(coin_id="ETH")
+    Flow.objects.filter(biz_ref="a1").delete()  # an old flow of alice's, gone behind the ledger's back
+    credit(bob, "b1")
+    incremental = reconciliation.reconcile_coin(coin_id="ETH")
+    full = reconciliation.reconcile_coin(coin_id="ETH", full=True)
+
+    assert (first.full, first.flows_checked, first.ledger_mismatches) == (True, 2, 0)
+    assert first.status == ReconciliationStatus.NOT_RUN and "scanner has not started" in first.error
+    assert (incremental.full, incremental.flows_checked, incremental.ledger_mismatches) == (False, 1, 0)  # bob's
+    assert incremental.last_flow_id == Flow.objects.order_by("-id").first().id
+    assert (full.full, full.flows_checked, full.ledger_mismatches) == (True, 2, 1)
+    assert full.status == ReconciliationStatus.DIFFERENCE  # no chain needed to see the ledger is wrong
+    assert full.details["mismatches"][0]["user_id"] == alice.id
+    tripped_once("ETH")
 
 
 # --- ETH and USDT-ERC20 on ganache ------------------------------------------------------------
