@@ -14,7 +14,9 @@ RECONCILE_FULL_EVERY_SECONDS it reads every flow of the coin.
 - users: Σ (available + frozen - debt) of every user; house: Σ house balances (signed).
 - on_chain: what every exchange address holds in the coin — deposit addresses, hot and gas
   stations, change, cold — at one block height: BTC from the UTXO set at the scanner's height;
-  ETH and TRON from the node, every address read at one block (reserves.services.chain_read).
+  ETH from the node at one block number (reserves.services.chain_read); TRON, whose API answers for
+  the tip only, between two reads of the tip with no transfer to or from an exchange address in
+  the blocks between them.
 - inbound, on chain and not yet in the ledger: deposits waiting for their confirmations; deposits
   held for review (above the maximum, recharge disabled); treasury receipts not yet booked; on an
   account chain whose node is ahead of the scanner, transfers from outside to an exchange address
@@ -51,6 +53,7 @@ from addresses.models import AddressType
 from assets import selectors as assets_selectors
 from chains import registry as chains_registry
 from chains.base import ChainAdapter, ChainError
+from chains.evm import EvmAdapter
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig
 from controls import breakers as controls_breakers
@@ -173,7 +176,10 @@ def _chain_read(*, coin: CoinConfig, read: _Snapshot, adapter: ChainAdapter | No
         adapter = adapter or (chains_registry.adapter_for(coin.chain_id) if read.open_payouts or read.settled else None)
     else:
         adapter = adapter or chains_registry.adapter_for(coin.chain_id)
-        reserves_services.chain_read(adapter=adapter, coins=[coin], rows=read.rows)
+        if isinstance(adapter, EvmAdapter):
+            reserves_services.chain_read(adapter=adapter, coins=[coin], rows=read.rows)  # at one block number
+        else:
+            _tip_read(adapter=adapter, coin=coin, rows=read.rows)
         height = read.rows[0].height if read.rows else adapter.tip_height()
         chain = _Chain(height=height, block_hash=read.rows[0].block_hash if read.rows else "")
         by_kind: dict[str, int] = {}
@@ -197,6 +203,46 @@ def _chain_read(*, coin: CoinConfig, read: _Snapshot, adapter: ChainAdapter | No
     if adapter is not None:
         _payouts_read(coin=coin, read=read, adapter=adapter, chain=chain)
     return chain
+
+
+def _tip_read(*, adapter: ChainAdapter, coin: CoinConfig, rows: list[reserves_services.AddressReading]) -> None:
+    """
+    Read every address's balance on a chain that answers only for its tip (TRON), as of one block.
+
+    The tip is read before and after the balances. If it moved, the balances are still those of
+    the later block when none of the blocks in between moved anything to or from an exchange
+    address (every transfer of those blocks is read): nothing the balances depend on changed.
+    Otherwise read again.
+    :raises ReservesError: every attempt saw the exchange's addresses move while they were read.
+    """
+    keys = {adapter.match_key(row.address) for row in rows}
+    token = None if _coin_key(coin, adapter) is None else coin.contract_address
+    for _ in range(reserves_services.CHAIN_READ_ATTEMPTS):
+        before = adapter.tip_height()
+        balances = [adapter.balance(row.address, token) for row in rows]
+        after = adapter.tip_height()
+        quiet = after == before or not any(
+            transfer.match_key in keys or _key_or_none(adapter, transfer.from_address) in keys
+            for block in adapter.blocks(before + 1, after)
+            for transfer in block.transfers
+        )
+        if quiet:
+            block_hash = adapter.block_hash(after)
+            for row, units in zip(rows, balances, strict=True):
+                row.height, row.block_hash = after, block_hash
+                row.balances = {coin.coin_id: units} if units else {}
+            return
+    raise reserves_services.ReservesError(
+        f"{adapter.chain_id}: the exchange's addresses kept moving while they were read "
+        f"({reserves_services.CHAIN_READ_ATTEMPTS} tries)"
+    )
+
+
+def _key_or_none(adapter: ChainAdapter, address: str) -> str | None:
+    try:
+        return adapter.match_key(address) if address else None
+    except (ChainError, ValueError, TypeError):
+        return None
 
 
 def _gap_read(*, coin: CoinConfig, read: _Snapshot, adapter: ChainAdapter, chain: _Chain) -> None:
