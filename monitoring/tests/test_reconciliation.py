@@ -9,11 +9,13 @@ each found, with one critical alert and the coin's breaker tripped. Every key is
 
 from __future__ import annotations
 
+import io
 import itertools
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 from eth_account import Account
 from tronpy.keys import PrivateKey
@@ -149,10 +151,12 @@ def test_runs_between_full_ones_read_only_users_with_new_flows_and_the_daily_one
     assert first.status == ReconciliationStatus.NOT_RUN and "scanner has not started" in first.error
     assert (incremental.full, incremental.flows_checked, incremental.ledger_mismatches) == (False, 1, 0)  # bob's
     assert incremental.last_flow_id == Flow.objects.order_by("-id").first().id
+    with pytest.raises(CommandError, match="difference found: ETH"):
+        call_command("reconcile", coin="ETH", full=True, stdout=io.StringIO())
     assert (full.full, full.flows_checked, full.ledger_mismatches) == (True, 2, 1)
     assert full.status == ReconciliationStatus.DIFFERENCE  # no chain needed to see the ledger is wrong
     assert full.details["mismatches"][0]["user_id"] == alice.id
-    tripped_once("ETH")
+    assert tripped_once("ETH").count == 2  # the command's run repeated it
 
 
 # --- ETH and USDT-ERC20 on ganache ------------------------------------------------------------
