@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -35,6 +35,7 @@ from recharges import matching
 from recharges.models import RecentBlock, TreasuryReceipt, TreasuryStatus
 from utxos import selectors as utxos_selectors
 from wallet_project.db import rows_insert_ignoring_conflicts
+from wallet_project.errors import WalletError
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +209,12 @@ def receipts_book(*, chain_id: str, coins: dict[str, CoinConfig], cursor_height:
     for receipt_id, coin_id, height, block_hash in due:
         if stored.get(height, block_hash) != block_hash:
             continue  # the scanner will orphan it
-        booked += _book(receipt_id=receipt_id, block_hash=block_hash, coin=coins[coin_id])
+        try:
+            booked += _book(receipt_id=receipt_id, block_hash=block_hash, coin=coins[coin_id])
+        except (WalletError, IntegrityError):
+            # It stays PENDING (reconciliation counts it in flight) and is retried every tick; the
+            # other receipts go on.
+            logger.exception("treasury receipt %s could not be booked", receipt_id)
     return booked
 
 
