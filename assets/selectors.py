@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 
 from assets.models import Balance, Flow, HouseBalance, HouseFlow
 from coins import selectors as coins_selectors
@@ -163,3 +163,123 @@ def house_mismatches() -> list[dict[str, object]]:
     for (account, coin_id), flows_sum in sums.items():
         mismatches.append({"account": account, "coin_id": coin_id, "balance": None, "flows": flows_sum})
     return mismatches
+
+
+# --- reconciliation ------------------------------------------------------------------------------
+
+
+def users_total(*, coin_id: str) -> Decimal:
+    """Return Σ (available + frozen - debt) over every user's balance of the coin: what users own."""
+    row = Balance.objects.filter(coin_id=coin_id).aggregate(a=Sum("available"), f=Sum("frozen"), d=Sum("debt"))
+    with exact():
+        return (row["a"] or Decimal(0)) + (row["f"] or Decimal(0)) - (row["d"] or Decimal(0))
+
+
+def flow_id_max() -> int:
+    """Return the highest user flow id (0 when none)."""
+    return Flow.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def flow_users_since(*, coin_id: str, after_id: int, since: datetime) -> set[int]:
+    """
+    Return the users with a flow of the coin above `after_id` or created at or after `since`.
+
+    Both, because a flow committed late can carry a lower id than one already seen: the time
+    window catches it (the daily full check catches anything older).
+    """
+    rows = Flow.objects.filter(coin_id=coin_id).filter(Q(id__gt=after_id) | Q(create_time__gte=since))
+    return set(rows.values_list("user_id", flat=True).distinct())
+
+
+# One statement per chunk of users: the sums of their flows beside their balance row.
+_CHECK_SQL = """
+SELECT s.user_id, s.n, s.a, s.f, s.d, b.available, b.frozen, b.debt
+FROM (SELECT user_id, COUNT(*) AS n, SUM(amount) AS a, SUM(frozen_amount) AS f, SUM(debt_amount) AS d
+      FROM asset_flow WHERE coin_id = %s{users} GROUP BY user_id) s
+LEFT JOIN asset_balance b ON b.user_id = s.user_id AND b.coin_id = %s
+"""
+# Balance rows holding something with no flow at all.
+_FLOWLESS_SQL = """
+SELECT b.user_id, b.available, b.frozen, b.debt FROM asset_balance b
+WHERE b.coin_id = %s{users} AND (b.available <> 0 OR b.frozen <> 0 OR b.debt <> 0)
+AND NOT EXISTS (SELECT 1 FROM asset_flow f WHERE f.user_id = b.user_id AND f.coin_id = b.coin_id)
+"""
+USERS_CHUNK = 1000
+
+
+def ledger_check(*, coin_id: str, user_ids: Collection[int] | None = None) -> tuple[int, list[dict[str, object]]]:
+    """
+    Compare each user balance of the coin (of the given users, or all) with the sums of its flows
+    in every column; return (flows read, mismatches as ledger_mismatches gives them).
+
+    On MariaDB the database sums (exact DECIMAL arithmetic) and the rows come back one per user;
+    SQLite sums decimals in floating point, so there the flows are added up here.
+    """
+    if connection.vendor == "sqlite":
+        return _ledger_check_python(coin_id=coin_id, user_ids=user_ids)
+    chunks: list[list[int] | None] = [None]
+    if user_ids is not None:
+        ordered = sorted(user_ids)
+        chunks = [ordered[i : i + USERS_CHUNK] for i in range(0, len(ordered), USERS_CHUNK)]
+    flows = 0
+    mismatches: list[dict[str, object]] = []
+    zero = Decimal(0)
+    with connection.cursor() as cursor:
+        for chunk in chunks:
+            users = "" if chunk is None else f" AND user_id IN ({', '.join(['%s'] * len(chunk))})"
+            cursor.execute(_CHECK_SQL.format(users=users), [coin_id, *(chunk or []), coin_id])
+            for user_id, n, a, f, d, available, frozen, debt in cursor.fetchall():
+                flows += n
+                if (available, frozen, debt) != (a, f, d):
+                    mismatches.append(_mismatch(user_id, coin_id, (available, frozen, debt), (a, f, d)))
+            users = "" if chunk is None else f" AND b.user_id IN ({', '.join(['%s'] * len(chunk))})"
+            cursor.execute(_FLOWLESS_SQL.format(users=users), [coin_id, *(chunk or [])])
+            for user_id, available, frozen, debt in cursor.fetchall():
+                mismatches.append(_mismatch(user_id, coin_id, (available, frozen, debt), (zero, zero, zero)))
+    return flows, mismatches
+
+
+def _mismatch(
+    user_id: int, coin_id: str, balance: tuple[object, object, object], flows: tuple[object, object, object]
+) -> dict[str, object]:
+    return {
+        "user_id": user_id,
+        "coin_id": coin_id,
+        "available": balance[0],
+        "frozen": balance[1],
+        "debt": balance[2],
+        "flows_available": flows[0],
+        "flows_frozen": flows[1],
+        "flows_debt": flows[2],
+    }
+
+
+def _ledger_check_python(*, coin_id: str, user_ids: Collection[int] | None) -> tuple[int, list[dict[str, object]]]:
+    flows = Flow.objects.filter(coin_id=coin_id)
+    balances = Balance.objects.filter(coin_id=coin_id)
+    if user_ids is not None:
+        flows, balances = flows.filter(user_id__in=list(user_ids)), balances.filter(user_id__in=list(user_ids))
+    zero = (Decimal(0), Decimal(0), Decimal(0))
+    sums: dict[int, tuple[Decimal, Decimal, Decimal]] = {}
+    count = 0
+    for user, amount, frozen, debt in flows.values_list("user_id", "amount", "frozen_amount", "debt_amount"):
+        count += 1
+        a, f, d = sums.get(user, zero)
+        with exact():
+            sums[user] = (a + amount, f + frozen, d + debt)
+    mismatches = []
+    for balance in balances.order_by("user_id"):
+        expected = sums.pop(balance.user_id, zero)
+        if (balance.available, balance.frozen, balance.debt) != expected:
+            mismatches.append(
+                _mismatch(balance.user_id, coin_id, (balance.available, balance.frozen, balance.debt), expected)
+            )
+    for user, expected in sums.items():
+        mismatches.append(_mismatch(user, coin_id, (None, None, None), expected))
+    return count, mismatches
+
+
+def house_check(*, coin_id: str) -> tuple[int, list[dict[str, object]]]:
+    """Return (house flows read, house mismatches) of the coin: each house balance against Σ its flows."""
+    flows = HouseFlow.objects.filter(coin_id=coin_id).count()
+    return flows, [row for row in house_mismatches() if row["coin_id"] == coin_id]

@@ -4,7 +4,7 @@ from django.http import HttpRequest, HttpResponse
 
 from monitoring import kinds
 from monitoring import services as monitoring_services
-from monitoring.models import Alert, AlertDelivery, BackupRun, ChainTip, HotBalance
+from monitoring.models import Alert, AlertDelivery, BackupRun, ChainTip, HotBalance, ReconciliationRun
 from wallet_project.admin import ReadOnlyAdmin, RemarkForm, remark_page
 from wallet_project.errors import WalletError
 
@@ -162,3 +162,21 @@ class HotBalanceAdmin(_Observed):
 class BackupRunAdmin(_Observed):
     list_display = ("kind", "name", "size_bytes", "started_at", "finished_at", "location")
     list_filter = ("kind",)
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(_Observed):
+    """Every reconciliation run with its figures; read-only (runs are written once by the job)."""
+
+    list_display = (
+        "id",
+        "coin",
+        "status",
+        "full",
+        "difference",
+        "ledger_mismatches",
+        "chain_height",
+        "scan_height",
+        "started_at",
+    )
+    list_filter = ("coin", "status", "full")

@@ -26,7 +26,7 @@ from coins import selectors as coins_selectors
 from monitoring import delivery, kinds
 from monitoring import selectors as monitoring_selectors
 from monitoring import services as monitoring_services
-from monitoring.models import BackupKind, ChainTip, HotBalance, Severity
+from monitoring.models import BackupKind, ChainTip, HotBalance, ReconciliationStatus, Severity
 from recharges import selectors as recharges_selectors
 from withdrawals import selectors as withdrawals_selectors
 from withdrawals.models import WithdrawStatus
@@ -216,6 +216,16 @@ def cleared_withdraw_stuck() -> Cleared:
     return result
 
 
+def cleared_reconciliation() -> Cleared:
+    """A coin's reconciliation alert clears when its latest run that read the chain balanced."""
+    result = Cleared(kind="RECONCILIATION_MISMATCH")
+    for alert in monitoring_selectors.alert_list_unresolved(kind="RECONCILIATION_MISMATCH"):
+        latest = monitoring_selectors.reconciliation_latest(coin_id=alert.subject.removeprefix("coin "))
+        if latest is not None and latest.status == ReconciliationStatus.BALANCED:
+            result.subjects[alert.subject] = f"reconciliation run {latest.id} balanced"
+    return result
+
+
 # --- events, backups, deliveries, quiet events -----------------------------------------------------------
 
 
@@ -321,6 +331,7 @@ def monitoring_check(*, now: datetime | None = None) -> CheckReport:
         ("hot_balances", lambda: check_hot_balances(now=moment)),
         ("review_overdue", lambda: check_review_overdue(now=moment)),
         ("withdraw_stuck", cleared_withdraw_stuck),
+        ("reconciliation", cleared_reconciliation),
         ("relay_lag", lambda: check_relay_lag(now=moment)),
         ("backup_overdue", lambda: check_backup_overdue(now=moment)),
         ("backup_failed", cleared_backup_failed),

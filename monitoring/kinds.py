@@ -234,9 +234,14 @@ _KINDS = (
     AlertKind(
         "RECONCILIATION_MISMATCH",
         Severity.CRITICAL,
-        "Balances in the ledger and holdings on chain disagree for a coin: its withdrawals stop being "
-        "signed until a person clears the breaker. Find the difference (unrecorded movement, missed "
-        "deposit, fee) before clearing it.",
+        "Reconciliation found a coin's ledger out of line (a balance row that is not the sum of its flows) "
+        "or the ledger and the chain apart beyond the coin's tolerance; the coin's circuit breaker is tripped "
+        "and its withdrawals are not signed. Open the run in the admin (Reconciliation runs): a ledger "
+        "mismatch names the balance rows; a positive difference is a shortfall on chain (money left an "
+        "exchange address without the ledger knowing: a key used outside this system, a payout or fee not "
+        "booked), a negative one a surplus (a transfer in that nothing booked). Find the cause before "
+        "clearing the breaker (four eyes); resolves itself when a later run balances.",
+        resolves_itself=True,
     ),
     AlertKind(
         "BREAKER_TRIPPED",

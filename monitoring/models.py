@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from coins.models import AMOUNT
+from coins.models import AMOUNT, CoinConfig
 from wallet_project.db import ExactCharField
 
 
@@ -165,3 +165,50 @@ class BackupRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}"
+
+
+class ReconciliationStatus(models.IntegerChoices):
+    BALANCED = 1, "balanced: no difference beyond the tolerance"
+    DIFFERENCE = 2, "difference beyond the tolerance: alerted, breaker tripped"
+    NOT_RUN = 3, "not run: a node failed or the chain moved while it was read"
+
+
+class ReconciliationRun(models.Model):
+    """
+    One reconciliation of one coin (monitoring.reconciliation): the ledger against itself and
+    against the chain, with every figure it compared. Written once, never changed.
+
+        difference = (users + house) - (on_chain - inbound + outbound - settled_ahead)
+
+    A positive difference is a shortfall on chain (the ledger owes more than the exchange holds),
+    a negative one a surplus.
+    """
+
+    coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
+    full = models.BooleanField(default=False, help_text="The ledger check read every flow (else only new ones).")
+    status = models.SmallIntegerField(choices=ReconciliationStatus.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    scan_height = models.BigIntegerField(null=True, blank=True, help_text="Where the scanner stood.")
+    chain_height = models.BigIntegerField(null=True, blank=True, help_text="The block the balances were read at.")
+    block_hash = models.CharField(max_length=128, blank=True, default="")
+    users_total = models.DecimalField(**AMOUNT, default=0, help_text="Σ users' available + frozen - debt.")
+    house_total = models.DecimalField(**AMOUNT, default=0, help_text="Σ house balances (signed).")
+    on_chain = models.DecimalField(**AMOUNT, default=0, help_text="Σ holdings of every exchange address.")
+    inbound = models.DecimalField(**AMOUNT, default=0, help_text="On chain, not yet in the ledger.")
+    outbound = models.DecimalField(**AMOUNT, default=0, help_text="Left the chain, still in the ledger.")
+    settled_ahead = models.DecimalField(**AMOUNT, default=0, help_text="Out of the ledger, on chain at the height.")
+    difference = models.DecimalField(**AMOUNT, default=0)
+    tolerance = models.DecimalField(**AMOUNT, default=0)
+    flows_checked = models.BigIntegerField(default=0)
+    last_flow_id = models.BigIntegerField(default=0, help_text="The highest user flow id the ledger check has seen.")
+    ledger_mismatches = models.IntegerField(default=0, help_text="Balance rows (users and house) ≠ Σ their flows.")
+    details = models.JSONField(default=dict, help_text="Holdings per kind of address, in-flight items, mismatches.")
+    error = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        db_table = "monitoring_reconciliation"
+        indexes = [models.Index(fields=["coin", "id"], name="idx_reconciliation_coin")]
+
+    def __str__(self) -> str:
+        return f"reconciliation {self.coin_id} #{self.id}"

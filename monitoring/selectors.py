@@ -8,7 +8,16 @@ from decimal import Decimal
 
 from django.db.models import Count, Max, QuerySet, Sum
 
-from monitoring.models import Alert, AlertDelivery, BackupKind, BackupRun, DeliveryStatus, HotBalance
+from monitoring.models import (
+    Alert,
+    AlertDelivery,
+    BackupKind,
+    BackupRun,
+    DeliveryStatus,
+    HotBalance,
+    ReconciliationRun,
+    ReconciliationStatus,
+)
 
 
 def alert_list_open(*, kind: str | None = None) -> QuerySet[Alert]:
@@ -62,3 +71,9 @@ def hot_balance_total(*, coin_id: str, addresses: Collection[str]) -> Decimal | 
         .aggregate(total=Sum("balance"), readings=Count("id"))
     )
     return found["total"] if found["readings"] else None
+
+
+def reconciliation_latest(*, coin_id: str) -> ReconciliationRun | None:
+    """Return the coin's latest reconciliation run that read the chain (a NOT_RUN one proves nothing)."""
+    runs = ReconciliationRun.objects.filter(coin_id=coin_id).exclude(status=ReconciliationStatus.NOT_RUN)
+    return runs.order_by("-id").first()

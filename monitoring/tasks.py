@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
-from monitoring import balances, checks, delivery
+from monitoring import balances, checks, delivery, reconciliation
 
 logger = logging.getLogger(__name__)
 
@@ -34,3 +34,9 @@ def alerts_deliver(**kwargs: object) -> int:
 def hot_balances_refresh(**kwargs: object) -> int:
     """Read the hot wallets' balances from their chains."""
     return balances.hot_balances_refresh(now=timezone.now()).read
+
+
+@shared_task(ignore_result=True)
+def reconcile(*, coin_id: str, **kwargs: object) -> int:
+    """Reconcile one coin (ledger against itself and against the chain); returns the run's status."""
+    return reconciliation.reconcile_coin(coin_id=coin_id, now=timezone.now()).status

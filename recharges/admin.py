@@ -8,7 +8,7 @@ from django.utils import timezone
 from recharges import hold_changes
 from recharges import selectors as recharges_selectors
 from recharges import services as recharges_services
-from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, ScanCursor
+from recharges.models import AccountHold, HoldStatus, RecentBlock, RechargeRecord, ScanCursor, TreasuryReceipt
 from wallet_project.admin import ReadOnlyAdmin, amount_column, hash_column
 from wallet_project.errors import WalletError
 
@@ -288,3 +288,13 @@ class RecentBlockAdmin(ReadOnlyAdmin):
     list_filter = ("chain_id",)
     search_fields = ("=hash", "=height")
     ordering = ("chain_id", "-height")
+
+
+@admin.register(TreasuryReceipt)
+class TreasuryReceiptAdmin(ReadOnlyAdmin):
+    """Money from outside at the exchange's own addresses, booked to the house (treasury): to look at only."""
+
+    list_display = ("id", "coin", "amount", "to_address", "from_address", "block_number", "status", "book_time")
+    list_filter = ("coin", "status")
+    search_fields = ("tx_hash", "to_address", "from_address")
+    readonly_fields = [field.name for field in TreasuryReceipt._meta.fields]

@@ -105,23 +105,28 @@ def transfers_match(
             # adapter-reported transfer of a failed TRON contract must never count.
             ignored.append(Ignored(transfer, "transaction failed on chain"))
             continue
-        if transfer.contract is None:
-            coin_id = rules.native_coin_id
-            if coin_id is None:
-                ignored.append(Ignored(transfer, "no native coin configured"))
-                continue
-        else:
-            try:
-                key = contract_key(transfer.contract)
-            except (ChainError, ValueError, TypeError):
-                ignored.append(Ignored(transfer, "token contract is not a valid address"))
-                continue
-            coin_id = rules.tokens.get(key)
-            if coin_id is None:
-                ignored.append(Ignored(transfer, "token from a contract that is not configured"))
-                continue
+        coin_id, reason = coin_of(transfer=transfer, rules=rules, contract_key=contract_key)
+        if coin_id is None:
+            ignored.append(Ignored(transfer, reason))
+            continue
         if transfer.amount_base_units <= 0:
             ignored.append(Ignored(transfer, "zero amount"))
             continue
         candidates.append(Candidate(transfer=transfer, coin_id=coin_id, user_id=owner[0], address=owner[1]))
     return candidates, ignored
+
+
+def coin_of(*, transfer: Transfer, rules: CoinRules, contract_key: Callable[[str], str]) -> tuple[str | None, str]:
+    """Return the coin a transfer moves (the native coin, or the token of a configured contract), or (None, why not)."""
+    if transfer.contract is None:
+        if rules.native_coin_id is None:
+            return None, "no native coin configured"
+        return rules.native_coin_id, ""
+    try:
+        key = contract_key(transfer.contract)
+    except (ChainError, ValueError, TypeError):
+        return None, "token contract is not a valid address"
+    coin_id = rules.tokens.get(key)
+    if coin_id is None:
+        return None, "token from a contract that is not configured"
+    return coin_id, ""

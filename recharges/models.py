@@ -188,3 +188,52 @@ class AccountHold(models.Model):
 
     def __str__(self) -> str:
         return f"hold {self.user_id}/{self.coin_id} {self.shortfall}"
+
+
+class TreasuryStatus(models.IntegerChoices):
+    PENDING = 1, "pending confirmation"
+    BOOKED = 2, "booked to the house (treasury)"
+    REORGED = 3, "orphaned by a reorg"
+
+
+class TreasuryReceipt(models.Model):
+    """
+    Money that arrived from outside the exchange at one of its own addresses that is no deposit
+    address (hot, gas station, change, cold): a treasury receipt, never a user's deposit.
+
+    Found by the scanner like a deposit, under the same unique key (coin, tx_hash, log_index); at
+    the coin's confirmations, on a block still canonical, it is booked to the house account
+    `treasury` (HOUSE_TREASURY_IN), once; a reorg that orphans it books the reversal. A transfer
+    from another exchange address is internal (a sweep, a top-up, a payout's change) and is not
+    recorded here.
+    """
+
+    coin = models.ForeignKey(CoinConfig, on_delete=models.PROTECT, to_field="coin_id", db_column="coin_id")
+    tx_hash = models.CharField(max_length=255)
+    log_index = models.IntegerField(default=-1)
+    from_address = models.CharField(max_length=255, blank=True, default="")
+    to_address = models.CharField(max_length=255)
+    amount = models.DecimalField(**AMOUNT)
+    block_number = models.BigIntegerField()
+    block_hash = models.CharField(max_length=128)
+    # Times it was found again after a reorg orphaned it: each booking has a reference of its own.
+    generation = models.IntegerField(default=0)
+    status = models.SmallIntegerField(choices=TreasuryStatus.choices, default=TreasuryStatus.PENDING)
+    create_time = models.DateTimeField(auto_now_add=True)
+    update_time = models.DateTimeField(auto_now=True)
+    book_time = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "recharge_treasury_receipt"
+        constraints = [
+            models.UniqueConstraint(fields=["coin", "tx_hash", "log_index"], name="uk_treasury_coin_tx_index"),
+        ]
+        indexes = [models.Index(fields=["status", "block_number"], name="idx_treasury_status_block")]
+
+    def __str__(self) -> str:
+        return f"treasury {self.coin_id} {self.tx_hash}:{self.log_index}"
+
+    @property
+    def biz_ref(self) -> str:
+        """The house reference of this booking (and, suffixed, of its reversal)."""
+        return f"treasury-{self.id}" if self.generation == 0 else f"treasury-{self.id}-g{self.generation}"

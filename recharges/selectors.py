@@ -6,11 +6,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, QuerySet, Sum
 
 from assets import selectors as assets_selectors
 from coins import selectors as coins_selectors
-from recharges.models import AccountHold, HoldStatus, RechargeRecord, RechargeStatus, ScanCursor
+from recharges.models import (
+    AccountHold,
+    HoldStatus,
+    RechargeRecord,
+    RechargeStatus,
+    ScanCursor,
+    TreasuryReceipt,
+    TreasuryStatus,
+)
 from wallet_project import stats
 
 
@@ -103,3 +111,19 @@ def deposit_confirm_latency(*, since: datetime, bounds: Sequence[float]) -> stat
     """Return the histogram of first seen → credited of the deposits first seen at or after since."""
     rows = RechargeRecord.objects.filter(create_time__gte=since, status=RechargeStatus.CONFIRMED)
     return stats.latency_histogram(rows, start="create_time", end="confirm_time", bounds=bounds)
+
+
+def deposits_in_flight(*, coin_id: str, height: int) -> dict[str, Decimal]:
+    """
+    Return what sits on the coin's exchange addresses at `height` without being in the ledger yet:
+    {"pending": deposits waiting for their confirmations, "held": deposits held for review (above
+    the maximum, or while recharge was disabled), "treasury": treasury receipts not yet booked}.
+    """
+    live = RechargeRecord.objects.filter(coin_id=coin_id, block_number__lte=height)
+    held = (RechargeStatus.ABOVE_MAXIMUM, RechargeStatus.RECHARGE_DISABLED)
+    receipts = TreasuryReceipt.objects.filter(coin_id=coin_id, status=TreasuryStatus.PENDING, block_number__lte=height)
+    return {
+        "pending": live.filter(status=RechargeStatus.PENDING).aggregate(s=Sum("amount"))["s"] or Decimal(0),
+        "held": live.filter(status__in=held).aggregate(s=Sum("amount"))["s"] or Decimal(0),
+        "treasury": receipts.aggregate(s=Sum("amount"))["s"] or Decimal(0),
+    }

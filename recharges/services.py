@@ -23,7 +23,7 @@ import dataclasses
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,15 +35,16 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from assets import events as assets_events
+from assets import house as assets_house
 from assets import selectors as assets_selectors
 from assets import services as assets_services
-from assets.models import BusinessType
+from assets.models import BusinessType, HouseAccount
 from chains.base import Block, ChainAdapter, ChainError
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig, Switch
 from monitoring import services as monitoring_services
 from monitoring.models import Severity
-from recharges import matching, shortfalls, watchlist
+from recharges import matching, shortfalls, treasury, watchlist
 from recharges.models import RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
 from utxos import services as utxos_services
 from wallet_project import money
@@ -186,6 +187,18 @@ def _coin_rules(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> match
         tokens={key: coin.coin_id for key, coin in coins.tokens.items()},
         coin_ids=tuple(c.coin_id for c in coins.coins),
     )
+
+
+def scan_cursor_ensure(*, chain_id: str, adapter: ChainAdapter | None = None) -> ScanCursor:
+    """
+    Start the chain's scanner at the node's tip now if it never started (else leave it where it is).
+
+    What is mined after this is scanned: the development set-up calls it before it funds the hot
+    wallets, so that the funding is seen, and booked as a treasury receipt.
+    :raises ChainError: (and other NODE_ERRORS) the node failed.
+    """
+    adapter = adapter or adapter_for(chain_id)
+    return _cursor_get_or_create(chain_id=chain_id, adapter=adapter, tip=adapter.tip_height())
 
 
 def _cursor_get_or_create(*, chain_id: str, adapter: ChainAdapter, tip: int) -> ScanCursor:
@@ -389,6 +402,9 @@ def _scan_batch(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> ScanR
             )
         scanned.append((block, candidates))
         parent = block.hash
+    receipts = treasury.receipts_match(
+        blocks=[block for block, _ in scanned], watch=watch, rules=rules, adapter=adapter
+    )
     if scanned:
         # The blocks that extend the stored chain, all in one transaction.
         try:
@@ -399,6 +415,7 @@ def _scan_batch(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> ScanR
                     scanned=scanned,
                     rules=rules,
                     watch=watch,
+                    receipts=receipts,
                     expected=expected,
                     now=now,
                 )
@@ -462,6 +479,7 @@ def _blocks_commit(
     watch: matching.Watch,
     expected: tuple[int, int],
     now: datetime,
+    receipts: Sequence[treasury.ReceiptCandidate] = (),
 ) -> tuple[int, int]:
     """
     Advance the cursor over consecutive blocks by one compare-and-set and record their deposits.
@@ -498,6 +516,10 @@ def _blocks_commit(
             _record_orphan(record=record, now=now)
     _records_upsert(scanned=scanned, now=now)
     utxos_services.utxos_blocks_record(chain_id=chain_id, blocks=[block for block, _ in scanned], watch=watch)
+    # After the UTXO set: on BTC, what spends our outputs is ours, not a receipt.
+    treasury.receipts_record(
+        chain_id=chain_id, coin_ids=rules.coin_ids, blocks=[block for block, _ in scanned], candidates=receipts
+    )
     _step("scan.block_written")
     return last, version + 1
 
@@ -692,13 +714,46 @@ def _reorg_commit(
             continue  # still on the node's chain
         _record_orphan(record=record, now=now)
         orphaned += 1
+    treasury.receipts_orphan_above(coin_ids=coin_ids, fork=fork, node_hashes=node_hashes)
     _step("reorg.written")
     return orphaned
 
 
+def unclaimed_book(*, record: RechargeRecord, coin: CoinConfig) -> None:
+    """Book a deposit held below the minimum to the house (HOUSE_UNCLAIMED_DEPOSIT, UNCLAIMED), once."""
+    assets_house.house_book(
+        coin=coin,
+        account=HouseAccount.UNCLAIMED,
+        amount=record.amount,
+        business_type=BusinessType.HOUSE_UNCLAIMED_DEPOSIT,
+        biz_ref=record.biz_ref,
+        ref_tx_hash=record.tx_hash,
+        memo=f"deposit {record.recharge_no} below the minimum, credited to nobody",
+    )
+
+
+def _unclaimed_reverse(*, record: RechargeRecord) -> None:
+    # The block that paid it is gone: so is the house's share. Its own reference, as the crediting's
+    # reversal has; a deposit mined again is a new generation with a reference of its own.
+    assets_house.house_book(
+        coin=CoinConfig.objects.get(coin_id=record.coin_id),
+        account=HouseAccount.UNCLAIMED,
+        amount=-record.amount,
+        business_type=BusinessType.HOUSE_UNCLAIMED_DEPOSIT,
+        biz_ref=f"{record.biz_ref}-reorg",
+        ref_tx_hash=record.tx_hash,
+        memo=f"deposit {record.recharge_no} below the minimum, orphaned by a reorg",
+    )
+
+
 def _record_orphan(*, record: RechargeRecord, now: datetime) -> None:
-    """Mark a (locked) deposit of an orphaned block REORGED; reverse its crediting if it was credited."""
+    """
+    Mark a (locked) deposit of an orphaned block REORGED; reverse its crediting if it was credited,
+    and its house booking if it was held below the minimum.
+    """
     credited = record.status == RechargeStatus.CONFIRMED
+    if record.status == RechargeStatus.BELOW_MINIMUM:
+        _unclaimed_reverse(record=record)
     record.status = RechargeStatus.REORGED
     record.save(update_fields=["status", "update_time"])
     if credited:
@@ -717,6 +772,16 @@ def deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | No
     transaction (see _canonical_hashes: usually one block_hash call), then the due deposits are
     settled in transactions of up to SETTLE_BATCH deposits of one coin each.
     """
+    result = _deposits_confirm(chain_id=chain_id, now=now, adapter=adapter)
+    cursor = ScanCursor.objects.filter(chain_id=chain_id).first()
+    if cursor is not None:
+        # Treasury receipts wait for the same confirmations on the scanner's stored chain.
+        coins = {c.coin_id: c for c in _chain_coins(chain_id=chain_id)}
+        treasury.receipts_book(chain_id=chain_id, coins=coins, cursor_height=cursor.height, tip=cursor.tip_height)
+    return result
+
+
+def _deposits_confirm(*, chain_id: str, now: datetime, adapter: ChainAdapter | None = None) -> ConfirmResult:
     cursor = ScanCursor.objects.filter(chain_id=chain_id).first()
     if cursor is None:
         return ConfirmResult(chain_id=chain_id)
@@ -903,6 +968,8 @@ def deposits_settle(*, verified: dict[int, tuple[str, int]], tip: int, now: date
             )
         elif record.amount < coin.min_recharge_amount:
             record.status = RechargeStatus.BELOW_MINIMUM
+            # On the exchange's address, credited to nobody: the house holds it (UNCLAIMED).
+            unclaimed_book(record=record, coin=coin)
             logger.info("deposit %s below the minimum of %s: not credited", record.recharge_no, coin.coin_id)
         elif record.amount > coin.max_recharge_amount:
             record.status = RechargeStatus.ABOVE_MAXIMUM
@@ -1136,6 +1203,7 @@ def scan_state_forget(*, chain_id: str, now: datetime) -> tuple[int, int]:
     orphaned = RechargeRecord.objects.filter(coin_id__in=coin_ids, status=RechargeStatus.PENDING).update(
         status=RechargeStatus.REORGED, update_time=now
     )
+    treasury.receipts_forget(coin_ids=coin_ids)
     # The old chain's outputs are gone with it: no payout may pick them.
     utxos_services.utxos_blocks_orphan(chain_id=chain_id, above_height=-1)
     logger.warning(

@@ -26,7 +26,8 @@ credited, 2 withdrawn, then the block is orphaned: the user owns 1 - 3 = -2 ETH.
   adjustment), at the next confirmation tick of its chain (`account_holds_close_repaid`).
 - Ops close a shortfall the ledger cannot: SETTLE (the user paid it back off-system,
   REORG_DEBT_SETTLE) or WRITE OFF (the exchange takes the loss, REORG_DEBT_WRITE_OFF, with an
-  alert: house accounts do not exist yet, so the loss is seen in that flow and the alert). Each
+  alert, and the same amount booked to the house account `losses` as HOUSE_REORG_LOSS, so the
+  ledger still adds up to what the chain holds: the user's debt is gone, the house carries it). Each
   clears the whole debt of the (user, coin) and closes all its active holds, under the balance
   lock then the hold locks (the order of every writer: deposits lock the balance before they
   close holds), is idempotent, needs its own permission in the admin and a remark, and writes
@@ -46,9 +47,10 @@ from django.db.models import F, Q
 
 from assets import debts as assets_debts
 from assets import events as assets_events
+from assets import house as assets_house
 from assets import selectors as assets_selectors
 from assets import services as assets_services
-from assets.models import BusinessType
+from assets.models import BusinessType, HouseAccount
 from coins.models import CoinConfig
 from monitoring import services as monitoring_services
 from monitoring.models import Severity
@@ -273,11 +275,21 @@ def account_hold_close_in(
         f"{len(holds)} hold(s) closed) {action} by {operator.get_username()}: {remark}"
     )
     if status == HoldStatus.WRITTEN_OFF:
+        if resolved > 0:
+            # The user no longer owes it, and the chain never held it: the exchange's loss.
+            assets_house.house_book(
+                coin=coin,
+                account=HouseAccount.LOSSES,
+                amount=-resolved,
+                business_type=BusinessType.HOUSE_REORG_LOSS,
+                biz_ref=target.biz_ref,
+                memo=memo[:255],
+            )
         monitoring_services.alert_raise(
             severity=Severity.WARNING,
             kind="REORG_DEBT_WRITTEN_OFF",
             subject=f"account hold {hold_id}",
-            message=f"{text}; the exchange carries this loss (no house account books it yet)",
+            message=f"{text}; the exchange carries this loss (booked to the house account {HouseAccount.LOSSES.value})",
             now=now,
         )
     logger.warning("%s", text)

@@ -1,10 +1,11 @@
 """
 The scanner's in-process watch list: {match_key: (user_id, address)} per chain.
 
-On a chain with a UTXO set (BTC) it also holds the exchange's own hot, change and cold addresses,
-with user_id None: the adapter then returns the outputs paid to them, which the UTXO set records
-and deposit matching skips. They are refreshed like deposit addresses (by id, and by create_time
-within the look-back), so a change address a payout created is watched before its change is mined.
+It also holds the exchange's own hot, change and cold addresses, with user_id None: the adapter
+then returns the transfers to them, which the UTXO set records (BTC), treasury receipts record
+when they come from outside (recharges.treasury) and deposit matching skips. They are refreshed
+like deposit addresses (by id, and by create_time within the look-back), so a change address a
+payout created is watched before its change is mined.
 
 Loaded once per process, then refreshed on every tick with one query for what changed: rows with
 a higher id than seen, or assigned recently (a pool address keeps its old id when a user gets it;
@@ -44,7 +45,6 @@ from django.utils import timezone
 from addresses import selectors as addresses_selectors
 from chains.base import ChainAdapter, ChainError
 from recharges.matching import Watch
-from utxos import selectors as utxos_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -136,9 +136,10 @@ def watchlist_get(*, chain_id: str, adapter: ChainAdapter, height: int | None = 
         if not full and height is not None and (watch.low_height is None or height < watch.low_height):
             watch.low_height = height
         rows = list(assigned.values_list("id", "address", "user_id"))
-        if utxos_selectors.tracks(chain_id=chain_id):
-            own = addresses_selectors.exchange_addresses_owned(chain_id=chain_id, since=since, after_id=after_id)
-            rows += own.values_list("id", "address", "user_id")
+        # The exchange's own addresses too: their outputs make the UTXO set (BTC), and money arriving
+        # at them from outside is a treasury receipt (recharges.treasury), on every chain.
+        own = addresses_selectors.exchange_addresses_owned(chain_id=chain_id, since=since, after_id=after_id)
+        rows += own.values_list("id", "address", "user_id")
         _add(watch, rows, adapter)
         watch.refreshed_at = started
         _watches[chain_id] = watch

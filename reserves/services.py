@@ -123,7 +123,7 @@ class LedgerRead:
 
 
 @contextlib.contextmanager
-def _consistent_read() -> Iterator[None]:
+def consistent_read() -> Iterator[None]:
     """One transaction whose every read sees the database as it was at its first read."""
     if connection.vendor != "mysql":
         with transaction.atomic(durable=True):  # SQLite: a transaction reads one state of the file
@@ -168,7 +168,7 @@ def _coin_leaves(coin: CoinConfig) -> CoinLeaves:
     return read
 
 
-def _address_rows(chain_id: str) -> list[AddressReading]:
+def address_rows(chain_id: str) -> list[AddressReading]:
     rows = [
         *addresses_selectors.exchange_addresses_owned(chain_id=chain_id),
         *addresses_selectors.deposit_addresses_assigned(chain_id=chain_id),
@@ -211,13 +211,13 @@ def ledger_read(
     """
     read = LedgerRead(taken_at=now.replace(microsecond=0), coins=[], addresses={})
     chains = sorted({coin.chain_id for coin in coins})
-    with _consistent_read():
+    with consistent_read():
         for coin in coins:
             read.coins.append(_coin_leaves(coin))
             if progress is not None:
                 progress(coin.coin_id)
         for chain_id in chains:
-            read.addresses[chain_id] = _address_rows(chain_id)
+            read.addresses[chain_id] = address_rows(chain_id)
         btc = [coin for coin in coins if coin.chain_id == "BTC"]
         if btc:
             _btc_holdings(read.addresses["BTC"], btc[0])

@@ -66,6 +66,7 @@ _serial = itertools.count(1)
 _OVERRIDES = {
     "withdrawals.WithdrawRecord": {"amount": Decimal(1), "actual_amount": Decimal(1)},
     "withdrawals.PayoutWithdrawal": {"amount": Decimal(1)},
+    "assets.HouseFlow": {"business_type": 20},  # a house posting type (20-29)
 }
 
 

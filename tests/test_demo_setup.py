@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from io import StringIO
@@ -23,8 +24,9 @@ from eth_account import Account
 from tronpy.keys import PrivateKey
 
 from addresses.models import AddressType, WalletAddress
+from assets import selectors as assets_selectors
 from assets import services as assets_services
-from assets.models import BusinessType
+from assets.models import BusinessType, Flow, HouseAccount
 from chains import devchain, devsend
 from chains import registry as chains_registry
 from chains.codecs import segwit_encode
@@ -33,6 +35,9 @@ from chains.evm import EvmAdapter
 from chains.models import NonceCursor
 from chains.tron import TronAdapter
 from coins.models import CoinConfig
+from monitoring import reconciliation
+from monitoring.models import ReconciliationStatus
+from recharges import services as recharges_services
 from recharges.models import RecentBlock, RechargeRecord, RechargeStatus, ScanCursor
 from recharges.tests.helpers import tick
 from withdrawals import payout as withdrawals_payout
@@ -153,6 +158,37 @@ def test_creates_and_funds_a_hot_wallet_on_every_chain_once(dev_run, nodes, sett
     assert len(funding[btc_hot]) == 1  # funded once, not again on the second run
     for address in (eth_hot, tron_hot, btc_hot, eth_gas, tron_gas):
         assert address in output and address in again
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_funding_is_booked_to_the_house_as_treasury_receipts_and_every_coin_reconciles(dev_run, nodes):
+    CoinConfig.objects.update(required_confirmations=2)
+    setup()
+    nodes.evm.mine(2)  # TRON and BTC make blocks on their own
+    time.sleep(1.5)
+
+    for chain_id in ("ETH", "TRON", "BTC"):
+        for _ in range(3):
+            result = recharges_services.deposits_scan_batch(chain_id=chain_id, now=timezone.now())
+            assert result.error is None, result.error
+            recharges_services.deposits_confirm(chain_id=chain_id, now=timezone.now())
+
+    treasury = {
+        coin_id: assets_selectors.house_balances(coin_id=coin_id).get(HouseAccount.TREASURY)
+        for coin_id in ("BTC", "ETH", "USDT-ERC20", "TRX", "USDT-TRC20")
+    }
+    assert treasury == {  # hot wallets and gas stations, from the faucets: the house's, no user's
+        "BTC": Decimal(10),
+        "ETH": Decimal(110),
+        "USDT-ERC20": Decimal(100_000),
+        "TRX": Decimal(110_000),
+        "USDT-TRC20": Decimal(100_000),
+    }
+    assert not Flow.objects.exists()
+    for coin_id in treasury:
+        run = reconciliation.reconcile_coin(coin_id=coin_id)
+        assert (run.status, run.difference, run.error) == (ReconciliationStatus.BALANCED, 0, ""), run.details
 
 
 @pytest.mark.slow

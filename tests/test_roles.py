@@ -37,6 +37,9 @@ AUDITOR_PERMISSIONS = {
     "controls.view_coinbreaker",
     "controls.view_blacklistaddress",
     "controls.view_addressbookentry",
+    "monitoring.view_reconciliationrun",
+    "assets.view_housebalance",
+    "assets.view_houseflow",
 }
 OPERATOR_PERMISSIONS = {
     "monitoring.view_alert",
@@ -73,6 +76,10 @@ OPERATOR_PERMISSIONS = {
     "controls.view_addressbookpolicy",
     "controls.view_settingschange",
     "controls.decide_settingschange",
+    "monitoring.view_reconciliationrun",
+    "assets.view_housebalance",
+    "assets.view_houseflow",
+    "recharges.view_treasuryreceipt",
 }
 # Permissions the code defines beyond Django's add/change/delete/view that no role holds, and why.
 # A new one (a sweep, a breaker, a hold's settlement) must land in a role migration or here.

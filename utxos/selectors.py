@@ -176,3 +176,14 @@ def utxo_totals_by_address() -> dict[int, int]:
     """
     rows = _unspent().order_by().values("address_id").annotate(total=Sum("value_sats"))
     return {row["address_id"]: int(row["total"]) for row in rows}
+
+
+def txids_spending_ours(*, txids: Collection[str]) -> set[str]:
+    """Return those of the given transactions that spend one of our outputs: they come from the exchange."""
+    wanted = sorted(set(txids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        found.update(
+            BtcUtxo.objects.filter(spent_txid__in=wanted[start : start + 500]).values_list("spent_txid", flat=True)
+        )
+    return found

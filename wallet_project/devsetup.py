@@ -6,7 +6,8 @@ What the run command sets up so that a newcomer sees the whole loop (development
 - a hot address of the withdraw pool on every chain, and a gas station (the pool that will pay
   gas and energy for sweeps) on ETH and TRON: BTC sweeps pay their own fee from their inputs;
 - those addresses funded on the dev chains from their TEST-ONLY faucets (chains.devsend), topped
-  up to the same amounts on every start, waiting until the funding is mined;
+  up to the same amounts on every start, waiting until the funding is mined; each chain's scanner
+  is started first, so the funding is seen and booked to the house as a treasury receipt;
 - if the dev chains report a chain that came back new, what the database remembers of the old
   one is reset (scan cursor, recent blocks, nonces and settled payouts' nonces, pending deposits),
   loudly.
@@ -147,6 +148,12 @@ def hot_wallets_fund(*, hot: list[tuple[str, str, str]], record_path: Path) -> l
     for chain_id, pool, address in hot:
         if chain_id not in chains:
             chains[chain_id] = devsend.DevChain(chain_id=chain_id, recorded=recorded, btc_rpc_url=settings.BTC_RPC_URL)
+            # The scanner starts before the funding (if it never ran), so that it sees the funding
+            # and books it to the house as a treasury receipt: the ledger then accounts for it.
+            try:
+                recharges_services.scan_cursor_ensure(chain_id=chain_id)
+            except recharges_services.ADAPTER_ERRORS as exc:
+                raise devsend.NotADevChain(f"the {chain_id} node cannot be read: {type(exc).__name__}") from None
         entry = Funded(chain_id=chain_id, pool=pool, address=address)
         for coin_id, amount in targets[pool].get(chain_id, []):
             coin = coins_selectors.coin_get(coin_id=coin_id)

@@ -430,6 +430,37 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 
+# --- Reconciliation (monitoring.reconciliation, beat task reconcile per coin) --------
+# How often each coin is reconciled (ledger against itself, and against the chain).
+RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 600)
+# The ledger check reads every flow of the coin this often; the runs between read only the
+# users with new flows (a flow id above the last checked, or created within RECONCILE_LATE_FLOW_SECONDS
+# before the previous run started: a transaction that committed late with a lower id).
+RECONCILE_FULL_EVERY_SECONDS = env_int("RECONCILE_FULL_EVERY_SECONDS", 86400)
+RECONCILE_LATE_FLOW_SECONDS = env_int("RECONCILE_LATE_FLOW_SECONDS", 600)
+# Blocks an account chain (ETH, TRON) may be ahead of the scanner for a run: the run reads those
+# blocks itself for transfers arriving at the exchange's addresses; further behind, it waits.
+RECONCILE_MAX_GAP_BLOCKS = env_int("RECONCILE_MAX_GAP_BLOCKS", 200)
+
+
+def _tolerances(raw: list[str]) -> dict[str, Decimal]:
+    found = {}
+    for item in raw:
+        coin_id, sep, amount = item.partition(":")
+        try:
+            value = Decimal(amount.strip())
+        except ArithmeticError:
+            value = Decimal(-1)
+        if not sep or not value.is_finite() or value < 0:
+            raise ImproperlyConfigured(f"RECONCILE_TOLERANCES must look like BTC:0.00001,ETH:0, not {item!r}")
+        found[coin_id.strip()] = value
+    return found
+
+
+# The difference a coin may show before reconciliation alerts and trips its breaker, in whole
+# coins ("BTC:0.00001,ETH:0"); a coin not listed tolerates none.
+RECONCILE_TOLERANCES = _tolerances(env_list("RECONCILE_TOLERANCES", ""))
+
 # --- Monitoring checks (monitoring.checks, beat task monitoring_check) ----------------
 MONITORING_CHECK_SECONDS = env_int("MONITORING_CHECK_SECONDS", 60)
 # NODE_STALE when a chain's tip has not moved for this long ("*" = chains not listed; 0 = off).

@@ -8,13 +8,17 @@ Each joins the caller's transaction; the caller holds the row lock (withdrawal_l
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 
 from assets import events as assets_events
+from assets import house as assets_house
 from assets import services as assets_services
+from assets.models import BusinessType, HouseAccount
+from coins.models import CoinConfig
 from wallet_project.errors import WalletError
-from withdrawals.models import WithdrawAuditLog, WithdrawRecord, WithdrawStatus
+from withdrawals.models import PayoutTx, WithdrawAuditLog, WithdrawRecord, WithdrawStatus
 
 
 def withdrawal_lock(withdraw_id: int) -> WithdrawRecord:
@@ -75,4 +79,52 @@ def withdrawal_event(*, record: WithdrawRecord, now: datetime) -> None:
             status=int(record.status),
             at=now,
         )
+    )
+
+
+def withdrawal_fee_book(*, record: WithdrawRecord) -> None:
+    """
+    Book a completed withdrawal's fee to the house (HOUSE_WITHDRAW_FEE, account WITHDRAW_FEES).
+
+    The user paid `amount` out of their frozen balance, the recipient got `actual_amount`: the fee
+    stays on the exchange's addresses and is the house's from now on. Joins the caller's
+    transaction (the settlement); an internal transfer carries no fee and books nothing.
+    """
+    if record.fee <= 0:
+        return
+    assets_house.house_book(
+        coin=record.coin,
+        account=HouseAccount.WITHDRAW_FEES,
+        amount=record.fee,
+        business_type=BusinessType.HOUSE_WITHDRAW_FEE,
+        biz_ref=record.withdraw_no,
+        ref_tx_hash=record.tx_hash or "",
+        memo=f"fee of withdrawal {record.withdraw_no}",
+    )
+
+
+def network_fee_ref(tx: PayoutTx) -> str:
+    """The house reference of the network fee a payout's transaction paid: one per mined transaction."""
+    return f"payout-tx-{tx.id}"
+
+
+def payout_network_fee_book(*, tx: PayoutTx, native: CoinConfig, fee: Decimal | None) -> None:
+    """
+    Book the network fee a mined payout transaction paid (HOUSE_NETWORK_FEE, negative, NETWORK_FEES).
+
+    `fee` is in the chain's own coin (`native`): EVM gas used times effective gas price from the
+    receipt, TRON the fee its transaction info reports, BTC the fee stored at signing. A reverted
+    transaction paid it too; a dropped replacement paid nothing and is never booked. None or zero
+    (a TRON transfer inside its free bandwidth) books nothing. Joins the caller's transaction.
+    """
+    if fee is None or fee <= 0:
+        return
+    assets_house.house_book(
+        coin=native,
+        account=HouseAccount.NETWORK_FEES,
+        amount=-fee,
+        business_type=BusinessType.HOUSE_NETWORK_FEE,
+        biz_ref=network_fee_ref(tx),
+        ref_tx_hash=tx.tx_hash,
+        memo=f"network fee of payout {tx.payout_id} ({tx.kind.lower()})",
     )

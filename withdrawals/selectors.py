@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, QuerySet, Sum
 
 from coins import selectors as coins_selectors
 from wallet_project import stats
 from wallet_project.errors import NotFound
-from withdrawals.models import WithdrawRecord, WithdrawStatus
+from withdrawals.models import Payout, PayoutStatus, PayoutTx, PayoutTxStatus, WithdrawRecord, WithdrawStatus
 
 
 def withdrawal_list(*, user_id: int, coin_id: str | None = None, status: int | None = None) -> QuerySet[WithdrawRecord]:
@@ -92,3 +93,63 @@ def withdrawal_processing_latency(*, since: datetime, bounds: Sequence[float]) -
     """Return the histogram of apply → completed of the withdrawals applied for at or after since."""
     rows = WithdrawRecord.objects.filter(create_time__gte=since, status=WithdrawStatus.COMPLETED)
     return stats.latency_histogram(rows, start="create_time", end="complete_time", bounds=bounds)
+
+
+# --- what reconciliation needs of payouts ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PayoutInFlight:
+    """A payout as reconciliation sees it: what it pays (per coin) and its transactions."""
+
+    payout_id: int
+    chain_id: str
+    coin_id: str
+    paid: Decimal  # Σ what its recipients get, in coin_id
+    # (tx_hash, kind, stored fee or None, block number or None) of each transaction that may be or was mined.
+    txs: tuple[tuple[str, str, Decimal | None, int | None], ...]
+
+
+def payouts_open(*, chain_id: str) -> list[PayoutInFlight]:
+    """Return the chain's open payouts with their live transactions (signed, broadcast or mined)."""
+    live = (PayoutTxStatus.SIGNED, PayoutTxStatus.BROADCAST, PayoutTxStatus.MINED)
+    return _in_flight(
+        Payout.objects.filter(chain_id=chain_id, status=PayoutStatus.OPEN),
+        PayoutTx.objects.filter(payout__chain_id=chain_id, payout__status=PayoutStatus.OPEN, status__in=live),
+    )
+
+
+def payouts_settled_above(*, chain_id: str, height: int) -> list[PayoutInFlight]:
+    """
+    Return the chain's settled payouts whose mined transaction is in a block above `height`: the
+    ledger settled them, the chain at that height does not show them yet.
+    """
+    settled = (PayoutStatus.COMPLETED, PayoutStatus.FAILED)
+    mined = (PayoutTxStatus.MINED, PayoutTxStatus.FAILED)
+    txs = PayoutTx.objects.filter(
+        payout__chain_id=chain_id, payout__status__in=settled, status__in=mined, block_number__gt=height
+    )
+    return _in_flight(Payout.objects.filter(id__in=txs.values("payout_id")), txs)
+
+
+def _in_flight(payouts: QuerySet, txs: QuerySet) -> list[PayoutInFlight]:
+    by_payout: dict[int, list[tuple[str, str, Decimal | None, int | None]]] = {}
+    for payout_id, tx_hash, kind, fee, block in txs.order_by("id").values_list(
+        "payout_id", "tx_hash", "kind", "fee", "block_number"
+    ):
+        by_payout.setdefault(payout_id, []).append((tx_hash, kind, fee, block))
+    rows = payouts.annotate(paid=Sum("links__amount")).values_list("id", "chain_id", "coin_id", "paid", "status")
+    found = []
+    for payout_id, chain_id, coin_id, paid, status in rows.order_by("id"):
+        # A failed payout paid its recipients nothing (reverted): only its fee left the chain.
+        paid_out = Decimal(0) if status == PayoutStatus.FAILED else (paid or Decimal(0))
+        found.append(
+            PayoutInFlight(
+                payout_id=payout_id,
+                chain_id=chain_id,
+                coin_id=coin_id,
+                paid=paid_out,
+                txs=tuple(by_payout.get(payout_id, ())),
+            )
+        )
+    return found

@@ -474,6 +474,7 @@ def _internal_settle(*, record: WithdrawRecord, coin: CoinConfig, now: datetime)
         biz_ref=record.withdraw_no,
         memo=f"internal withdrawal {record.withdraw_no} from user {record.user_id}",
     )
+    records.withdrawal_fee_book(record=record)  # none today: an internal transfer is free
     record.complete_time = now
     record.confirmations = None
     records.withdrawal_transition(

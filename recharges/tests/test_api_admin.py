@@ -137,6 +137,9 @@ class TestBeatAndTasks:
             '{"chain_id": "ETH"}',
         )
         assert PeriodicTask.objects.filter(name__startswith="deposits-").count() == 4
+        reconcile = PeriodicTask.objects.get(name="reconcile-USDT-ERC20")  # one per coin
+        assert (reconcile.task, reconcile.kwargs) == ("monitoring.tasks.reconcile", '{"coin_id": "USDT-ERC20"}')
+        assert PeriodicTask.objects.filter(name__startswith="reconcile-").count() == 5
 
     def test_a_misconfigured_chain_is_alerted_by_its_task_without_raising(self, db):
         recharges_tasks.deposits_scan(chain_id="DOGE")

@@ -17,8 +17,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
+from assets import selectors as assets_selectors
 from assets import services as assets_services
-from assets.models import BusinessType, Flow
+from assets.models import BusinessType, Flow, HouseAccount, HouseFlow
 from coins.models import CoinConfig
 from controls.models import ChangeStatus, SettingsChange
 from monitoring.models import Alert, Severity
@@ -176,9 +177,13 @@ class TestWriteOffInTheAdmin:
         assert "ops-erin: user unreachable, ticket 77 (proposed by ops-dora)" in alert.message
         assert hold_history(hold).count() == 1  # the proposal; the approval is in the proposal's history
         assert owns(user) == 0  # the user keeps the 2 ETH they withdrew: the exchange carries it
+        loss = HouseFlow.objects.get(business_type=BusinessType.HOUSE_REORG_LOSS)  # once, though asked twice
+        assert (loss.account, loss.coin_id, loss.amount) == (HouseAccount.LOSSES, "ETH", Decimal(-2))
+        assert assets_selectors.house_balances(coin_id="ETH") == {HouseAccount.LOSSES: Decimal(-2)}
         with pytest.raises(Conflict):
             shortfalls.account_hold_settle(hold_id=hold.id, operator=ops, remark="late", now=now)
         ledger_is_consistent()
+        assert assets_selectors.house_mismatches() == []
 
 
 class TestHoldsClosing:

@@ -291,7 +291,7 @@ class TestAccountChainSnapshot:
         eth, _ = account_chains
         height = evm_adapter.tip_height()
         eth_coin = CoinConfig.objects.get(coin_id="ETH")
-        rows = reserves_services._address_rows("ETH")
+        rows = reserves_services.address_rows("ETH")
 
         evm_node.send_tx({"to": eth.address, "value": 10**18, "gas": 21000})
         at_height = evm_adapter.balance(eth.address, None, height=height)

@@ -244,9 +244,13 @@ def _settle(*, payout_id: int, tx_id: int, status: TxStatus, outcome: str, confi
     fee = winner.fee  # BTC: known at signing; the node's receipt says it elsewhere
     if status.fee is not None:
         fee = coins_selectors.amount_from_base_units(coin=native_coin(payout.chain_id), base_units=status.fee)
+    if fee is None:
+        fee = winner.fee  # BTC: the node reports none; the fee was fixed when it was signed
     winner.status = PayoutTxStatus.MINED if outcome == PAID else PayoutTxStatus.FAILED
     winner.block_number, winner.block_hash, winner.fee = status.block_number, status.block_hash, fee
     winner.save(update_fields=["status", "block_number", "block_hash", "fee", "updated_at"])
+    # Paid whether the transaction succeeded or reverted; the dropped siblings below paid nothing.
+    records.payout_network_fee_book(tx=winner, native=native_coin(payout.chain_id), fee=fee)
     # The others of the payout can never be mined now (same nonce, or inputs spent by the winner);
     # a CPFP child is not one of them: it spends the winner's change and is followed on its own.
     PayoutTx.objects.filter(payout=payout, status__in=LIVE_TX).exclude(id=winner.id).exclude(
@@ -276,6 +280,7 @@ def _complete(*, record: WithdrawRecord, now: datetime) -> None:
         ref_tx_hash=record.tx_hash or "",
         memo=f"withdrawal {record.withdraw_no}",
     )
+    records.withdrawal_fee_book(record=record)
     step("complete.settled")
     record.complete_time = now
     records.withdrawal_transition(

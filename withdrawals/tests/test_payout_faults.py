@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from assets import selectors as assets_selectors
-from assets.models import BusinessType, Flow, OutboxMessage
+from assets.models import BusinessType, Flow, HouseFlow, OutboxMessage
 from chains.models import NonceCursor
 from chains.testing import evm_adapter, evm_node  # noqa: F401
 from withdrawals import payout as withdrawals_payout
@@ -86,3 +86,8 @@ def test_a_payout_worker_killed_at_any_step_then_restarted_pays_once_and_settles
     actions = list(record.audit_logs.order_by("id").values_list("action", flat=True))
     assert actions == ["apply", "auto_approve", "sign", "confirm"]
     assert assets_selectors.ledger_mismatches() == []
+    # The house's share, booked in the settlement's transaction: once, whatever step the kill hit.
+    fee = HouseFlow.objects.get(business_type=BusinessType.HOUSE_WITHDRAW_FEE, biz_ref=record.withdraw_no)
+    gas = HouseFlow.objects.get(business_type=BusinessType.HOUSE_NETWORK_FEE)
+    assert (fee.amount, gas.amount * ONE_ETH) == (Decimal("0.003"), -evm_adapter.tx_status(tx.tx_hash).fee)
+    assert assets_selectors.house_mismatches() == []

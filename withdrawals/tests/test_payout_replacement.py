@@ -27,7 +27,7 @@ from eth_account import Account
 
 from addresses import signer
 from assets import selectors as assets_selectors
-from assets.models import BusinessType, Flow
+from assets.models import BusinessType, Flow, HouseFlow
 from chains import registry as chains_registry
 from chains.base import SignedTx
 from chains.testing import evm_adapter, evm_node  # noqa: F401
@@ -144,6 +144,11 @@ def test_a_stuck_payout_is_replaced_with_the_same_nonce_and_completes_once(
         replacement.tx_hash: PayoutTxStatus.MINED,
     }
     assert _txs(record)[1].fee > 0  # the network fee the mined one paid, from its receipt
+    booked = HouseFlow.objects.filter(
+        business_type=BusinessType.HOUSE_NETWORK_FEE, ref_tx_hash__in=[original.tx_hash, replacement.tx_hash]
+    )
+    # One booking, of the mined one: the dropped original paid nothing.
+    assert [(f.ref_tx_hash, f.amount) for f in booked] == [(replacement.tx_hash, -_txs(record)[1].fee)]
     assert evm_adapter.balance(to) == int(Decimal("1.997") * ONE_ETH)  # paid once
     assert Flow.objects.filter(business_type=BusinessType.WITHDRAW_SETTLE, biz_ref=record.withdraw_no).count() == 1
     actions = list(record.audit_logs.order_by("id").values_list("action", flat=True))

@@ -9,6 +9,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from coins import selectors as coins_selectors
+
 
 def schedules() -> list[tuple[str, str, int, dict[str, object]]]:
     """(name, task, every N seconds, kwargs) of every periodic task."""
@@ -37,6 +39,16 @@ def schedules() -> list[tuple[str, str, int, dict[str, object]]]:
         ("hot-balances-refresh", "monitoring.tasks.hot_balances_refresh", settings.HOT_BALANCE_REFRESH_SECONDS, {})
     )
     entries.append(("events-prune", "assets.tasks.events_prune", 3600, {}))
+    # Reconciliation, per coin: one coin's node failing never delays another's check.
+    for coin_id in coins_selectors.coin_list(enabled_only=False).order_by("coin_id").values_list("coin_id", flat=True):
+        entries.append(
+            (
+                f"reconcile-{coin_id}",
+                "monitoring.tasks.reconcile",
+                settings.RECONCILE_INTERVAL_SECONDS,
+                {"coin_id": coin_id},
+            )
+        )
     return entries
 
 
