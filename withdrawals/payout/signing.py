@@ -301,6 +301,21 @@ def sign_transfer(
     return unsigned, signer.signer_for(coin.chain_id)(unsigned)
 
 
+def hot_reserved(*, coin: CoinConfig, from_address: str, mined_below: int | None) -> tuple[int, int]:
+    """
+    What the address's open payouts not in a block yet promise (native base units, this token's):
+    for another sender from the same hot address (a treasury transfer) checking what it may spend.
+    """
+    return _unmined_payouts(coin=coin, from_address=from_address, payout=None, mined_below=mined_below)
+
+
+def hot_unsent(*, from_address: str) -> bool:
+    """Whether a payout transaction of the address is signed but not taken by the node (it holds a nonce)."""
+    return PayoutTx.objects.filter(
+        status=PayoutTxStatus.SIGNED, payout__status=PayoutStatus.OPEN, payout__from_address=from_address
+    ).exists()
+
+
 def _would_fail_text(*, record: WithdrawRecord, coin: CoinConfig, reason: str) -> str:
     return (
         f"withdrawal {record.withdraw_no} ({record.actual_amount.normalize():f} {coin.coin_id} to "

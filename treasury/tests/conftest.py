@@ -1,0 +1,1 @@
+from chains.testing import evm_adapter, evm_node, tron_adapter, tron_node  # noqa: F401
