@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from addresses import selectors as addresses_selectors
 from assets.relay import selectors as relay_selectors
 from monitoring import delivery, kinds
 from monitoring import selectors as monitoring_selectors
@@ -171,6 +172,26 @@ def check_hot_balances(*, now: datetime) -> tuple[Polled, Polled]:
     return low, high
 
 
+def cleared_treasury() -> list[Cleared]:
+    """Treasury alerts whose transfer moved on (decided, signed, ended), or whose chain has a cold address now."""
+    proposed = Cleared(kind="TREASURY_TRANSFER_PROPOSED")
+    waits = Cleared(kind="TREASURY_TRANSFER_WAITS")
+    for kind, result, still in (
+        ("TREASURY_TRANSFER_PROPOSED", proposed, ("PROPOSED",)),
+        ("TREASURY_TRANSFER_WAITS", waits, ("APPROVED", "SIGNED")),
+    ):
+        for alert in monitoring_selectors.alert_list_unresolved(kind=kind):
+            status = treasury_selectors.transfer_status(transfer_no=alert.subject.removeprefix("transfer "))
+            if status not in still:
+                result.subjects[alert.subject] = f"the transfer is {status or 'gone'}"
+    no_cold = Cleared(kind="TREASURY_NO_COLD_ADDRESS")
+    for alert in monitoring_selectors.alert_list_unresolved(kind="TREASURY_NO_COLD_ADDRESS"):
+        chain_id = alert.subject.removeprefix("chain ")
+        if addresses_selectors.cold_address_for(chain_id=chain_id, wallet_type="") is not None:
+            no_cold.subjects[alert.subject] = "a cold address exists"
+    return [proposed, waits, no_cold]
+
+
 # --- withdrawals ---------------------------------------------------------------------------------
 
 
@@ -304,6 +325,7 @@ def monitoring_check(*, now: datetime | None = None) -> CheckReport:
         ("scanner_lag", check_scanner_lag),
         ("node_down", cleared_node_down),
         ("hot_balances", lambda: check_hot_balances(now=moment)),
+        ("treasury", cleared_treasury),
         ("review_overdue", lambda: check_review_overdue(now=moment)),
         ("withdraw_stuck", cleared_withdraw_stuck),
         ("relay_lag", lambda: check_relay_lag(now=moment)),

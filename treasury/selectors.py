@@ -98,3 +98,8 @@ def transfer_last_finished_at(
         .values_list("finished_at", flat=True)
         .first()
     )
+
+
+def transfer_status(*, transfer_no: str) -> str | None:
+    """Return the transfer's status, or None when there is no such transfer."""
+    return TreasuryTransfer.objects.filter(transfer_no=transfer_no).values_list("status", flat=True).first()

@@ -6,8 +6,13 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 
+from addresses import selectors as addresses_selectors
+from chains.base import ChainAdapter
+from coins import selectors as coins_selectors
 from controls import proposals as controls_proposals
+from monitoring.models import HotBalance
 from treasury import thresholds
 
 PERMISSIONS = (
@@ -37,3 +42,23 @@ def limits_set(*, address, coin_id: str, low: str | None, high: str | None, prop
         reason="treasury policy",
     )
     controls_proposals.change_approve(change_id=change.id, user=approver, remark="checked")
+
+
+def reading_store(*, adapter: ChainAdapter) -> None:
+    """What the beat task hot_balances_refresh stores: every hot address's balance of each coin, read from the node."""
+    for row in addresses_selectors.hot_addresses(chain_id=adapter.chain_id):
+        for coin in coins_selectors.coin_list(enabled_only=False).filter(chain_id=adapter.chain_id):
+            native = coins_selectors.coin_is_native(coin=coin)
+            if not native and not coin.contract_address:
+                continue
+            units = adapter.balance(row.address, contract=None if native else coin.contract_address)
+            HotBalance.objects.update_or_create(
+                address=row.address,
+                coin_id=coin.coin_id,
+                defaults={
+                    "chain_id": adapter.chain_id,
+                    "balance": coins_selectors.amount_from_base_units(coin=coin, base_units=units),
+                    "error": "",
+                    "read_at": timezone.now(),
+                },
+            )

@@ -16,15 +16,13 @@ from django.urls import reverse
 from addresses import services as addresses_services
 from assets.models import BusinessType, HouseAccount, HouseFlow
 from controls.models import ChangeStatus, SettingsChange
-from monitoring import balances as monitoring_balances
-from monitoring import checks as monitoring_checks
 from monitoring.models import Alert
 from recharges.models import RechargeRecord
 from recharges.tests.helpers import tick
 from treasury import sending
 from treasury import services as treasury_services
 from treasury.models import HotThreshold, TransferStatus, TreasuryTransfer
-from treasury.tests.helpers import limits_set, operator
+from treasury.tests.helpers import limits_set, operator, reading_store
 from withdrawals.tests.test_onchain import ONE_ETH, _hot_address
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,7 +50,8 @@ def cold(hot, evm_node):
 
 
 def refresh(evm_adapter) -> None:
-    monitoring_balances.hot_balances_refresh(adapters={"ETH": evm_adapter})
+    """Read the hot balances from the node, as the beat task hot_balances_refresh does."""
+    reading_store(adapter=evm_adapter)
 
 
 def run(evm_adapter, evm_node, rounds: int = 3) -> None:
@@ -167,26 +166,6 @@ def test_auto_send_coins_are_sent_without_approval(hot, cold, evm_node, evm_adap
     assert transfer.status == TransferStatus.CONFIRMED
     assert evm_adapter.balance(cold.address) == cold_before + 6 * ONE_ETH
     assert not Alert.objects.filter(kind="TREASURY_TRANSFER_PROPOSED").exists()
-
-
-def test_below_the_minimum_raises_one_alert_that_resolves_when_cold_tops_it_up(hot, cold, evm_node, evm_adapter):
-    alice, bob = operator("alice"), operator("bob")
-    limits_set(address=hot, coin_id="ETH", low="15", high=None, proposer=alice, approver=bob)
-    refresh(evm_adapter)
-
-    monitoring_checks.monitoring_check()
-    monitoring_checks.monitoring_check()
-
-    (alert,) = Alert.objects.filter(kind="HOT_BALANCE_LOW")
-    assert alert.subject == f"ETH {hot.address}" and alert.resolved_at is None
-    assert "top it up from cold" in alert.message
-    # Ops top the hot address up from cold (by hand, with the cold key): the alert resolves itself.
-    evm_node.send_tx({"to": hot.address, "value": 6 * ONE_ETH}, sender=5)
-    refresh(evm_adapter)
-    monitoring_checks.monitoring_check()
-    alert.refresh_from_db()
-    assert alert.resolved_at is not None
-    assert Alert.objects.filter(kind="HOT_BALANCE_LOW").count() == 1
 
 
 def test_a_transfer_from_cold_to_hot_is_credited_to_no_user(hot, cold, evm_node, evm_adapter, user, settings):

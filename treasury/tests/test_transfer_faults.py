@@ -19,12 +19,11 @@ from django.db import connection
 from addresses import services as addresses_services
 from assets.models import BusinessType, HouseFlow
 from chains.models import NonceCursor
-from monitoring import balances as monitoring_balances
 from treasury import sending
 from treasury import services as treasury_services
 from treasury.models import TransferStatus, TreasuryTransfer
 from treasury.tests.helpers import limits_set, operator
-from treasury.tests.test_cold_evm import ONE_ETH, _hot_address, run
+from treasury.tests.test_cold_evm import ONE_ETH, _hot_address, refresh, run
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 STEPS = ["treasury.sign.locked", "treasury.signed", "treasury.sent", "treasury.confirmed"]
@@ -55,7 +54,7 @@ def _approved_transfer(monkeypatch, settings, tmp_path, evm_node, evm_adapter):
     hot = _hot_address(monkeypatch, settings, tmp_path, evm_node)  # 10 ETH
     cold = addresses_services.cold_address_add(chain_id="ETH", address=evm_node.accounts[7].address)
     limits_set(address=hot, coin_id="ETH", low=None, high="4", proposer=operator("alice"), approver=operator("bob"))
-    monitoring_balances.hot_balances_refresh(adapters={"ETH": evm_adapter})
+    refresh(evm_adapter)
     treasury_services.treasury_plan(chain_id="ETH")
     transfer = TreasuryTransfer.objects.get()
     assert transfer.status == TransferStatus.APPROVED
