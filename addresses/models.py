@@ -83,7 +83,7 @@ class WalletAddress(models.Model):
     wallet_type = models.CharField(max_length=50, default="default")
     # 3.1.2 "regional": the region a hot address serves (e.g. "eu", "asia"); blank serves everyone,
     # and is where users of a region whose own addresses cannot pay fall back to.
-    region = models.CharField(max_length=32, blank=True, default="")
+    region = models.CharField(max_length=32, blank=True, default="", db_default="")
     # Assigned owner of a deposit address; NULL while it waits in the pool (and for hot/cold).
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, db_column="user_id"

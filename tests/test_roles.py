@@ -73,6 +73,12 @@ OPERATOR_PERMISSIONS = {
     "controls.view_addressbookpolicy",
     "controls.view_settingschange",
     "controls.decide_settingschange",
+    "addresses.register_cold_address",
+    "treasury.view_hotthreshold",
+    "treasury.set_hot_threshold",
+    "treasury.view_treasurytransfer",
+    "treasury.view_treasurytransferlog",
+    "treasury.approve_treasurytransfer",
 }
 # Permissions the code defines beyond Django's add/change/delete/view that no role holds, and why.
 # A new one (a sweep, a breaker, a hold's settlement) must land in a role migration or here.

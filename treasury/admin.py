@@ -1,8 +1,15 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 
+from addresses.models import AddressType, WalletAddress
+from coins.models import CoinConfig
 from treasury import services as treasury_services
+from treasury import thresholds
 from treasury.models import HotThreshold, TransferStatus, TreasuryTransfer, TreasuryTransferLog
 from wallet_project.admin import ReadOnlyAdmin, ReadOnlyInline, RemarkForm, remark_page
 from wallet_project.errors import WalletError
@@ -83,10 +90,60 @@ class TreasuryTransferLogAdmin(ReadOnlyAdmin):
     list_filter = ("action",)
 
 
+class ThresholdProposeForm(forms.Form):
+    address = forms.ModelChoiceField(
+        queryset=WalletAddress.objects.filter(address_type=AddressType.HOT).order_by("chain_id", "id"),
+        help_text="The hot address.",
+    )
+    coin = forms.ModelChoiceField(queryset=CoinConfig.objects.order_by("chain_id", "coin_id"), to_field_name="coin_id")
+    min_balance = forms.DecimalField(required=False, max_digits=38, decimal_places=18, help_text="Empty: no minimum.")
+    max_balance = forms.DecimalField(required=False, max_digits=38, decimal_places=18, help_text="Empty: no maximum.")
+    remark = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2}), help_text="Why.")
+
+
 @admin.register(HotThreshold)
 class HotThresholdAdmin(ReadOnlyAdmin):
-    """Changed only by four-eyes proposals (`propose_hot_threshold`), approved under Proposed changes."""
+    """Changed only by four-eyes proposals (the button above the list, or `propose_hot_threshold`)."""
 
     list_display = ("address", "coin", "min_balance", "max_balance", "update_time")
     list_filter = ("coin",)
     list_select_related = ("address", "coin")
+    change_list_template = "admin/treasury/hotthreshold/change_list.html"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        may = request.user.has_perm(thresholds.PERMISSION)
+        return super().changelist_view(request, {**(extra_context or {}), "may_propose": may})
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.propose_view)
+        return [path("propose/", view, name="treasury_hotthreshold_propose"), *super().get_urls()]
+
+    def propose_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm(thresholds.PERMISSION):
+            raise PermissionDenied
+        form = ThresholdProposeForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                change = thresholds.threshold_propose(
+                    address_id=data["address"].id,
+                    coin_id=data["coin"].coin_id,
+                    min_balance=data["min_balance"],
+                    max_balance=data["max_balance"],
+                    user=request.user,
+                    reason=data["remark"],
+                )
+            except WalletError as error:
+                form.add_error(None, error.message)
+            else:
+                self.message_user(
+                    request, f"Proposal #{change.pk} ({change.summary}) waits for a second person.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(reverse("admin:treasury_hotthreshold_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Propose a hot address's limits",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/controls/form_page.html", context)
