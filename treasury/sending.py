@@ -303,6 +303,10 @@ def treasury_confirm(*, chain_id: str, adapter: ChainAdapter | None = None, now:
         chain_id=chain_id, status__in=(TransferStatus.SIGNED, TransferStatus.BROADCAST)
     ).select_related("coin")
     for transfer in live.order_by("id"):
+        # The sender's mined count before the transaction's status: read the other way round, a
+        # transaction mined between the two reads would look unmined with its nonce used.
+        evm = chain_id in NONCE_CHAINS
+        mined = adapter.mined_count(transfer.from_address) if evm else None  # type: ignore[attr-defined]
         status = adapter.tx_status(transfer.tx_hash or "")
         if status.block_number is None:
             if (
@@ -315,6 +319,15 @@ def treasury_confirm(*, chain_id: str, adapter: ChainAdapter | None = None, now:
                 _fail_alone(
                     transfer_id=transfer.id,
                     reason="expired unmined: the signed transaction can never be included",
+                    now=moment,
+                )
+                failed += 1
+            elif not status.found and mined is not None and transfer.nonce is not None and transfer.nonce < mined:
+                # Another transaction of the hot address took its nonce: this one can never be mined.
+                _fail_alone(
+                    transfer_id=transfer.id,
+                    reason=f"nonce {transfer.nonce} was used by a transaction this transfer did not sign: check the "
+                    "hot address's history (does something else sign with its key?)",
                     now=moment,
                 )
                 failed += 1
