@@ -32,8 +32,10 @@ from chains.base import ChainAdapter, ChainError, NonceUsed, SignedTx, TxRejecte
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig
 from monitoring import services as monitoring_services
+from treasury import btc as treasury_btc
 from treasury import services as treasury_services
 from treasury.models import HotThreshold, TransferStatus, TreasuryTransfer
+from utxos import selectors as utxos_selectors
 from wallet_project.money import exact
 from withdrawals.payout import fees as payout_fees
 from withdrawals.payout import signing as payout_signing
@@ -42,7 +44,7 @@ from withdrawals.payout.common import PayoutWaits
 logger = logging.getLogger(__name__)
 
 NONCE_CHAINS = ("ETH",)
-SEND_CHAINS = ("ETH", "TRON")
+SEND_CHAINS = ("BTC", "ETH", "TRON")
 NODE_ERRORS: tuple[type[Exception], ...] = (ChainError, OSError, ValueError)
 WAITS_ALERT = "TREASURY_TRANSFER_WAITS"
 TRON_EXPIRY_MARGIN_MS = 6_000
@@ -138,6 +140,8 @@ def _sign(*, transfer_id: int, adapter: ChainAdapter, terms: dict[str, int], now
     if transfer.status != TransferStatus.APPROVED:
         return None  # signed or decided by another run meanwhile
     coin = CoinConfig.objects.get(coin_id=transfer.coin_id)
+    if utxos_selectors.tracks(chain_id=coin.chain_id):
+        return _sign_utxo(transfer=transfer, coin=coin, adapter=adapter, now=now)
     native = coins_selectors.coin_is_native(coin=coin)
     contract = None if native else coin.contract_address
     hot = transfer.from_address
@@ -195,19 +199,39 @@ def _sign(*, transfer_id: int, adapter: ChainAdapter, terms: dict[str, int], now
         if failure is not None:
             raise PayoutWaits(f"the node's simulation of the transfer fails ({failure})", alert_kind=WAITS_ALERT)
     signed = signer.signer_for(coin.chain_id)(unsigned)
-    source = transfer.status
     t = unsigned.terms
-    transfer.fee_terms = {
-        k: v
-        for k, v in {
-            "gas_limit": t.gas_limit,
-            "max_fee_per_gas": t.max_fee_per_gas,
-            "max_priority_fee_per_gas": t.max_priority_fee_per_gas,
-            "gas_price": t.gas_price,
-            "fee_limit": t.fee_limit,
-        }.items()
-        if v is not None
+    terms = {
+        "gas_limit": t.gas_limit,
+        "max_fee_per_gas": t.max_fee_per_gas,
+        "max_priority_fee_per_gas": t.max_priority_fee_per_gas,
+        "gas_price": t.gas_price,
+        "fee_limit": t.fee_limit,
     }
+    return _signed_store(
+        transfer=transfer, signed=signed, nonce=nonce, terms={k: v for k, v in terms.items() if v is not None}, now=now
+    )
+
+
+def _sign_utxo(
+    *, transfer: TreasuryTransfer, coin: CoinConfig, adapter: ChainAdapter, now: datetime
+) -> TreasuryTransfer:
+    """BTC: the surplus checked on the UTXO set, then outputs selected, locked, signed (treasury.btc)."""
+    maximum = _threshold_max(transfer)
+    max_units = coins_selectors.amount_to_base_units(coin=coin, amount=maximum) if maximum is not None else None
+    held, surplus = treasury_btc.surplus_sats(transfer=transfer, coin=coin, max_units=max_units)
+    if max_units is None or coins_selectors.amount_to_base_units(coin=coin, amount=transfer.amount) > surplus:
+        keep = "no maximum any more" if max_units is None else "the surplus above the maximum is smaller now"
+        return _fail(transfer=transfer, reason=f"not signed: {keep} (holds {held} sat)", now=now)
+    signed, terms = treasury_btc.sign_transfer(transfer=transfer, coin=coin, adapter=adapter, now=now)
+    return _signed_store(transfer=transfer, signed=signed, nonce=None, terms=terms, now=now)
+
+
+def _signed_store(
+    *, transfer: TreasuryTransfer, signed: SignedTx, nonce: int | None, terms: dict[str, int], now: datetime
+) -> TreasuryTransfer:
+    """Store the signed transaction on the locked transfer (SIGNED): before any node sees it."""
+    source = transfer.status
+    transfer.fee_terms = terms
     transfer.status, transfer.tx_hash, transfer.raw, transfer.nonce = (
         TransferStatus.SIGNED,
         signed.tx_hash,
@@ -371,8 +395,10 @@ def _settle(*, transfer_id: int, status: TxStatus, adapter: ChainAdapter, now: d
     coin = transfer.coin
     native = coins_selectors.chain_native_coin(chain_id=transfer.chain_id)
     transfer.block_number = status.block_number
-    if status.fee:
-        transfer.fee = coins_selectors.amount_from_base_units(coin=native, base_units=status.fee)
+    # BTC: the fee is what the stored transaction leaves to the miners (inputs - outputs), known at signing.
+    fee_units = status.fee if status.fee is not None else transfer.fee_terms.get("fee_sats")
+    if fee_units:
+        transfer.fee = coins_selectors.amount_from_base_units(coin=native, base_units=fee_units)
         with exact():
             paid = -transfer.fee
         # The network fee is the exchange's expense; the moved amount stays the exchange's (cold is ours).

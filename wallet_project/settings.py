@@ -438,7 +438,7 @@ HOT_BALANCE_CHAINS = env_list("HOT_BALANCE_CHAINS", "ETH,TRON")
 
 # --- Treasury: hot surplus to cold ---------------------------------------------------------
 # Chains whose hot addresses' surplus above max_balance is moved to cold by treasury transfers.
-TREASURY_CHAINS = env_list("TREASURY_CHAINS", "ETH,TRON")
+TREASURY_CHAINS = env_list("TREASURY_CHAINS", "BTC,ETH,TRON")
 # Coins whose treasury transfers are approved at once (sent without waiting for ops); the others
 # are proposed and wait for an operator's approval in the admin.
 TREASURY_AUTO_SEND_COINS = env_list("TREASURY_AUTO_SEND_COINS", "")
