@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -132,7 +133,14 @@ def treasury_plan(*, chain_id: str, now: datetime | None = None) -> PlanResult:
 
 @transaction.atomic(durable=True)
 def _transfer_create(
-    *, coin_id: str, hot_address: str, cold_address: str, amount, balance, maximum, now: datetime
+    *,
+    coin_id: str,
+    hot_address: str,
+    cold_address: str,
+    amount: Decimal,
+    balance: Decimal,
+    maximum: Decimal,
+    now: datetime,
 ) -> TreasuryTransfer | None:
     coin = CoinConfig.objects.get(coin_id=coin_id)
     auto = coin_id in settings.TREASURY_AUTO_SEND_COINS
