@@ -1,7 +1,12 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 
+from addresses import hd
 from addresses import services as addresses_services
 from addresses.models import AddressStatus, AddressStatusChange, HotWalletCursor, KeySecret, WalletAddress
 from wallet_project.admin import ReadOnlyAdmin, ReadOnlyInline, RemarkForm, remark_page
@@ -15,6 +20,19 @@ class AddressStatusChangeInline(ReadOnlyInline):
     ordering = ("-id",)
 
 
+class ColdAddressForm(forms.Form):
+    chain_id = forms.ChoiceField(label="Chain", choices=[(c, c) for c in hd.CHAINS])
+    address = forms.CharField(max_length=128, help_text="Checked for the chain and network (checksums).")
+    wallet_type = forms.CharField(
+        max_length=50, initial="default", help_text="The business pool whose hot surplus goes here first."
+    )
+    remark = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Why, and where its key is kept (never the key itself): kept with your name and the time.",
+    )
+
+
 @admin.register(WalletAddress)
 class WalletAddressAdmin(ReadOnlyAdmin):
     """Addresses are derived, assigned and paid from by services; ops only disable or enable one, with a remark."""
@@ -25,8 +43,8 @@ class WalletAddressAdmin(ReadOnlyAdmin):
         "coin",
         "address_type",
         "wallet_type",
+        "region",
         "user",
-        "balance",
         "status",
         "derivation_path",
         "create_time",
@@ -41,6 +59,47 @@ class WalletAddressAdmin(ReadOnlyAdmin):
 
     def has_change_status_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("addresses.change_address_status")
+
+    change_list_template = "admin/addresses/walletaddress/change_list.html"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        may = request.user.has_perm("addresses.register_cold_address")
+        return super().changelist_view(request, {**(extra_context or {}), "may_register_cold": may})
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.register_cold_view)
+        return [path("register-cold/", view, name="addresses_walletaddress_register_cold"), *super().get_urls()]
+
+    def register_cold_view(self, request: HttpRequest) -> HttpResponse:
+        """Register a watch-only cold address: no key enters the system, the address is validated per chain."""
+        if not request.user.has_perm("addresses.register_cold_address"):
+            raise PermissionDenied
+        form = ColdAddressForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                row = addresses_services.cold_address_add(
+                    chain_id=data["chain_id"],
+                    address=data["address"],
+                    wallet_type=data["wallet_type"],
+                    operator_id=request.user.id,
+                    remark=data["remark"],
+                )
+            except WalletError as error:
+                form.add_error("address", error.message)
+            else:
+                self.log_addition(request, row, f"cold address registered: {data['remark']}")
+                self.message_user(request, f"Cold address {row.address} registered (watch-only).", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:addresses_walletaddress_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Register a cold address",
+            "explanation": "A cold address is watch-only: the wallet never holds its key. Hot surpluses above "
+            "their maximum are sent here by treasury transfers.",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/addresses/form_page.html", context)
 
     @admin.action(description="Disable the selected addresses (with a remark)", permissions=["change_status"])
     def disable_addresses(self, request: HttpRequest, queryset: QuerySet[WalletAddress]) -> HttpResponse | None:

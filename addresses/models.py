@@ -81,6 +81,9 @@ class WalletAddress(models.Model):
     public_key = models.CharField(max_length=255, null=True, blank=True)
     # The seed's wallet_type names the business pool an address belongs to (3.1.2 "separate pools").
     wallet_type = models.CharField(max_length=50, default="default")
+    # 3.1.2 "regional": the region a hot address serves (e.g. "eu", "asia"); blank serves everyone,
+    # and is where users of a region whose own addresses cannot pay fall back to.
+    region = models.CharField(max_length=32, blank=True, default="", db_default="")
     # Assigned owner of a deposit address; NULL while it waits in the pool (and for hot/cold).
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, db_column="user_id"
@@ -101,7 +104,10 @@ class WalletAddress(models.Model):
         db_table = "wallet_address"
         verbose_name = "wallet address"
         verbose_name_plural = "wallet addresses"
-        permissions = [("change_address_status", "Can disable or enable an address")]
+        permissions = [
+            ("change_address_status", "Can disable or enable an address"),
+            ("register_cold_address", "Can register a watch-only cold address"),
+        ]
         constraints = [
             # One deposit address per user and chain. Pool, hot and cold rows have no user, and
             # NULLs never collide in a unique index (MySQL has no partial unique indexes).
@@ -154,3 +160,38 @@ class HotWalletCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chain_id}/{self.wallet_type}"
+
+
+class ColdAddressRegistration(models.Model):
+    """Who registered a watch-only cold address, when and why: append-only."""
+
+    address = models.OneToOneField(WalletAddress, on_delete=models.PROTECT, related_name="registration")
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    remark = models.CharField(max_length=500)
+    create_time = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "wallet_cold_address_registration"
+        constraints = [models.CheckConstraint(condition=~models.Q(remark=""), name="cold_registration_remark")]
+
+    def __str__(self) -> str:
+        return f"cold {self.address_id}"
+
+
+class UserRegion(models.Model):
+    """
+    The region a user is served from (3.1.2 "regional"): their withdrawals are paid by a hot
+    address of that region when one can pay. Set by the exchange's user service or by ops.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    region = models.CharField(max_length=32)
+    update_time = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "wallet_user_region"
+
+    def __str__(self) -> str:
+        return f"user {self.user_id}: {self.region}"

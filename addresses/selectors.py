@@ -8,7 +8,7 @@ from datetime import datetime
 from django.db.models import Q, QuerySet
 
 from addresses import hd
-from addresses.models import AddressStatus, AddressType, WalletAddress
+from addresses.models import AddressStatus, AddressType, UserRegion, WalletAddress
 from addresses.validation import InvalidAddress, address_validate
 from chains.codecs import segwit_encode
 
@@ -19,10 +19,12 @@ __all__ = [
     "address_pool_available",
     "address_validate",
     "addresses_by_address",
+    "cold_address_for",
     "deposit_addresses_assigned",
     "exchange_addresses_owned",
     "hot_addresses",
     "public_keys",
+    "user_region",
 ]
 
 # The exchange's own addresses that are no user's: they hold the exchange's money on a UTXO chain.
@@ -86,6 +88,20 @@ def hot_addresses(*, chain_id: str, wallet_type: str | None = None) -> QuerySet[
     if wallet_type is not None:
         rows = rows.filter(wallet_type=wallet_type)
     return rows.order_by("id")
+
+
+def cold_address_for(*, chain_id: str, wallet_type: str) -> WalletAddress | None:
+    """
+    Return the enabled cold address a hot address of (chain_id, wallet_type) sends its surplus to:
+    the oldest of the same business pool, else the chain's oldest; None when the chain has none.
+    """
+    cold = WalletAddress.objects.filter(chain_id=chain_id, address_type=AddressType.COLD, status=AddressStatus.NORMAL)
+    return cold.filter(wallet_type=wallet_type).order_by("id").first() or cold.order_by("id").first()
+
+
+def user_region(*, user_id: int) -> str:
+    """Return the region the user is served from, or "" when none is known."""
+    return UserRegion.objects.filter(user_id=user_id).values_list("region", flat=True).first() or ""
 
 
 def exchange_addresses_owned(

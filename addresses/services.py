@@ -13,24 +13,30 @@ import re
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from addresses import hd
+from addresses.hot_wallets import (  # noqa: F401 - re-exported: callers know them as addresses.services'
+    ColdAddressTaken,
+    HotWalletStrategy,
+    NoHotWallet,
+    UnknownStrategy,
+    cold_address_add,
+    hot_address_region_set,
+    hot_wallet_select,
+    user_region_set,
+)
 from addresses.models import (
     AddressStatus,
     AddressStatusChange,
     AddressType,
-    HotWalletCursor,
     KeySecret,
     SecretKind,
     WalletAddress,
 )
-from addresses.validation import address_validate
 from coins import selectors as coins_selectors
 from coins.models import Switch
 from wallet_project.errors import Conflict, NotFound, WalletError
@@ -54,14 +60,6 @@ class NoHdWallet(WalletError):
 
     code = "hd_wallet_missing"
     http_status = 503
-
-
-class NoHotWallet(WalletError):
-    code = "no_hot_wallet"
-
-
-class UnknownStrategy(WalletError):
-    code = "unknown_strategy"
 
 
 class DepositAddressDisabled(Conflict):
@@ -401,29 +399,12 @@ def hot_addresses_create(*, chain_id: str, wallet_type: str, count: int = 1) -> 
     return addresses_derive_next(chain_id=chain_id, purpose=AddressType.HOT, count=count, wallet_type=wallet_type)
 
 
-@transaction.atomic(durable=True)
-def cold_address_add(*, chain_id: str, address: str, wallet_type: str = "default") -> WalletAddress:
-    """Record a cold wallet address, watch-only: no key is stored and the signer refuses it.
-
-    :raises InvalidAddress: malformed or another network's address.
-    """
-    canonical = address_validate(chain_id, address)
-    coin = coins_selectors.chain_native_coin(chain_id=chain_id)
-    return WalletAddress.objects.create(
-        coin=coin,
-        coin_name=coin.coin_name,
-        chain_id=chain_id,
-        address_type=AddressType.COLD,
-        address=canonical,
-        wallet_type=wallet_type,
-    )
-
-
 # Change addresses derived at once when none is left: later payouts take the rest without
 # waiting for the hot seed's row lock.
 CHANGE_BATCH = 20
 
 
+@transaction.atomic(savepoint=False)
 @transaction.atomic(savepoint=False)
 def change_address_take(*, chain_id: str, wallet_type: str, now: datetime) -> WalletAddress:
     """
@@ -457,65 +438,3 @@ def change_address_take(*, chain_id: str, wallet_type: str, now: datetime) -> Wa
     row.assign_time = now
     row.save(update_fields=["assign_time", "update_time"])
     return row
-
-
-class HotWalletStrategy:
-    ROUND_ROBIN = "round_robin"
-    BALANCE = "balance"
-    ALL = (ROUND_ROBIN, BALANCE)
-
-
-@transaction.atomic(savepoint=False)
-def hot_wallet_select(
-    *, chain_id: str, wallet_type: str, amount: Decimal, strategy: str = HotWalletStrategy.ROUND_ROBIN
-) -> WalletAddress:
-    """
-    Pick the hot address of business pool (chain_id, wallet_type) that pays `amount` next.
-
-    Only enabled hot addresses whose recorded balance covers amount take part. round_robin: the
-    next one after the pool's last pick, in id order (the cursor row is locked, so concurrent
-    pickers take turns); balance: the one with the highest balance. Joins the caller's transaction.
-    :raises NoHotWallet: no address of the pool can pay amount.
-    :raises UnknownStrategy: strategy is neither round_robin nor balance.
-    """
-    if strategy not in HotWalletStrategy.ALL:
-        raise UnknownStrategy(f"Unknown hot wallet strategy {strategy!r}.", field="strategy")
-    pool = WalletAddress.objects.filter(chain_id=chain_id, wallet_type=wallet_type, address_type=AddressType.HOT)
-    usable = pool.filter(status=AddressStatus.NORMAL, key_secret__isnull=False)
-    candidates = usable.filter(balance__gte=amount)
-    if strategy == HotWalletStrategy.BALANCE:
-        chosen = candidates.order_by("-balance", "id").first()
-    else:
-        cursor, _ = HotWalletCursor.objects.get_or_create(chain_id=chain_id, wallet_type=wallet_type)
-        cursor = HotWalletCursor.objects.select_for_update().get(pk=cursor.pk)
-        chosen = (
-            candidates.filter(Q(id__gt=cursor.last_address_id)).order_by("id").first()
-            or candidates.order_by("id").first()
-        )
-        if chosen is not None:
-            cursor.last_address_id = chosen.id
-            cursor.save(update_fields=["last_address_id", "update_time"])
-    if chosen is None:
-        raise NoHotWallet(
-            _no_hot_wallet_text(pool=pool, usable=usable, chain_id=chain_id, wallet_type=wallet_type, amount=amount)
-        )
-    return chosen
-
-
-def _no_hot_wallet_text(
-    *, pool: QuerySet[WalletAddress], usable: QuerySet[WalletAddress], chain_id: str, wallet_type: str, amount: Decimal
-) -> str:
-    if usable.exists():
-        return f"No enabled {chain_id} hot address of pool {wallet_type!r} records a balance of {amount} or more."
-    create = (
-        f"`python manage.py create_hot_address --chain {chain_id} --wallet-type {wallet_type}` (the chain's hot"
-        f" seed first, if it has none: `python manage.py create_hd_wallet --chain {chain_id} --purpose hot"
-        " --backup-file PATH`)"
-    )
-    unusable = pool.count()
-    if unusable:
-        return (
-            f"No usable hot address for chain {chain_id} and pool {wallet_type!r} ({unusable} disabled or without a"
-            f" key): enable one, or create one with {create}."
-        )
-    return f"No hot address exists for chain {chain_id} and pool {wallet_type!r}: create one with {create}."

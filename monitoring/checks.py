@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import transaction
@@ -22,12 +21,12 @@ from django.utils import timezone
 
 from addresses import selectors as addresses_selectors
 from assets.relay import selectors as relay_selectors
-from coins import selectors as coins_selectors
 from monitoring import delivery, kinds
 from monitoring import selectors as monitoring_selectors
 from monitoring import services as monitoring_services
-from monitoring.models import BackupKind, ChainTip, HotBalance, ReconciliationStatus, Severity
+from monitoring.models import BackupKind, ChainTip, ReconciliationStatus, Severity
 from recharges import selectors as recharges_selectors
+from treasury import selectors as treasury_selectors
 from withdrawals import selectors as withdrawals_selectors
 from withdrawals.models import WithdrawStatus
 
@@ -141,49 +140,56 @@ def cleared_node_down() -> Cleared:
 # --- hot wallets -----------------------------------------------------------------------------------
 
 
-def _decimal(text: str) -> Decimal | None:
-    try:
-        return Decimal(text) if text else None
-    except InvalidOperation:
-        return None
-
-
 def check_hot_balances(*, now: datetime) -> tuple[Polled, Polled]:
+    """A hot address's balance of a coin against its thresholds (treasury_hot_threshold)."""
     low = Polled(kind="HOT_BALANCE_LOW", how="the balance is back at or above the minimum")
     high = Polled(kind="HOT_BALANCE_HIGH", how="the balance is back at or below the maximum")
-    readings: dict[tuple[str, str], HotBalance] = {
-        (r.address, r.coin_id): r for r in monitoring_selectors.hot_balance_list()
-    }
-    fresh_after = now - timedelta(seconds=3 * settings.HOT_BALANCE_REFRESH_SECONDS)
-    for chain_id in settings.HOT_BALANCE_CHAINS:
-        native = coins_selectors.chain_native_coin_id(chain_id=chain_id)
-        for row in addresses_selectors.hot_addresses(chain_id=chain_id):
-            for (address, coin_id), reading in readings.items():
-                if address != row.address:
-                    continue
-                subject = f"{coin_id} {address}"
-                if reading.balance is None or reading.read_at < fresh_after:
-                    low.unknown.add(subject)
-                    high.unknown.add(subject)
-                    continue
-                if coin_id == native:
-                    minimum, maximum = row.min_balance, row.max_balance
-                else:
-                    limits = settings.HOT_BALANCE_LIMITS.get(coin_id, ("", ""))
-                    minimum, maximum = _decimal(limits[0]), _decimal(limits[1])
-                if minimum is not None and reading.balance < minimum:
-                    low.firing.append(
-                        Finding(
-                            subject=subject, message=f"holds {reading.balance} {coin_id}, below its minimum {minimum}"
-                        )
+    chains = dict.fromkeys([*settings.HOT_BALANCE_CHAINS, *settings.TREASURY_CHAINS])
+    for chain_id in chains:
+        for position in treasury_selectors.hot_positions(chain_id=chain_id, now=now):
+            subject, balance = position.subject, position.balance
+            if balance is None:
+                low.unknown.add(subject)
+                high.unknown.add(subject)
+                continue
+            if position.min_balance is not None and balance < position.min_balance:
+                low.firing.append(
+                    Finding(
+                        subject=subject,
+                        message=f"holds {balance.normalize():f} {position.coin_id}, below its minimum "
+                        f"{position.min_balance.normalize():f}: top it up from cold",
                     )
-                if maximum is not None and reading.balance > maximum:
-                    high.firing.append(
-                        Finding(
-                            subject=subject, message=f"holds {reading.balance} {coin_id}, above its maximum {maximum}"
-                        )
+                )
+            if position.max_balance is not None and balance > position.max_balance:
+                high.firing.append(
+                    Finding(
+                        subject=subject,
+                        message=f"holds {balance.normalize():f} {position.coin_id}, above its maximum "
+                        f"{position.max_balance.normalize():f}: the surplus goes to cold by a treasury transfer "
+                        "(approve it in the admin under Treasury transfers)",
                     )
+                )
     return low, high
+
+
+def cleared_treasury() -> list[Cleared]:
+    """Treasury alerts whose transfer moved on (decided, signed, ended), or whose chain has a cold address now."""
+    proposed = Cleared(kind="TREASURY_TRANSFER_PROPOSED")
+    waits = Cleared(kind="TREASURY_TRANSFER_WAITS")
+    for kind, result, still in (
+        ("TREASURY_TRANSFER_PROPOSED", proposed, ("PROPOSED",)),
+        ("TREASURY_TRANSFER_WAITS", waits, ("APPROVED", "SIGNED")),
+    ):
+        for alert in monitoring_selectors.alert_list_unresolved(kind=kind):
+            status = treasury_selectors.transfer_status(transfer_no=alert.subject.removeprefix("transfer "))
+            if status not in still:
+                result.subjects[alert.subject] = f"the transfer is {status or 'gone'}"
+    no_cold = Cleared(kind="TREASURY_NO_COLD_ADDRESS")
+    for alert in monitoring_selectors.alert_list_unresolved(kind="TREASURY_NO_COLD_ADDRESS"):
+        chain_id = alert.subject.removeprefix("chain ")
+        if addresses_selectors.cold_address_for(chain_id=chain_id, wallet_type="") is not None:
+            no_cold.subjects[alert.subject] = "a cold address exists"
+    return [proposed, waits, no_cold]
 
 
 # --- withdrawals ---------------------------------------------------------------------------------
@@ -329,6 +335,7 @@ def monitoring_check(*, now: datetime | None = None) -> CheckReport:
         ("scanner_lag", check_scanner_lag),
         ("node_down", cleared_node_down),
         ("hot_balances", lambda: check_hot_balances(now=moment)),
+        ("treasury", cleared_treasury),
         ("review_overdue", lambda: check_review_overdue(now=moment)),
         ("withdraw_stuck", cleared_withdraw_stuck),
         ("reconciliation", cleared_reconciliation),

@@ -132,6 +132,38 @@ _KINDS = (
         "below the maximum.",
         resolves_itself=True,
     ),
+    # --- treasury (hot surplus to cold) ---------------------------------------------------------
+    AlertKind(
+        "TREASURY_TRANSFER_PROPOSED",
+        Severity.WARNING,
+        "A hot address holds more than its maximum and a treasury transfer of the surplus to a cold "
+        "address waits for an operator. Check the amount and the cold address, then approve or reject it "
+        "in the admin (Treasury transfers) with a remark. Resolves itself when the transfer is decided.",
+        resolves_itself=True,
+    ),
+    AlertKind(
+        "TREASURY_TRANSFER_WAITS",
+        Severity.WARNING,
+        "An approved treasury transfer cannot be signed or sent now (the message says why: the hot "
+        "address is short of gas, the fee is above its ceiling, the node refused it). It is tried again "
+        "on every run; fix the cause or reject it. Resolves itself when it is signed and sent.",
+        resolves_itself=True,
+    ),
+    AlertKind(
+        "TREASURY_TRANSFER_FAILED",
+        Severity.CRITICAL,
+        "A treasury transfer to cold failed (reverted on chain, expired unmined, or its surplus was gone "
+        "at signing). Nothing was moved except, for a reverted one, the network fee. Check the message; "
+        "the next planning run proposes a new transfer if the surplus is still there. Close it by hand.",
+    ),
+    AlertKind(
+        "TREASURY_NO_COLD_ADDRESS",
+        Severity.WARNING,
+        "A hot address holds more than its maximum but its chain has no enabled cold address to move the "
+        "surplus to. Register one (watch-only): `manage.py add_cold_address` or the admin's *Register a "
+        "cold address*. Resolves itself when one exists.",
+        resolves_itself=True,
+    ),
     # --- withdrawals -----------------------------------------------------------------------------
     AlertKind(
         "WITHDRAW_REVIEW_OVERDUE",

@@ -80,6 +80,12 @@ OPERATOR_PERMISSIONS = {
     "assets.view_housebalance",
     "assets.view_houseflow",
     "recharges.view_treasuryreceipt",
+    "addresses.register_cold_address",
+    "treasury.view_hotthreshold",
+    "treasury.set_hot_threshold",
+    "treasury.view_treasurytransfer",
+    "treasury.view_treasurytransferlog",
+    "treasury.approve_treasurytransfer",
 }
 # Permissions the code defines beyond Django's add/change/delete/view that no role holds, and why.
 # A new one (a sweep, a breaker, a hold's settlement) must land in a role migration or here.

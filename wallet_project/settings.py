@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "withdrawals",
     "reserves",
     "controls",
+    "treasury",
 ]
 
 MIDDLEWARE = [
@@ -470,26 +471,25 @@ NODE_STALE_SECONDS = env_chain_ints("NODE_STALE_SECONDS", "BTC:3600,ETH:300,TRON
 SCANNER_LAG_ALERT_BLOCKS = env_chain_ints("SCANNER_LAG_ALERT_BLOCKS", "BTC:3,ETH:30,TRON:60,*:30")
 # WITHDRAW_REVIEW_OVERDUE when a withdrawal waits for an auditor longer than this.
 WITHDRAW_REVIEW_ALERT_SECONDS = env_int("WITHDRAW_REVIEW_ALERT_SECONDS", 3600)
-# Hot wallets' on-chain balances are read this often; thresholds: the native coin's are the
-# address row's min_balance / max_balance, a token's are given here as COIN=min:max.
+# Hot wallets' on-chain balances are read this often (their min/max per coin: treasury_hot_threshold).
 HOT_BALANCE_REFRESH_SECONDS = env_int("HOT_BALANCE_REFRESH_SECONDS", 300)
 # Chains whose hot balances are read from the node. BTC is left out by default: its balance call
-# (scantxoutset) scans the whole UTXO set, minutes on mainnet, and bcoin has none.
+# (scantxoutset) scans the whole UTXO set, minutes on mainnet, and bcoin has none; BTC's hot
+# balances come from the UTXO set the scanner keeps.
 HOT_BALANCE_CHAINS = env_list("HOT_BALANCE_CHAINS", "ETH,TRON")
 
-
-def _hot_balance_limits(raw: list[str]) -> dict[str, tuple[str, str]]:
-    limits = {}
-    for item in raw:
-        coin, _, pair = item.partition("=")
-        low, sep, high = pair.partition(":")
-        if not coin.strip() or not sep:
-            raise ImproperlyConfigured(f"HOT_BALANCE_LIMITS must look like USDT-ERC20=1000:500000, not {item!r}")
-        limits[coin.strip()] = (low.strip(), high.strip())
-    return limits
-
-
-HOT_BALANCE_LIMITS = _hot_balance_limits(env_list("HOT_BALANCE_LIMITS", ""))
+# --- Treasury: hot surplus to cold ---------------------------------------------------------
+# Chains whose hot addresses' surplus above max_balance is moved to cold by treasury transfers.
+TREASURY_CHAINS = env_list("TREASURY_CHAINS", "BTC,ETH,TRON")
+# Coins whose treasury transfers are approved at once (sent without waiting for ops); the others
+# are proposed and wait for an operator's approval in the admin.
+TREASURY_AUTO_SEND_COINS = env_list("TREASURY_AUTO_SEND_COINS", "")
+# How often the treasury plans, sends and confirms its transfers (beat).
+TREASURY_INTERVAL_SECONDS = env_int("TREASURY_INTERVAL_SECONDS", 300)
+# After ops reject a transfer, the same hot address and coin get no new proposal for this long.
+TREASURY_REPROPOSE_SECONDS = env_int("TREASURY_REPROPOSE_SECONDS", 86400)
+# Which hot address of the withdraw pool pays a withdrawal: round_robin, balance or region (3.1.2).
+WITHDRAW_HOT_WALLET_STRATEGY = env_str("WITHDRAW_HOT_WALLET_STRATEGY", "round_robin")
 
 # --- Metrics (/metrics) ---------------------------------------------------------------
 # Bearer token Prometheus sends (Authorization: Bearer ...). Empty: open in development,

@@ -28,14 +28,16 @@ def admin_client_recorded(db, leak_watch):
 
 @pytest.mark.django_db
 class TestAdmin:
-    def test_lists_addresses_with_chain_type_user_balance_and_status(self, deposit_seeds, admin_client_recorded, user):
+    def test_lists_addresses_with_chain_type_user_region_and_status(self, deposit_seeds, admin_client_recorded, user):
         services.address_pool_fill(chain_id="ETH", count=3)
         assigned = services.deposit_address_assign(user=user, coin_id="ETH")
 
         page = admin_client_recorded.get("/admin/addresses/walletaddress/").content.decode()
 
-        for heading in ("Chain id", "Address type", "User", "Balance", "Status"):
+        for heading in ("Chain id", "Address type", "User", "Region", "Status"):
             assert heading in page
+        # The seed's balance column is not listed: nothing keeps it (real balances: monitoring_hot_balance).
+        assert "column-balance" not in page
         assert assigned.address in page and "alice" in page and "user deposit address" in page
 
     def test_shows_the_vault_without_secrets_or_ciphertexts(

@@ -12,18 +12,32 @@ from django.utils import timezone
 from addresses import selectors, services
 from addresses.models import AddressStatus, AddressType, WalletAddress
 
+# The real balances of the coin paid, per address id, as the caller read them (node or UTXO set).
+BALANCES: dict[int, Decimal] = {}
 
-def _pool(wallet_type: str, balances: list[str]) -> list[WalletAddress]:
+
+@pytest.fixture(autouse=True)
+def _balances():
+    BALANCES.clear()
+
+
+def _pool(wallet_type: str, balances: list[str], region: str = "") -> list[WalletAddress]:
     rows = services.hot_addresses_create(chain_id="ETH", wallet_type=wallet_type, count=len(balances))
     for row, balance in zip(rows, balances, strict=True):
-        WalletAddress.objects.filter(id=row.id).update(balance=Decimal(balance))
+        BALANCES[row.id] = Decimal(balance)
+        WalletAddress.objects.filter(id=row.id).update(region=region)
     return rows
 
 
-def _select(wallet_type: str, amount: str, strategy: str) -> WalletAddress:
+def _select(wallet_type: str, amount: str, strategy: str, region: str = "") -> WalletAddress:
     with transaction.atomic():
         return services.hot_wallet_select(
-            chain_id="ETH", wallet_type=wallet_type, amount=Decimal(amount), strategy=strategy
+            chain_id="ETH",
+            wallet_type=wallet_type,
+            amount=Decimal(amount),
+            strategy=strategy,
+            balances=BALANCES,
+            region=region,
         )
 
 
@@ -73,6 +87,34 @@ class TestHotWalletSelect:
         assert "manage.py create_hot_address --chain ETH --wallet-type withdraw" in empty.value.message
         assert "1 disabled or without a key" in disabled.value.message
 
+    def test_the_balance_column_of_the_row_is_not_what_counts(self, hot_seeds):
+        a, b = _pool("withdraw", ["1", "8"])
+        WalletAddress.objects.filter(id=a.id).update(balance=Decimal("1000"))  # nothing keeps it: ignored
+
+        assert _select("withdraw", "1", "balance").id == b.id
+
+    def test_an_unknown_balance_never_counts_as_enough(self, hot_seeds):
+        a, b = _pool("withdraw", ["5", "5"])
+        del BALANCES[a.id]
+
+        assert [_select("withdraw", "1", "round_robin").id for _ in range(2)] == [b.id, b.id]
+        assert _select("withdraw", "0", "round_robin").id == a.id  # amount 0: any usable address
+
+    def test_region_picks_the_users_regional_pool_with_a_fallback(self, hot_seeds):
+        eu1, eu2 = _pool("withdraw", ["5", "5"], region="eu")
+        (asia,) = _pool("withdraw", ["5"], region="asia")
+        (anywhere,) = _pool("withdraw", ["50"])
+
+        assert [_select("withdraw", "1", "region", region="eu").id for _ in range(3)] == [eu1.id, eu2.id, eu1.id]
+        assert _select("withdraw", "1", "region", region="asia").id == asia.id
+        # No address of the region can pay, or the user has none: the untagged addresses first.
+        assert _select("withdraw", "20", "region", region="eu").id == anywhere.id
+        assert _select("withdraw", "1", "region", region="").id == anywhere.id
+        assert _select("withdraw", "1", "region", region="us").id == anywhere.id
+        # Nothing untagged can pay: the whole pool.
+        BALANCES[anywhere.id] = Decimal(0)
+        assert _select("withdraw", "1", "region", region="us").id in {eu1.id, eu2.id, asia.id}
+
     def test_refuses_an_unknown_strategy(self, hot_seeds):
         _pool("withdraw", ["1"])
 
@@ -83,7 +125,7 @@ class TestHotWalletSelect:
         cold = services.cold_address_add(
             chain_id="ETH", address="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", wallet_type="withdraw"
         )
-        WalletAddress.objects.filter(id=cold.id).update(balance=Decimal("1000"))
+        BALANCES[cold.id] = Decimal("1000")
 
         with pytest.raises(services.NoHotWallet):
             _select("withdraw", "1", "balance")
@@ -111,12 +153,14 @@ class TestChangeAddress:
 
     def test_change_addresses_are_never_picked_as_hot_addresses(self, hot_seeds):
         change = _take_change()
-        WalletAddress.objects.filter(id=change.id).update(balance=Decimal("1000"))
-
         with pytest.raises(services.NoHotWallet):
             with transaction.atomic():
                 services.hot_wallet_select(
-                    chain_id="BTC", wallet_type="withdraw", amount=Decimal("1"), strategy="balance"
+                    chain_id="BTC",
+                    wallet_type="withdraw",
+                    amount=Decimal("1"),
+                    strategy="balance",
+                    balances={change.id: Decimal("1000")},
                 )
         assert list(selectors.hot_addresses(chain_id="BTC")) == []
         # ...but the UTXO scanner watches them with the hot ones.

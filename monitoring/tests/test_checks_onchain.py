@@ -23,6 +23,7 @@ from coins.models import CoinConfig
 from monitoring import balances, checks
 from monitoring.models import Alert, HotBalance
 from monitoring.tests.conftest import TEST_MNEMONIC
+from treasury.models import HotThreshold
 from withdrawals import payout as withdrawals_payout
 from withdrawals import services as withdrawals_services
 from withdrawals.models import WithdrawStatus
@@ -50,6 +51,15 @@ def hot(test_kek, settings, evm_node) -> WalletAddress:
     return row
 
 
+def limits(hot: WalletAddress, coin_id: str, low: str | None, high: str | None) -> None:
+    """The hot address's limits for a coin (in service they change by four eyes: treasury.thresholds)."""
+    HotThreshold.objects.update_or_create(
+        address=hot,
+        coin_id=coin_id,
+        defaults={"min_balance": low and Decimal(low), "max_balance": high and Decimal(high)},
+    )
+
+
 def open_alert(kind: str) -> Alert | None:
     return Alert.objects.filter(kind=kind, resolved_at__isnull=True).order_by("id").first()
 
@@ -57,8 +67,8 @@ def open_alert(kind: str) -> Alert | None:
 def test_hot_balances_are_read_from_the_chain_and_alert_below_the_minimum_and_above_the_maximum(
     hot, settings, evm_adapter, channels
 ):
-    WalletAddress.objects.filter(id=hot.id).update(min_balance=Decimal(20))
-    settings.HOT_BALANCE_LIMITS = {"USDT-ERC20": ("", "500")}
+    limits(hot, "ETH", "20", None)
+    limits(hot, "USDT-ERC20", None, "500")
 
     balances.hot_balances_refresh(adapters={"ETH": evm_adapter})
     checks.monitoring_check()
@@ -68,19 +78,19 @@ def test_hot_balances_are_read_from_the_chain_and_alert_below_the_minimum_and_ab
     assert readings == {"ETH": Decimal(10), "USDT-ERC20": Decimal(1000)}
     low, high = open_alert("HOT_BALANCE_LOW"), open_alert("HOT_BALANCE_HIGH")
     assert (low.subject, low.count) == (f"ETH {hot.address}", 2)
-    assert low.message == "holds 10.000000000000000000 ETH, below its minimum 20.000000000000000000"
+    assert low.message == "holds 10 ETH, below its minimum 20: top it up from cold"
     assert (high.subject, high.count) == (f"USDT-ERC20 {hot.address}", 2)
     assert Alert.objects.filter(kind__startswith="HOT_BALANCE").count() == 2
 
     # The node cannot be read: the balance is unknown, so nothing clears, whatever the limits say.
-    WalletAddress.objects.filter(id=hot.id).update(min_balance=Decimal(5))
+    limits(hot, "ETH", "5", None)
     balances.hot_balances_refresh(adapters={"ETH": EvmAdapter(url="http://127.0.0.1:9/", connect_timeout=1)})
     checks.monitoring_check()
     assert HotBalance.objects.get(coin_id="ETH").balance is None
     assert open_alert("HOT_BALANCE_LOW") is not None
 
     balances.hot_balances_refresh(adapters={"ETH": evm_adapter})
-    settings.HOT_BALANCE_LIMITS = {"USDT-ERC20": ("", "2000")}
+    limits(hot, "USDT-ERC20", None, "2000")
     checks.monitoring_check()
 
     low.refresh_from_db()

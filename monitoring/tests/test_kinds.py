@@ -11,6 +11,7 @@ from monitoring.models import Severity
 ROOT = Path(__file__).resolve().parents[2]
 APPS = (
     "coins", "chains", "addresses", "recharges", "withdrawals", "assets", "utxos", "controls", "reserves", "monitoring",
+    "treasury",
     "wallet_project",
 )  # fmt: skip
 KIND_ARGUMENT = re.compile(r"""\b(?:alert_)?kind=["']([A-Z][A-Z0-9_]+)["']""")

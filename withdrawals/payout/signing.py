@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from addresses import services as addresses_services
 from addresses import signer
 from chains import registry as chains_registry
 from chains import services as chains_services
@@ -37,7 +35,7 @@ from withdrawals.models import (
     WithdrawRecord,
     WithdrawStatus,
 )
-from withdrawals.payout import btc, fees
+from withdrawals.payout import btc, fees, hot_pick
 from withdrawals.payout.broadcast import broadcast
 from withdrawals.payout.common import (
     CHAIN_STOPS,
@@ -185,11 +183,9 @@ def _sign_first(*, record: WithdrawRecord, adapter: ChainAdapter, terms: dict[st
     if not coins_selectors.coin_is_native(coin=coin) and not coin.contract_address:
         # A token without its contract would be paid in the chain's own coin.
         raise WithdrawalRefused(f"{coin.coin_id} has no contract address configured: ops must set it.")
-    # Any enabled hot address of the pool: its recorded balance is not kept per token; what it
-    # holds on chain is checked below (shortfall) before anything is signed.
-    hot = addresses_services.hot_wallet_select(
-        chain_id=coin.chain_id, wallet_type=settings.WITHDRAW_HOT_WALLET_TYPE, amount=Decimal(0)
-    )
+    # Picked on cached real balances by the configured strategy; what it holds on chain is read
+    # again below (shortfall) before anything is signed.
+    hot = hot_pick.hot_pick(coin=coin, amount=record.actual_amount, user_id=record.user_id)
     nonce = None
     if coin.chain_id in NONCE_CHAINS:
         if PayoutTx.objects.filter(
@@ -304,6 +300,21 @@ def sign_transfer(
                 _would_fail_text(record=record, coin=coin, reason=failure), alert_kind="WITHDRAW_WOULD_REVERT"
             )
     return unsigned, signer.signer_for(coin.chain_id)(unsigned)
+
+
+def hot_reserved(*, coin: CoinConfig, from_address: str, mined_below: int | None) -> tuple[int, int]:
+    """
+    What the address's open payouts not in a block yet promise (native base units, this token's):
+    for another sender from the same hot address (a treasury transfer) checking what it may spend.
+    """
+    return _unmined_payouts(coin=coin, from_address=from_address, payout=None, mined_below=mined_below)
+
+
+def hot_unsent(*, from_address: str) -> bool:
+    """Whether a payout transaction of the address is signed but not taken by the node (it holds a nonce)."""
+    return PayoutTx.objects.filter(
+        status=PayoutTxStatus.SIGNED, payout__status=PayoutStatus.OPEN, payout__from_address=from_address
+    ).exists()
 
 
 def _would_fail_text(*, record: WithdrawRecord, coin: CoinConfig, reason: str) -> str:
