@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, QuerySet, Sum
 
 from assets import selectors as assets_selectors
 from coins import selectors as coins_selectors
@@ -103,3 +103,19 @@ def deposit_confirm_latency(*, since: datetime, bounds: Sequence[float]) -> stat
     """Return the histogram of first seen → credited of the deposits first seen at or after since."""
     rows = RechargeRecord.objects.filter(create_time__gte=since, status=RechargeStatus.CONFIRMED)
     return stats.latency_histogram(rows, start="create_time", end="confirm_time", bounds=bounds)
+
+
+def credited_totals(*, coin_ids: Collection[str]) -> list[tuple[str, str, Decimal]]:
+    """
+    Return (deposit address, coin_id, total credited) of every address that was credited a deposit
+    of one of coin_ids: what the sweep planner compares with what it already swept.
+
+    One aggregate query; deposits orphaned by a reorg or never credited are left out.
+    """
+    rows = (
+        RechargeRecord.objects.filter(coin_id__in=list(coin_ids), status=RechargeStatus.CONFIRMED)
+        .values_list("to_address", "coin_id")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    )
+    return [(address, coin_id, total) for address, coin_id, total in rows]

@@ -37,6 +37,7 @@ AUDITOR_PERMISSIONS = {
     "controls.view_coinbreaker",
     "controls.view_blacklistaddress",
     "controls.view_addressbookentry",
+    "sweeps.view_sweepjob",
 }
 OPERATOR_PERMISSIONS = {
     "monitoring.view_alert",
@@ -73,6 +74,11 @@ OPERATOR_PERMISSIONS = {
     "controls.view_addressbookpolicy",
     "controls.view_settingschange",
     "controls.decide_settingschange",
+    "sweeps.view_sweepjob",
+    "sweeps.view_sweeppause",
+    "sweeps.view_sweepopslog",
+    "sweeps.retry_sweepjob",
+    "sweeps.pause_sweeps",
 }
 # Permissions the code defines beyond Django's add/change/delete/view that no role holds, and why.
 # A new one (a sweep, a breaker, a hold's settlement) must land in a role migration or here.
