@@ -97,7 +97,8 @@ def _advance(
             moved = _follow(job=job, ops=ops, tip=tip, run=run, now=now)
         else:
             return
-        if not moved:
+        if not moved or status == SweepStatus.SIGNED:
+            # Just sent: no block holds it yet, so it is followed on the next run (one node call saved).
             return
         job = SweepJob.objects.select_related("coin").get(id=job.id)
 
@@ -282,7 +283,7 @@ def _sign_store(
         if node_next is not None:
             nonce = chains_services.nonce_allocate(chain_id=job.chain_id, address=job.from_address, node_next=node_next)
         unsigned = prepared.build(nonce)
-        short = ops.adapter.shortfall(unsigned)
+        short = None if prepared.covered else ops.adapter.shortfall(unsigned)
         if short is not None:
             raise Wait(f"the deposit address cannot pay its sweep now: {short}")
         signed = signer.signer_for(job.chain_id)(unsigned)

@@ -37,6 +37,9 @@ class Prepared:
     build: Callable[[int | None], UnsignedTx]
     # EVM fee terms (or TRON fee_limit) to store on the job beside it.
     terms: dict[str, int]
+    # True: sized from the balance just read (value + the most gas costs = that balance), so the
+    # sender's shortfall check would read the same balance again to find nothing missing.
+    covered: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class EvmOps:
                 **terms,
             )
 
-        return Prepared(amount_base_units=value, build=build, terms={"gas_limit": NATIVE_GAS, **terms})
+        return Prepared(amount_base_units=value, build=build, terms={"gas_limit": NATIVE_GAS, **terms}, covered=True)
 
     def token_plan(self, job: SweepJob, tokens: int) -> TopUpPlan:
         data = SELECTOR_TRANSFER + self.adapter.match_key(job.to_address)[2:].rjust(64, "0") + format(tokens, "064x")

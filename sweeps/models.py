@@ -100,7 +100,6 @@ class SweepJob(models.Model):
         ]
         indexes = [
             models.Index(fields=["chain_id", "status"], name="idx_sweep_job_chain_status"),
-            models.Index(fields=["address", "coin", "status"], name="idx_sweep_job_address"),
         ]
 
     def __str__(self) -> str:
