@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import cProfile
 import json
 import os
+import pstats
 import secrets
 import sys
 import time
@@ -234,9 +236,15 @@ def sweep_rounds(rounds: int, count: int) -> list[tuple[float, float]]:
             try:
                 raw = _raw_send_rate(node, count)
                 with override_settings(SWEEP_HOT_WALLET_TYPE="bench-hot"):
+                    profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
                     started = time.perf_counter()
+                    if profile is not None:
+                        profile.enable()
                     run = sweeps_services.sweeps_run(chain_id="ETH", adapter=adapter, now=timezone.now())
                     elapsed = time.perf_counter() - started
+                    if profile is not None:
+                        profile.disable()
+                        pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
             finally:
                 node.w3.provider.make_request("miner_start", [])
             sent = SweepJob.objects.filter(status=SweepStatus.BROADCAST, to_address=hot.address).count()
@@ -252,7 +260,6 @@ def _fund(node, addresses: list[str]) -> None:
     """Half an ether to each address, sent without waiting, then wait until all are mined."""
     sender = node.accounts[1]
     nonce = node.w3.eth.get_transaction_count(sender.address, "pending")
-    last = None
     for i, address in enumerate(addresses):
         tx = {
             "to": address,
@@ -262,7 +269,7 @@ def _fund(node, addresses: list[str]) -> None:
             "nonce": nonce + i,
             "chainId": node.w3.eth.chain_id,
         }
-        last = node.w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
+        node.w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
     for _ in range(60):
         if node.w3.eth.get_transaction_count(sender.address, "latest") == nonce + len(addresses):
             return

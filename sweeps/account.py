@@ -13,9 +13,11 @@ receipts, in the transaction that records the sweep settled.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+from django import db
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -59,16 +61,49 @@ def account_run(*, chain_id: str, adapter: ChainAdapter, now: datetime | None = 
         return run
     paused = common.paused_coins()
     state: dict[str, Any] = {"station_short": False}
-    for job in common.open_jobs(chain_id=chain_id).select_related("coin")[: settings.SWEEP_BATCH]:
+    jobs = list(common.open_jobs(chain_id=chain_id).select_related("coin")[: settings.SWEEP_BATCH])
+    workers = max(1, min(settings.SWEEP_WORKERS, len(jobs)))
+    if workers == 1:
+        _jobs_advance(jobs=jobs, ops=ops, tip=tip, paused=paused, run=run, state=state, now=moment)
+        return run
+    # Jobs of different addresses share nothing but the gas station's nonce row (locked in turn):
+    # a few threads keep the node and the database busy while one waits for the other.
+    parts = [SweepRun(chain_id=chain_id) for _ in range(workers)]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
+        futures = [
+            pool.submit(
+                _jobs_advance_thread, jobs=jobs[i::workers], ops=ops, tip=tip, paused=paused, run=parts[i],
+                state=state, now=moment,
+            )
+            for i in range(workers)
+        ]  # fmt: skip
+        for future in futures:
+            future.result()  # a crash in a thread is the run's crash
+    for part in parts:
+        run.add(part)
+    return run
+
+
+def _jobs_advance_thread(**kwargs: Any) -> None:
+    try:
+        _jobs_advance(**kwargs)
+    finally:
+        db.connections.close_all()  # this thread's own connection
+
+
+def _jobs_advance(
+    *, jobs: list[SweepJob], ops: EvmOps | TronOps, tip: int, paused: set[str], run: SweepRun,
+    state: dict[str, Any], now: datetime,
+) -> None:  # fmt: skip
+    for job in jobs:
         try:
-            _advance(job=job, ops=ops, tip=tip, paused=paused, run=run, state=state, now=moment)
+            _advance(job=job, ops=ops, tip=tip, paused=paused, run=run, state=state, now=now)
         except JOB_ERRORS as exc:
             # One failing address never stops the others: the job keeps its state and says why.
             run.waiting += 1
             text = f"{type(exc).__name__}: {str(exc)[:300]}"
             run.errors.append(f"{job.job_no}: {text}")
-            job_wait(job_id=job.id, reason=text, now=moment)
-    return run
+            job_wait(job_id=job.id, reason=text, now=now)
 
 
 def _advance(

@@ -53,6 +53,12 @@ class SweepRun:
     waiting: int = 0  # jobs that could not move on this run (fees high, node down, gas station short)
     errors: list[str] = field(default_factory=list)
 
+    def add(self, other: SweepRun) -> None:
+        """Count another part of the same run (a worker thread's) in this one."""
+        for name in ("planned", "signed", "topups", "broadcast", "confirmed", "failed", "skipped", "waiting"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors)
+
 
 def alert(*, kind: str, subject: str, text: str, severity: Severity = Severity.WARNING) -> None:
     logger.warning("%s %s: %s", kind, subject, text)

@@ -266,6 +266,8 @@ SWEEP_CHAINS = [c for c in env_str("SWEEP_CHAINS", "BTC,ETH,TRON").split(",") if
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 300)
 SWEEP_HOT_WALLET_TYPE = env_str("SWEEP_HOT_WALLET_TYPE", WITHDRAW_HOT_WALLET_TYPE)
 SWEEP_BATCH = env_int("SWEEP_BATCH", 500)
+# Threads of one run moving different addresses' jobs on at once (each with its database connection).
+SWEEP_WORKERS = env_int("SWEEP_WORKERS", 4)
 SWEEP_TOPUP_MARGIN = env_decimal("SWEEP_TOPUP_MARGIN", "1.2", minimum="1")
 SWEEP_BTC_MAX_FEE_RATE_SAT_VB = env_int("SWEEP_BTC_MAX_FEE_RATE_SAT_VB", 10)
 SWEEP_BTC_MAX_INPUTS = env_int("SWEEP_BTC_MAX_INPUTS", 200)

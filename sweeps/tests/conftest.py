@@ -27,6 +27,14 @@ def _no_fault():
     sweeps_common.fault_hook = None
 
 
+@pytest.fixture(autouse=True)
+def _one_worker(request, settings):
+    # A test inside a transaction (no transaction=True) is invisible to other threads' connections.
+    marker = request.node.get_closest_marker("django_db")
+    if not (marker is not None and marker.kwargs.get("transaction")):
+        settings.SWEEP_WORKERS = 1
+
+
 @pytest.fixture
 def vault(monkeypatch, settings, tmp_path):
     """The test key-encryption key, in the environment (a worker subprocess inherits it)."""
