@@ -161,3 +161,12 @@ def public_keys(*, address_ids: Collection[int]) -> dict[int, tuple[str, str]]:
         if hd.address_from_public_key(row.chain_id, public) == row.address:
             keys[row.id] = (row.address, public.hex())
     return keys
+
+
+def deposit_address_ids(*, chain_id: str) -> dict[str, int]:
+    """Return {address: id} of the chain's deposit addresses that belong to a user (the sweep planner's map)."""
+    return dict(
+        WalletAddress.objects.filter(chain_id=chain_id, address_type=AddressType.USER_DEPOSIT, user__isnull=False)
+        .values_list("address", "id")
+        .iterator(chunk_size=5000)
+    )

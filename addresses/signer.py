@@ -469,6 +469,42 @@ def signer_for(chain_id: str) -> Signer:
     return sign
 
 
+@sensitive_variables()
+def sign_btc_inputs(unsigned: UnsignedTx, *, input_addresses: list[str]) -> SignedTx:
+    """
+    Sign a BTC transaction whose inputs spend from several of our addresses (a sweep consolidating
+    deposit outputs): input i with the key of input_addresses[i].
+
+    :raises SignerError: an address that is not ours or is watch-only, a count that does not match
+        the inputs, an input whose public key is not its address's, or a result that does not verify.
+    """
+    from bitcoinlib.keys import Key
+    from bitcoinlib.transactions import Transaction
+
+    payload = unsigned.payload
+    if unsigned.chain_id != "BTC" or not isinstance(payload, Transaction):
+        raise SignerError("A BTC payload is a bitcoinlib Transaction.")
+    if not payload.inputs or len(payload.inputs) != len(input_addresses):
+        raise SignerError("Every input needs its address.")
+    keys: dict[str, Key] = {}
+    for index, (inp, address) in enumerate(zip(payload.inputs, input_addresses, strict=True)):
+        if address not in keys:
+            row = _signing_address("BTC", address)
+            keys[address] = Key(_private_key(row), network=_bitcoinlib_network(), compressed=True)
+        key = keys[address]
+        if [k.public_byte for k in inp.keys] != [key.public_byte]:
+            raise SignerError("An input does not spend from the address given for it.")
+        payload.sign(keys=[key], index_n=index)
+    payload.txid = payload.signature_hash()[::-1].hex()
+    payload.size = len(payload.raw())
+    payload.calc_weight_units()
+    payload.update_totals()
+    if not payload.verify():
+        raise SignerError("The signed BTC transaction does not verify.")
+    logger.info("signed BTC transaction %s from %s addresses", payload.txid, len(keys))
+    return SignedTx(tx_hash=payload.txid, raw=payload.raw_hex())
+
+
 # --- signed messages (proof of reserves) ----------------------------------------------
 
 

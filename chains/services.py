@@ -17,12 +17,14 @@ def nonce_allocate(*, chain_id: str, address: str, node_next: int) -> int:
     other means move the cursor forward; it never moves back.
     """
     with transaction.atomic(savepoint=False):
-        try:
-            with transaction.atomic():  # a savepoint: another sender may create the row first
-                NonceCursor.objects.get_or_create(chain_id=chain_id, address=address)
-        except IntegrityError:
-            pass
-        cursor = NonceCursor.objects.select_for_update().get(chain_id=chain_id, address=address)
+        cursor = NonceCursor.objects.select_for_update().filter(chain_id=chain_id, address=address).first()
+        if cursor is None:
+            try:
+                with transaction.atomic():  # a savepoint: another sender may create the row first
+                    NonceCursor.objects.create(chain_id=chain_id, address=address)
+            except IntegrityError:
+                pass
+            cursor = NonceCursor.objects.select_for_update().get(chain_id=chain_id, address=address)
         nonce = max(cursor.next_nonce, node_next)
         cursor.next_nonce = nonce + 1
         cursor.save(update_fields=["next_nonce", "update_time"])

@@ -71,6 +71,14 @@ class CoinConfig(models.Model):
         blank=True,
         help_text="More than this withdrawn by one user within RISK_VELOCITY_WINDOW_MINUTES goes to review.",
     )
+    # Sweeps (sweeps app): a deposit address holding at least this of the coin is swept into a hot
+    # address; NULL: the coin is not swept.
+    sweep_threshold = models.DecimalField(
+        **AMOUNT,
+        null=True,
+        blank=True,
+        help_text="A deposit address holding at least this is swept into a hot address (empty: never swept).",
+    )
     status = models.SmallIntegerField(choices=Switch.choices, default=Switch.ENABLED, db_index=True)
     recharge_enabled = models.SmallIntegerField(choices=Switch.choices, default=Switch.ENABLED)
     withdraw_enabled = models.SmallIntegerField(choices=Switch.choices, default=Switch.ENABLED)

@@ -37,6 +37,7 @@ FOUR_EYES_FIELDS = (
     "withdraw_dual_audit_threshold",
     "risk_first_address_amount",
     "risk_velocity_amount",
+    "sweep_threshold",
 )
 
 

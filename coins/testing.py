@@ -34,6 +34,7 @@ def coins_seed() -> None:
         )
     seed.load_coins(apps, None)
     importlib.import_module("coins.migrations.0006_risk_rule_thresholds").load_thresholds(apps, None)
+    importlib.import_module("coins.migrations.0007_sweep_threshold").load_sweep_thresholds(apps, None)
 
 
 @contextlib.contextmanager

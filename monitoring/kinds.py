@@ -234,6 +234,35 @@ _KINDS = (
         "was paid and the amount was unfrozen. Check the token before paying this recipient again, "
         "then acknowledge.",
     ),
+    # --- sweeps ----------------------------------------------------------------------------------
+    AlertKind(
+        "SWEEP_GAS_STATION_SHORT",
+        Severity.WARNING,
+        "The gas-station hot address (pool GAS_STATION_WALLET_TYPE) cannot pay the gas or energy top-up "
+        "of token sweeps: tokens wait on their deposit addresses (nothing is lost, withdrawals may run "
+        "short of hot funds). Fund the gas station with the chain's own coin from cold; the next run tops "
+        "up. Acknowledge once funded.",
+    ),
+    AlertKind(
+        "SWEEP_FAILED",
+        Severity.WARNING,
+        "A sweep failed (its reason is in the sweep's row in the admin): mined but reverted, or its nonce "
+        "taken by another transaction. Its fees are booked; the address is planned again on the next run. "
+        "Look for a pattern (a token that refuses transfers, a key used outside this service).",
+    ),
+    AlertKind(
+        "SWEEP_BROADCAST_REJECTED",
+        Severity.WARNING,
+        "The node refused a stored sweep or top-up transaction; it is sent again on every run. Read the "
+        "node's reason in the alert: a fee too low for the node, an address without funds for gas.",
+    ),
+    AlertKind(
+        "SWEEP_WAITS",
+        Severity.WARNING,
+        "A chain's sweeps could not be planned this run (fees above ETH_MAX_FEE_PER_GAS_CEILING_WEI, no hot "
+        "address of SWEEP_HOT_WALLET_TYPE, no gas station). Deposits stay on their addresses meanwhile.",
+        quiet_resolve_seconds=3600,
+    ),
     AlertKind(
         "WITHDRAW_FEE_CEILING",
         Severity.WARNING,

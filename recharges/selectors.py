@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -127,3 +127,19 @@ def deposits_in_flight(*, coin_id: str, height: int) -> dict[str, Decimal]:
         "held": live.filter(status__in=held).aggregate(s=Sum("amount"))["s"] or Decimal(0),
         "treasury": receipts.aggregate(s=Sum("amount"))["s"] or Decimal(0),
     }
+
+
+def credited_totals(*, coin_ids: Collection[str]) -> list[tuple[str, str, Decimal]]:
+    """
+    Return (deposit address, coin_id, total credited) of every address that was credited a deposit
+    of one of coin_ids: what the sweep planner compares with what it already swept.
+
+    One aggregate query; deposits orphaned by a reorg or never credited are left out.
+    """
+    rows = (
+        RechargeRecord.objects.filter(coin_id__in=list(coin_ids), status=RechargeStatus.CONFIRMED)
+        .values_list("to_address", "coin_id")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    )
+    return [(address, coin_id, total) for address, coin_id, total in rows]

@@ -40,6 +40,7 @@ AUDITOR_PERMISSIONS = {
     "monitoring.view_reconciliationrun",
     "assets.view_housebalance",
     "assets.view_houseflow",
+    "sweeps.view_sweepjob",
 }
 OPERATOR_PERMISSIONS = {
     "monitoring.view_alert",
@@ -86,6 +87,11 @@ OPERATOR_PERMISSIONS = {
     "treasury.view_treasurytransfer",
     "treasury.view_treasurytransferlog",
     "treasury.approve_treasurytransfer",
+    "sweeps.view_sweepjob",
+    "sweeps.view_sweeppause",
+    "sweeps.view_sweepopslog",
+    "sweeps.retry_sweepjob",
+    "sweeps.pause_sweeps",
 }
 # Permissions the code defines beyond Django's add/change/delete/view that no role holds, and why.
 # A new one (a sweep, a breaker, a hold's settlement) must land in a role migration or here.

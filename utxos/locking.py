@@ -33,6 +33,7 @@ from django.db import transaction
 from django.db.models import QuerySet, Sum
 
 from addresses import selectors as addresses_selectors
+from addresses.models import AddressType
 from chains.btc import DUST_SATS, Utxo, p2wpkh_vsize
 from utxos.models import BtcUtxo
 from utxos.selectors import HOT_POOL, min_confirmations_default
@@ -284,3 +285,48 @@ def utxos_release(*, payout_ref: str) -> int:
     return BtcUtxo.objects.filter(id__in=[row.id for row in rows]).update(
         locked_by=None, lock_time=None, pending_txid=None
     )
+
+
+@transaction.atomic(savepoint=False)
+def utxos_lock_for_sweep(
+    *,
+    sweep_ref: str,
+    tip_height: int,
+    min_confirmations: int,
+    min_value_sats: int,
+    max_inputs: int,
+    now: datetime,
+    kinds: Collection[int] = (AddressType.USER_DEPOSIT,),
+) -> tuple[LockedUtxo, ...]:
+    """
+    Lock every free output of deposit addresses worth more than min_value_sats (what its input costs
+    to spend), with at least min_confirmations at tip_height, up to max_inputs, largest first: what a
+    sweep consolidates into one transaction. Joins the caller's transaction, which must store the
+    signed consolidation and call utxos_spend_pending(payout_ref=sweep_ref, ...) before it commits.
+    Outputs worth less stay where they are, to grow with the next deposits.
+
+    :raises UtxoConflict: sweep_ref already holds outputs.
+    """
+    if not sweep_ref or len(sweep_ref) > 64:
+        raise WalletError("A sweep needs a reference of 1 to 64 characters.", field="sweep_ref")
+    if BtcUtxo.objects.filter(locked_by=sweep_ref).exists():
+        raise UtxoConflict(f"{sweep_ref} already holds outputs: release them or spend what it holds.")
+    rows = BtcUtxo.objects.filter(
+        spent_txid__isnull=True,
+        orphaned=False,
+        locked_by__isnull=True,
+        kind__in=list(kinds),
+        block_height__lte=tip_height - min_confirmations + 1,
+        value_sats__gt=min_value_sats,
+    )
+    candidates = list(rows.order_by("-value_sats", "id").values_list("id", flat=True)[: max_inputs * 2])
+    ids: list[int] = []
+    for row_id in candidates:
+        if len(ids) >= max_inputs:
+            break
+        if _lock(rows, row_id):
+            ids.append(row_id)
+    if not ids:
+        return ()
+    BtcUtxo.objects.filter(id__in=ids).update(locked_by=sweep_ref, lock_time=now, update_time=now)
+    return _selection(payout_ref=sweep_ref, ids=ids, amount_sats=0, fee_rate=0, outputs=1).utxos

@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "reserves",
     "controls",
     "treasury",
+    "sweeps",
 ]
 
 MIDDLEWARE = [
@@ -268,6 +269,20 @@ BTC_FEE_RATE_CEILING_SAT_VB = env_int("BTC_FEE_RATE_CEILING_SAT_VB", 500)
 BTC_CPFP_FEE_MULTIPLIER = env_decimal("BTC_CPFP_FEE_MULTIPLIER", "2", minimum="1")
 # TRC20 payouts: fee_limit = estimated energy x energy price x this margin, at most TRON_FEE_LIMIT_SUN.
 TRON_ENERGY_MARGIN = env_decimal("TRON_ENERGY_MARGIN", "1.2", minimum="1")
+# Sweeps (README "Sweeps"): deposit addresses emptied into the hot pool SWEEP_HOT_WALLET_TYPE every
+# SWEEP_INTERVAL_SECONDS on SWEEP_CHAINS, at most SWEEP_BATCH open jobs moved on per run. A token
+# sweep's gas (energy) top-up is its estimate x the current fee x SWEEP_TOPUP_MARGIN. BTC deposit
+# outputs are consolidated only while the node's fee estimate is at most SWEEP_BTC_MAX_FEE_RATE_SAT_VB,
+# at most SWEEP_BTC_MAX_INPUTS of them in one transaction.
+SWEEP_CHAINS = [c for c in env_str("SWEEP_CHAINS", "BTC,ETH,TRON").split(",") if c]
+SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 300)
+SWEEP_HOT_WALLET_TYPE = env_str("SWEEP_HOT_WALLET_TYPE", WITHDRAW_HOT_WALLET_TYPE)
+SWEEP_BATCH = env_int("SWEEP_BATCH", 500)
+# Threads of one run moving different addresses' jobs on at once (each with its database connection).
+SWEEP_WORKERS = env_int("SWEEP_WORKERS", 4)
+SWEEP_TOPUP_MARGIN = env_decimal("SWEEP_TOPUP_MARGIN", "1.2", minimum="1")
+SWEEP_BTC_MAX_FEE_RATE_SAT_VB = env_int("SWEEP_BTC_MAX_FEE_RATE_SAT_VB", 10)
+SWEEP_BTC_MAX_INPUTS = env_int("SWEEP_BTC_MAX_INPUTS", 200)
 # Withdrawal risk rules (withdrawals.risk_rules); their amount thresholds are per coin in coin_config
 # (risk_first_address_amount, risk_velocity_amount). A new address-book entry can be withdrawn to,
 # and "address book only" switched off, this long after it was asked for.

@@ -15,10 +15,11 @@ package to max(that rate, the parent's x BTC_CPFP_FEE_MULTIPLIER).
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 
 from django.conf import settings
 
+from chains import fees as chains_fees
 from chains.evm import FeeMarket
 from withdrawals.models import PayoutTx
 from withdrawals.payout.common import PayoutWaits
@@ -33,37 +34,21 @@ class FeeCeiling(PayoutWaits):
         super().__init__(message, alert_kind="WITHDRAW_FEE_CEILING")
 
 
-def _up(value: Decimal) -> int:
-    return int(value.to_integral_value(rounding=ROUND_CEILING))
-
-
-def _gwei(wei: int) -> str:
-    return f"{(Decimal(wei) / 10**9).normalize():f} gwei"
-
-
-def _priority(market: FeeMarket) -> int:
-    floor, ceiling = settings.ETH_PRIORITY_FEE_FLOOR_WEI, settings.ETH_PRIORITY_FEE_CEILING_WEI
-    return min(max(market.priority_fee, floor), ceiling)
+_up = chains_fees.up
+_priority = chains_fees.priority_fee
+_ceiling_text = chains_fees.ceiling_text
 
 
 def evm_terms(market: FeeMarket) -> dict[str, int]:
     """
-    The fee fields of a new EVM payout: max_fee_per_gas and max_priority_fee_per_gas, or gas_price.
+    The fee fields of a new EVM payout (chains.fees.evm_terms, shared with sweeps and gas top-ups).
 
-    :raises FeeCeiling: inclusion now (base fee + priority fee, or the gas price) costs more per gas
-        than ETH_MAX_FEE_PER_GAS_CEILING_WEI.
+    :raises FeeCeiling: inclusion now costs more per gas than ETH_MAX_FEE_PER_GAS_CEILING_WEI.
     """
-    ceiling = settings.ETH_MAX_FEE_PER_GAS_CEILING_WEI
-    if market.base_fee is None:
-        if market.gas_price > ceiling:
-            raise FeeCeiling(_ceiling_text("the node's gas price", market.gas_price, ceiling))
-        return {"gas_price": market.gas_price}
-    priority = _priority(market)
-    needed = market.base_fee + priority
-    if needed > ceiling:
-        raise FeeCeiling(_ceiling_text("base fee + priority fee", needed, ceiling))
-    wanted = _up(Decimal(market.base_fee) * settings.ETH_BASE_FEE_MULTIPLIER) + priority
-    return {"max_fee_per_gas": min(wanted, ceiling), "max_priority_fee_per_gas": priority}
+    try:
+        return chains_fees.evm_terms(market)
+    except chains_fees.FeeAboveCeiling as exc:
+        raise FeeCeiling(exc.message) from None
 
 
 def evm_bumped_terms(old: PayoutTx, market: FeeMarket) -> dict[str, int]:
@@ -90,13 +75,6 @@ def evm_bumped_terms(old: PayoutTx, market: FeeMarket) -> dict[str, int]:
     return {"max_fee_per_gas": min(max(needed, wanted), ceiling), "max_priority_fee_per_gas": priority}
 
 
-def _ceiling_text(what: str, wei: int, ceiling: int) -> str:
-    return (
-        f"{what} is {_gwei(wei)} per gas, above the ceiling ETH_MAX_FEE_PER_GAS_CEILING_WEI of {_gwei(ceiling)}: "
-        "nothing is signed until the network's fees fall below it, or ops raise the ceiling"
-    )
-
-
 def tron_fee_limit(*, energy: int | None, energy_price: int, withdraw_no: str) -> int:
     """
     The fee_limit (sun) of a TRC20 payout from its energy estimate; TRON_FEE_LIMIT_SUN when the node
@@ -107,7 +85,7 @@ def tron_fee_limit(*, energy: int | None, energy_price: int, withdraw_no: str) -
     ceiling = settings.TRON_FEE_LIMIT_SUN
     if energy is None:
         return ceiling
-    fee_limit = max(_up(Decimal(energy * energy_price) * settings.TRON_ENERGY_MARGIN), energy_price)
+    fee_limit = chains_fees.tron_energy_fee_limit(energy=energy, energy_price=energy_price)
     if fee_limit > ceiling:
         raise FeeCeiling(
             f"withdrawal {withdraw_no} waits unsigned: its TRC20 transfer needs {energy} energy, a fee_limit of "

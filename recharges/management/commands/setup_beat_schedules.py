@@ -39,6 +39,15 @@ def schedules() -> list[tuple[str, str, int, dict[str, object]]]:
                 {"chain_id": chain_id},
             )
         )
+    for chain_id in settings.SWEEP_CHAINS:
+        entries.append(
+            (
+                f"sweeps-run-{chain_id}",
+                "sweeps.tasks.sweeps_run",
+                settings.SWEEP_INTERVAL_SECONDS,
+                {"chain_id": chain_id},
+            )
+        )
     pool_every = getattr(settings, "ADDRESS_POOL_TOP_UP_SECONDS", 300)
     entries.append(("address-pool-top-up", "addresses.tasks.address_pool_top_up", pool_every, {}))
     entries.append(("events-lag-check", "assets.tasks.events_lag_check", 60, {}))

@@ -1,0 +1,83 @@
+"""
+The sweep worker killed with SIGKILL mid-way (after a top-up was sent, after a sweep was signed,
+after one was broadcast) and restarted, on 50 addresses: every address ends empty but dust, nothing
+is sent twice, the gas spent is booked exactly. The worker is a real child process
+(sweeps.tests.sweep_worker) that dies without unwinding: the server rolls back its open transaction
+when the connection drops, and what it sent to the node stays sent. Against ganache and MariaDB.
+Every key here is a TEST-ONLY throwaway key.
+"""
+
+# ruff: noqa: F811 - pytest fixtures imported from chains.testing are named as test parameters
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from assets import selectors as assets_selectors
+from assets.models import Balance, BusinessType, HouseFlow
+from chains.testing import evm_adapter, evm_node  # noqa: F401
+from sweeps.models import SweepJob, SweepStatus
+from sweeps.tests.conftest import deposit_addresses, house_network_fees
+from sweeps.tests.test_evm import ONE_ETH, USDT, deposits_make, eth_setup, fees_on_chain, sweep_until_settled  # noqa: F401
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def _worker(step: str, evm_node) -> subprocess.CompletedProcess[bytes]:
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 3306}/{db['NAME']}",
+        "ETH_RPC_URL": evm_node.url,
+        "LOG_LEVEL": "ERROR",
+    }
+    env.pop("DATABASE_TEST_NAME", None)
+    return subprocess.run(  # noqa: S603 (our own interpreter and module)
+        [sys.executable, "-m", "sweeps.tests.sweep_worker", step],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.mysql
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_sweep_worker_killed_mid_way_then_restarted_empties_every_address_once(eth_setup, evm_node, evm_adapter):
+    hot, station = eth_setup
+    addresses = deposit_addresses("ETH", 50, prefix="killed")
+    eth = {i: ONE_ETH // 4 + i for i in range(20)}
+    usdt = {i: (10 + i) * USDT for i in range(50)}
+    deposits_make(evm_node, evm_adapter, addresses, eth=eth, usdt=usdt)
+    users_before = dict(Balance.objects.values_list("id", "available"))
+
+    # Killed after broadcasting an ether sweep, then after sending a gas top-up, then after signing
+    # a token sweep: each time a restarted worker picks up where the last one died.
+    for step in ("sweep.sent", "topup.sent", "sweep.signed"):
+        killed = _worker(step, evm_node)
+        assert killed.returncode == -9, killed.stderr.decode()[-2000:]  # it really died at that step
+    sweep_until_settled(evm_node, evm_adapter, rounds=16)  # the restarted worker
+
+    jobs = list(SweepJob.objects.order_by("id"))
+    assert {job.status for job in jobs} == {SweepStatus.CONFIRMED}
+    assert len([j for j in jobs if j.coin_id == "ETH"]) == 20 and len([j for j in jobs if j.coin_id != "ETH"]) == 50
+    for address in addresses:
+        assert evm_adapter.balance(address.address, contract=evm_node.contracts["USDT"]) == 0
+        (token_job,) = [j for j in jobs if j.from_address == address.address and j.coin_id != "ETH"]
+        assert evm_adapter.balance(address.address) <= token_job.gas_limit * token_job.max_fee_per_gas * 2  # dust
+        assert evm_adapter.mined_count(address.address) == (2 if address in addresses[:20] else 1)  # none twice
+    assert evm_adapter.mined_count(station.address) == 50
+    assert evm_adapter.balance(hot.address, contract=evm_node.contracts["USDT"]) == sum(usdt.values())
+    assert house_network_fees("ETH") == -Decimal(fees_on_chain(evm_adapter, jobs)) / ONE_ETH
+    assert HouseFlow.objects.filter(business_type=BusinessType.HOUSE_NETWORK_FEE).count() == 20 + 50 + 50
+    assert dict(Balance.objects.values_list("id", "available")) == users_before
+    assert assets_selectors.ledger_mismatches() == []
