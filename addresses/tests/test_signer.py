@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from bitcoinlib.transactions import Transaction as BtcTransaction
 from coincurve import PublicKey
+from django.utils import timezone
 from eth_account import Account
 from eth_account.hdaccount.mnemonic import Mnemonic
 from tronpy import Tron
@@ -147,6 +148,36 @@ class TestBtcSigning:
         witness_public = reparsed.inputs[0].witnesses[-1]
         assert hash160(witness_public) == segwit_decode(row.address)[2]
         assert all(not k.is_private for inp in tx.inputs for k in inp.keys)
+
+    def test_signs_each_input_with_the_key_of_its_own_address(self, hot_seeds, leak_watch):
+        # A payout spends outputs of a hot address and of a change address in one transaction.
+        row, key = _hot("BTC", leak_watch)
+        change = services.change_address_take(chain_id="BTC", wallet_type="withdraw", now=timezone.now())
+        change_key = hd.ExtendedKey.from_seed(Mnemonic.to_seed(TEST_MNEMONIC_HOT)).derive(change.derivation_path)
+        leak_watch.add("BTC change key", change_key.private_key)
+        tx = _btc_tx(PublicKey.from_secret(key).format(), row.address)
+        tx.add_input(prev_txid=bytes(range(1, 33)), output_n=0, keys=change_key.public_key.hex(), value=50_000,
+                     witness_type="segwit")  # fmt: skip
+
+        signed = signer.signer_for("BTC")(UnsignedTx("BTC", row.address, tx))
+
+        reparsed = BtcTransaction.parse_hex(signed.raw, network="regtest")
+        reparsed.inputs[0].value, reparsed.inputs[1].value = 100_000, 50_000
+        assert reparsed.verify() is True
+        owners = [hash160(inp.witnesses[-1]) for inp in reparsed.inputs]
+        assert owners == [segwit_decode(row.address)[2], segwit_decode(change.address)[2]]
+
+    def test_refuses_an_input_of_a_cold_address(self, hot_seeds, leak_watch):
+        row, key = _hot("BTC", leak_watch)
+        cold_public = PublicKey.from_secret(bytes([6]) * 32).format()  # TEST-ONLY throwaway key
+        cold = services.cold_address_add(chain_id="BTC", address=hd.address_from_public_key("BTC", cold_public))
+        tx = _btc_tx(PublicKey.from_secret(key).format(), row.address)
+        tx.add_input(prev_txid=bytes(range(1, 33)), output_n=0, keys=cold_public.hex(), value=50_000,
+                     witness_type="segwit")  # fmt: skip
+
+        with pytest.raises(signer.SignerError, match="input"):
+            signer.signer_for("BTC")(UnsignedTx("BTC", row.address, tx))
+        assert cold.key_secret_id is None
 
     def test_refuses_an_input_of_another_key(self, hot_seeds, leak_watch):
         row, _ = _hot("BTC", leak_watch)

@@ -159,7 +159,13 @@ def btc_pay(*, chain_id: str, adapter: ChainAdapter, now: datetime) -> BtcRun:
 def _sign_fitting(
     *, batch: list[tuple[int, str]], adapter: BtcAdapter, rate: int, tip: int, now: datetime, run: BtcRun
 ) -> Signed | None:
-    """Sign the batch, or its first half, quarter... when the free UTXOs cannot pay it; None: the run stops."""
+    """
+    Sign the batch, or its first half, quarter... when it cannot be signed whole; None: the run stops.
+
+    The pool short of the oldest alone stops the run (it waits, alerted). Something wrong with one
+    withdrawal alone (its coin's set-up, its address) leaves it waiting, alerted, returned in
+    `waited`, and the run goes on without it.
+    """
     while True:
         try:
             return payout_batch_sign(ids=[row_id for row_id, _ in batch], adapter=adapter, rate=rate, tip=tip, now=now)
@@ -176,12 +182,11 @@ def _sign_fitting(
             alert(severity=Severity.WARNING, kind=kind, subject="chain BTC", text=run.error)
             return None
         except (WalletError, ValueError) as exc:
+            if len(batch) > 1:
+                batch = batch[: len(batch) // 2]  # the culprit is found alone, the others are paid
+                continue
             text = f"signing withdrawal {batch[0][1]} failed: {type(exc).__name__}: {str(exc)[:400]}"
-            run.waits.append(text)
-            alert(
-                severity=Severity.WARNING, kind="WITHDRAW_SIGN_FAILED", subject=f"withdrawal {batch[0][1]}", text=text
-            )
-            return None
+            return Signed(tx_id=None, waited=[(batch[0][1], PayoutWaits(text, alert_kind="WITHDRAW_SIGN_FAILED"))])
 
 
 def _parents_of_unmined_children() -> list[str]:
