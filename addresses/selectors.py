@@ -25,6 +25,7 @@ __all__ = [
     "hot_addresses",
     "public_keys",
     "user_region",
+    "watched_addresses",
 ]
 
 # The exchange's own addresses that are no user's: they hold the exchange's money on a UTXO chain.
@@ -118,6 +119,30 @@ def exchange_addresses_owned(
     if after_id is not None:
         changed |= Q(id__gt=after_id)
     return rows.filter(changed).order_by("id")
+
+
+def watched_addresses(
+    *, chain_id: str, since: datetime | None = None, after_id: int | None = None
+) -> QuerySet[WalletAddress]:
+    """
+    Return, in one query, what the scanner watches on the chain: the deposit addresses that belong
+    to a user (changed: assigned at or after `since`, or an id above `after_id`) and the exchange's
+    own hot, change and cold addresses (changed: created at or after `since`, or an id above
+    `after_id`). Without `since` and `after_id`, all of them.
+    """
+    deposit = Q(address_type=AddressType.USER_DEPOSIT, user__isnull=False)
+    own = Q(address_type__in=OWN_TYPES)
+    if since is not None or after_id is not None:
+        deposit_changed, own_changed = Q(), Q()
+        if since is not None:
+            deposit_changed |= Q(assign_time__gte=since)
+            own_changed |= Q(create_time__gte=since)
+        if after_id is not None:
+            deposit_changed |= Q(id__gt=after_id)
+            own_changed |= Q(id__gt=after_id)
+        deposit &= deposit_changed
+        own &= own_changed
+    return WalletAddress.objects.filter(Q(chain_id=chain_id) & (deposit | own)).order_by("id")
 
 
 def addresses_by_address(*, chain_id: str, addresses: Collection[str]) -> dict[str, WalletAddress]:

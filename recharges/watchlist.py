@@ -132,14 +132,13 @@ def watchlist_get(*, chain_id: str, adapter: ChainAdapter, height: int | None = 
             assert watch is not None
             since = (watch.refreshed_at or started) - timedelta(seconds=settings.SCAN_WATCH_LOOKBACK_SECONDS)
             after_id = watch.max_id
-        assigned = addresses_selectors.deposit_addresses_assigned(chain_id=chain_id, since=since, after_id=after_id)
+        # Users' deposit addresses and the exchange's own ones, in one query: the own ones' outputs
+        # make the UTXO set (BTC), and money arriving at them from outside is a treasury receipt
+        # (recharges.treasury), on every chain.
+        watched = addresses_selectors.watched_addresses(chain_id=chain_id, since=since, after_id=after_id)
         if not full and height is not None and (watch.low_height is None or height < watch.low_height):
             watch.low_height = height
-        rows = list(assigned.values_list("id", "address", "user_id"))
-        # The exchange's own addresses too: their outputs make the UTXO set (BTC), and money arriving
-        # at them from outside is a treasury receipt (recharges.treasury), on every chain.
-        own = addresses_selectors.exchange_addresses_owned(chain_id=chain_id, since=since, after_id=after_id)
-        rows += own.values_list("id", "address", "user_id")
+        rows = list(watched.values_list("id", "address", "user_id"))
         _add(watch, rows, adapter)
         watch.refreshed_at = started
         _watches[chain_id] = watch
