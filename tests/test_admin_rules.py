@@ -66,6 +66,7 @@ _serial = itertools.count(1)
 _OVERRIDES = {
     "withdrawals.WithdrawRecord": {"amount": Decimal(1), "actual_amount": Decimal(1)},
     "withdrawals.PayoutWithdrawal": {"amount": Decimal(1)},
+    "treasury.TreasuryTransfer": {"amount": Decimal(1)},
 }
 
 
