@@ -67,6 +67,12 @@ _OVERRIDES = {
     "withdrawals.WithdrawRecord": {"amount": Decimal(1), "actual_amount": Decimal(1)},
     "withdrawals.PayoutWithdrawal": {"amount": Decimal(1)},
     "treasury.TreasuryTransfer": {"amount": Decimal(1)},
+    "assets.HouseFlow": {
+        "business_type": 21,
+        "amount": Decimal(-1),
+        "balance_before": Decimal(0),
+        "balance_after": Decimal(-1),
+    },
 }
 
 
