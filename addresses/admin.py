@@ -8,7 +8,15 @@ from django.urls import URLPattern, path, reverse
 
 from addresses import hd
 from addresses import services as addresses_services
-from addresses.models import AddressStatus, AddressStatusChange, HotWalletCursor, KeySecret, WalletAddress
+from addresses.models import (
+    AddressStatus,
+    AddressStatusChange,
+    ColdAddressRegistration,
+    HotWalletCursor,
+    KeySecret,
+    UserRegion,
+    WalletAddress,
+)
 from wallet_project.admin import ReadOnlyAdmin, ReadOnlyInline, RemarkForm, remark_page
 from wallet_project.errors import WalletError
 
@@ -195,3 +203,21 @@ class KeySecretAdmin(ReadOnlyAdmin):
 @admin.register(HotWalletCursor)
 class HotWalletCursorAdmin(ReadOnlyAdmin):
     list_display = ("chain_id", "wallet_type", "last_address_id", "update_time")
+
+
+@admin.register(ColdAddressRegistration)
+class ColdAddressRegistrationAdmin(ReadOnlyAdmin):
+    """Who registered each watch-only cold address, when and why. Append-only."""
+
+    list_display = ("address", "operator", "remark", "create_time")
+    search_fields = ("address__address", "operator__username")
+    list_select_related = ("address", "operator")
+
+
+@admin.register(UserRegion)
+class UserRegionAdmin(ReadOnlyAdmin):
+    """The region each user is served from (hot wallet selection by region); set by `set_region`."""
+
+    list_display = ("user", "region", "update_time")
+    list_filter = ("region",)
+    search_fields = ("=user__id", "user__username")

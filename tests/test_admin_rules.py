@@ -66,7 +66,13 @@ _serial = itertools.count(1)
 _OVERRIDES = {
     "withdrawals.WithdrawRecord": {"amount": Decimal(1), "actual_amount": Decimal(1)},
     "withdrawals.PayoutWithdrawal": {"amount": Decimal(1)},
-    "assets.HouseFlow": {"business_type": 20},  # a house posting type (20-29)
+    "treasury.TreasuryTransfer": {"amount": Decimal(1)},
+    "assets.HouseFlow": {
+        "business_type": 21,
+        "amount": Decimal(-1),
+        "balance_before": Decimal(0),
+        "balance_after": Decimal(-1),
+    },
 }
 
 
