@@ -62,6 +62,13 @@ def account_run(*, chain_id: str, adapter: ChainAdapter, now: datetime | None = 
     paused = common.paused_coins()
     state: dict[str, Any] = {"station_short": False}
     jobs = list(common.open_jobs(chain_id=chain_id).select_related("coin")[: settings.SWEEP_BATCH])
+    if isinstance(ops, EvmOps):
+        # Ether sweeps to sign: their balances and nonces in a few batched requests, not two calls each.
+        due = [j.from_address for j in jobs if j.status == SweepStatus.PLANNED and not j.coin.contract_address]
+        try:
+            ops.prefetch(due)
+        except NODE_ERRORS as exc:
+            common.logger.info("sweep prefetch of %s failed (%s): read one by one", chain_id, type(exc).__name__)
     workers = max(1, min(settings.SWEEP_WORKERS, len(jobs)))
     if workers == 1:
         _jobs_advance(jobs=jobs, ops=ops, tip=tip, paused=paused, run=run, state=state, now=moment)
