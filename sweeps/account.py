@@ -34,8 +34,17 @@ from sweeps.models import SweepJob, SweepStatus
 from sweeps.planning import sweeps_plan
 from wallet_project.errors import WalletError
 
-# Anticipated failures of one job: the run records them on the job and goes on with the next.
-JOB_ERRORS: tuple[type[Exception], ...] = (*NODE_ERRORS, WalletError, ValueError, LookupError, Wait)
+# Anticipated failures of one job: the run records them on the job and goes on with the next. A
+# database deadlock or lock timeout (two threads creating the house balance row at once) rolled the
+# step back whole: the next run does it again.
+JOB_ERRORS: tuple[type[Exception], ...] = (
+    *NODE_ERRORS,
+    WalletError,
+    ValueError,
+    LookupError,
+    Wait,
+    db.OperationalError,
+)
 
 
 class GasStationShort(Exception):
