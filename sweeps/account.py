@@ -34,8 +34,17 @@ from sweeps.models import SweepJob, SweepStatus
 from sweeps.planning import sweeps_plan
 from wallet_project.errors import WalletError
 
-# Anticipated failures of one job: the run records them on the job and goes on with the next.
-JOB_ERRORS: tuple[type[Exception], ...] = (*NODE_ERRORS, WalletError, ValueError, LookupError, Wait)
+# Anticipated failures of one job: the run records them on the job and goes on with the next. A
+# database deadlock or lock timeout (two threads creating the house balance row at once) rolled the
+# step back whole: the next run does it again.
+JOB_ERRORS: tuple[type[Exception], ...] = (
+    *NODE_ERRORS,
+    WalletError,
+    ValueError,
+    LookupError,
+    Wait,
+    db.OperationalError,
+)
 
 
 class GasStationShort(Exception):
@@ -62,6 +71,13 @@ def account_run(*, chain_id: str, adapter: ChainAdapter, now: datetime | None = 
     paused = common.paused_coins()
     state: dict[str, Any] = {"station_short": False}
     jobs = list(common.open_jobs(chain_id=chain_id).select_related("coin")[: settings.SWEEP_BATCH])
+    if isinstance(ops, EvmOps):
+        # Ether sweeps to sign: their balances and nonces in a few batched requests, not two calls each.
+        due = [j.from_address for j in jobs if j.status == SweepStatus.PLANNED and not j.coin.contract_address]
+        try:
+            ops.prefetch(due)
+        except NODE_ERRORS as exc:
+            common.logger.info("sweep prefetch of %s failed (%s): read one by one", chain_id, type(exc).__name__)
     workers = max(1, min(settings.SWEEP_WORKERS, len(jobs)))
     if workers == 1:
         _jobs_advance(jobs=jobs, ops=ops, tip=tip, paused=paused, run=run, state=state, now=moment)

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from eth_utils import to_checksum_address
 
 from chains import fees as chains_fees
 from chains.base import ChainAdapter, TxStatus, UnsignedTx
@@ -68,6 +69,25 @@ class EvmOps:
     def __init__(self, adapter: ChainAdapter) -> None:
         self.adapter: Any = adapter
         self._terms: dict[str, int] | None = None
+        # Read for many addresses in one batched request at the start of a run, used once each.
+        self._balances: dict[str, int] = {}
+        self._nonces: dict[str, int] = {}
+
+    def prefetch(self, addresses: list[str]) -> None:
+        """Read the balance and next nonce of each address, 100 addresses per JSON-RPC batch."""
+        for start in range(0, len(addresses), 100):
+            chunk = [to_checksum_address(self.adapter.match_key(a)) for a in addresses[start : start + 100]]
+            calls: list[tuple[str, list[object]]] = []
+            for address in chunk:
+                calls += [("eth_getBalance", [address, "latest"]), ("eth_getTransactionCount", [address, "pending"])]
+            answers = self.adapter.node.batch(calls)
+            for i, address in enumerate(chunk):
+                self._balances[address.lower()] = int(answers[2 * i], 16)
+                self._nonces[address.lower()] = int(answers[2 * i + 1], 16)
+
+    def _balance(self, address: str) -> int:
+        cached = self._balances.pop(address.lower(), None)
+        return cached if cached is not None else int(self.adapter.balance(address))
 
     def terms(self) -> dict[str, int]:
         """The fee fields of new transactions, read once per run. :raises Wait: above the ceiling."""
@@ -83,13 +103,14 @@ class EvmOps:
         return NATIVE_GAS * chains_fees.per_gas(self.terms())
 
     def next_nonce(self, address: str) -> int:
-        return int(self.adapter.next_nonce(address))
+        cached = self._nonces.pop(address.lower(), None)
+        return cached if cached is not None else int(self.adapter.next_nonce(address))
 
     def lost(self, *, tx_hash: str, raw: str) -> bool:
         return False  # an EVM transaction is never lost for good: its nonce decides (NonceUsed)
 
     def native_sweep(self, job: SweepJob) -> Prepared | Skip:
-        balance = self.adapter.balance(job.from_address)
+        balance = self._balance(job.from_address)
         terms = self.terms()
         fee = self.native_cost()
         value = balance - fee

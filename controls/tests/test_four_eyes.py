@@ -135,6 +135,7 @@ class TestCoinSettings:
             "withdraw_dual_audit_threshold": "90000",
             "risk_first_address_amount": "7000",
             "risk_velocity_amount": "15000",
+            "sweep_threshold": "25",
         }
         assert set(new) == set(coins_services.FOUR_EYES_FIELDS)
         before = CoinConfig.objects.filter(pk=usdt.pk).values().get()
