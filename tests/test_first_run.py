@@ -120,11 +120,16 @@ class FirstRun:
             with contextlib.suppress(OSError):
                 os.killpg(self.process.pid, signal.SIGKILL)
 
-    def manage(self, *args: str) -> subprocess.Popen:
+    def manage(self, *args: str, nodes: bool = False) -> subprocess.Popen:
+        env = dict(self.env)
+        if nodes:  # the node addresses the run command gives its own processes
+            env["ETH_RPC_URL"] = f"http://127.0.0.1:{self.ports['evm']}/"
+            env["TRON_API_URL"] = f"http://127.0.0.1:{self.ports['tron']}/"
+            env["BTC_RPC_URL"] = f"http://wallet:devchain-only-api-key@127.0.0.1:{self.ports['btc']}/"
         return subprocess.Popen(  # noqa: S603
             [str(self.dir / ".venv" / "bin" / "python"), "manage.py", *args],
             cwd=self.dir,
-            env=self.env,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -320,7 +325,7 @@ def test_the_readme_first_command_shows_the_whole_loop_and_again_after_a_restart
         )
         # After two mixed runs (deposits, fees, payouts on every chain, the funding and any sweep),
         # the ledger, users and house, equals what the exchange's addresses hold, on every coin.
-        reconcile = run.manage("reconcile")
+        reconcile = run.manage("reconcile", nodes=True)
         out, _ = reconcile.communicate(timeout=300)
         assert reconcile.returncode == 0, out
         assert out.count("BALANCED difference 0 ") == 5, out
