@@ -45,6 +45,11 @@ class BusinessType(models.IntegerChoices):
     HOUSE_UNCLAIMED_DEPOSIT = 24, "house: deposit held on chain but credited to no user"
     HOUSE_REORG_LOSS = 25, "house: reorg debt written off, the exchange's loss"
     HOUSE_ADJUSTMENT = 26, "house: manual adjustment"
+    HOUSE_DEBT_SETTLED_OFF_CHAIN = (
+        27,
+        "house: reorg debt repaid off-system; the coin stays short on chain until ops bring it on chain as a "
+        "treasury receipt",
+    )
 
 
 class Balance(models.Model):

@@ -23,9 +23,12 @@ RECONCILE_FULL_EVERY_SECONDS it reads every flow of the coin.
   in the blocks the scanner has not read yet (read here).
 - outbound, gone from the chain and still in the ledger: for each open payout with a transaction
   mined at or below the height, what it pays its recipients (unless it reverted) and the network
-  fee it paid (in the chain's own coin; every mined transaction of the payout, a CPFP child too).
+  fee it paid (in the chain's own coin; every mined transaction of the payout, a CPFP child too);
+  the network fee of each sweep, gas top-up and treasury transfer mined at or below the height
+  whose fee is not booked yet (booked at confirmation; its amount stays on exchange addresses).
 - settled_ahead, gone from the ledger and still on chain at the height: payouts the ledger has
-  settled whose transaction is in a later block (the payout job may read a newer tip).
+  settled whose transaction is in a later block (the payout job may read a newer tip); the booked
+  fees of sweeps, top-ups and treasury transfers mined in a later block.
 
 difference = ledger - expected; positive is a shortfall on chain, negative a surplus. A ledger
 mismatch, or a difference beyond the coin's tolerance (RECONCILE_TOLERANCES, default 0), raises
@@ -62,6 +65,8 @@ from monitoring import services as monitoring_services
 from monitoring.models import ReconciliationRun, ReconciliationStatus, Severity
 from recharges import selectors as recharges_selectors
 from reserves import services as reserves_services
+from sweeps import selectors as sweeps_selectors
+from treasury import selectors as treasury_selectors
 from utxos import selectors as utxos_selectors
 from wallet_project.money import exact
 from withdrawals import selectors as withdrawals_selectors
@@ -99,6 +104,9 @@ class _Snapshot:
     btc_holdings: dict[str, int] = field(default_factory=dict)
     open_payouts: list[withdrawals_selectors.PayoutInFlight] = field(default_factory=list)
     settled: list[withdrawals_selectors.PayoutInFlight] = field(default_factory=list)
+    # Sweeps, gas top-ups and treasury transfers: (what, tx_hash, stored fee, block); the native coin only.
+    fees_open: list[sweeps_selectors.FeeTx] = field(default_factory=list)
+    fees_settled: list[sweeps_selectors.FeeTx] = field(default_factory=list)
 
 
 # SQLite (the embedded demo) keeps 15 significant digits of a decimal (assets.selectors.stored_equal):
@@ -148,6 +156,13 @@ def _snapshot(*, coin: CoinConfig, full: bool, previous: ReconciliationRun | Non
             read.btc_holdings = {kind.name.lower(): balance.total_sats for kind, balance in holdings.items()}
         read.open_payouts = withdrawals_selectors.payouts_open(chain_id=coin.chain_id)
         read.settled = withdrawals_selectors.payouts_settled_above(chain_id=coin.chain_id, height=read.scan_height)
+        if coins_selectors.coin_is_native(coin=coin):
+            read.fees_open = sweeps_selectors.fees_unbooked(chain_id=coin.chain_id) + treasury_selectors.fees_unbooked(
+                chain_id=coin.chain_id
+            )
+            read.fees_settled = sweeps_selectors.fees_booked_above(
+                chain_id=coin.chain_id, height=read.scan_height
+            ) + treasury_selectors.fees_booked_above(chain_id=coin.chain_id, height=read.scan_height)
     return read
 
 
@@ -181,7 +196,8 @@ def _chain_read(*, coin: CoinConfig, read: _Snapshot, adapter: ChainAdapter | No
         sats = sum(read.btc_holdings.values())
         chain = _Chain(height=read.scan_height, on_chain=_amount(coin, sats))
         chain.by_kind = {kind: str(_amount(coin, value)) for kind, value in read.btc_holdings.items()}
-        adapter = adapter or (chains_registry.adapter_for(coin.chain_id) if read.open_payouts or read.settled else None)
+        needed = read.open_payouts or read.settled or read.fees_open or read.fees_settled
+        adapter = adapter or (chains_registry.adapter_for(coin.chain_id) if needed else None)
     else:
         adapter = adapter or chains_registry.adapter_for(coin.chain_id)
         if isinstance(adapter, EvmAdapter):
@@ -210,6 +226,7 @@ def _chain_read(*, coin: CoinConfig, read: _Snapshot, adapter: ChainAdapter | No
             _gap_read(coin=coin, read=read, adapter=adapter, chain=chain)
     if adapter is not None:
         _payouts_read(coin=coin, read=read, adapter=adapter, chain=chain)
+        _fees_read(coin=coin, read=read, adapter=adapter, chain=chain)
     return chain
 
 
@@ -308,6 +325,29 @@ def _payouts_read(*, coin: CoinConfig, read: _Snapshot, adapter: ChainAdapter, c
                 with exact():
                     chain.settled_ahead += stored_fee or Decimal(0)
             chain.items.append(f"payout {payout.payout_id} settled in block {block}, above the height: {tx_hash}")
+
+
+def _fees_read(*, coin: CoinConfig, read: _Snapshot, adapter: ChainAdapter, chain: _Chain) -> None:
+    """
+    Sweeps, gas top-ups and treasury transfers move the coin between exchange addresses (deposit,
+    gas station, hot, change, cold: all in the holdings), so only their network fee leaves the
+    chain; it is booked when the job settles. Mined at or below the height and not booked: outbound.
+    Booked and mined above the height: settled ahead. A BTC consolidation or transfer is already in
+    the UTXO set at the scanner's height (inputs spent, outputs ours): its amount is not counted
+    again, only its fee, here.
+    """
+    for what, tx_hash, stored_fee, _ in read.fees_open:
+        status = adapter.tx_status(tx_hash)
+        if status.block_number is None or status.block_number > chain.height:
+            continue
+        fee = _amount(coin, status.fee) if status.fee is not None else (stored_fee or Decimal(0))
+        with exact():
+            chain.outbound += fee
+        chain.items.append(f"{what} mined, network fee not booked: {tx_hash} -{fee}")
+    for what, tx_hash, fee, block in read.fees_settled:
+        with exact():
+            chain.settled_ahead += fee or Decimal(0)
+        chain.items.append(f"{what} network fee booked, mined in block {block}, above the height: {tx_hash}")
 
 
 def reconcile_coin(

@@ -112,8 +112,21 @@ def transfers_match(
         if transfer.amount_base_units <= 0:
             ignored.append(Ignored(transfer, "zero amount"))
             continue
+        if transfer.from_address and _exchange_sender(transfer.from_address, watch=watch, key=contract_key):
+            # A gas top-up from the gas station: the coin stays the exchange's, on its own address.
+            ignored.append(Ignored(transfer, "from an exchange address (gas top-up): internal"))
+            continue
         candidates.append(Candidate(transfer=transfer, coin_id=coin_id, user_id=owner[0], address=owner[1]))
     return candidates, ignored
+
+
+def _exchange_sender(address: str, *, watch: Watch, key: Callable[[str], str]) -> bool:
+    """Whether the sender is one of the exchange's own non-deposit addresses (hot, gas station, cold)."""
+    try:
+        owner = watch.get(key(address))
+    except (ChainError, ValueError, TypeError):
+        return False
+    return owner is not None and owner[0] is None
 
 
 def coin_of(*, transfer: Transfer, rules: CoinRules, contract_key: Callable[[str], str]) -> tuple[str | None, str]:

@@ -25,7 +25,10 @@ credited, 2 withdrawn, then the block is orphaned: the user owns 1 - 3 = -2 ETH.
   repaid it, or, when something outside deposits repaid it (a withdrawal released, an
   adjustment), at the next confirmation tick of its chain (`account_holds_close_repaid`).
 - Ops close a shortfall the ledger cannot: SETTLE (the user paid it back off-system,
-  REORG_DEBT_SETTLE) or WRITE OFF (the exchange takes the loss, REORG_DEBT_WRITE_OFF, with an
+  REORG_DEBT_SETTLE, and the same amount booked negative to the house account `treasury` as
+  HOUSE_DEBT_SETTLED_OFF_CHAIN: the money is the exchange's but not on chain, so the ledger still
+  adds up to what the chain holds until ops bring it on chain as a treasury receipt) or WRITE OFF
+  (the exchange takes the loss, REORG_DEBT_WRITE_OFF, with an
   alert, and the same amount booked to the house account `losses` as HOUSE_REORG_LOSS, so the
   ledger still adds up to what the chain holds: the user's debt is gone, the house carries it). Each
   clears the whole debt of the (user, coin) and closes all its active holds, under the balance
@@ -274,6 +277,17 @@ def account_hold_close_in(
         f"reorg shortfall of user {user_id} ({assets_events.amount_str(resolved)} {coin_id}, hold {hold_id}, "
         f"{len(holds)} hold(s) closed) {action} by {operator.get_username()}: {remark}"
     )
+    if status == HoldStatus.SETTLED and resolved > 0:
+        # The user's debt is gone and the chain still lacks the coin: the house is short of it
+        # until ops move what the user paid onto the chain (booked then as a treasury receipt).
+        assets_house.house_book(
+            coin=coin,
+            account=HouseAccount.TREASURY,
+            amount=-resolved,
+            business_type=BusinessType.HOUSE_DEBT_SETTLED_OFF_CHAIN,
+            biz_ref=target.biz_ref,
+            memo=memo[:255],
+        )
     if status == HoldStatus.WRITTEN_OFF:
         if resolved > 0:
             # The user no longer owes it, and the chain never held it: the exchange's loss.

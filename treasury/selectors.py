@@ -103,3 +103,42 @@ def transfer_last_finished_at(
 def transfer_status(*, transfer_no: str) -> str | None:
     """Return the transfer's status, or None when there is no such transfer."""
     return TreasuryTransfer.objects.filter(transfer_no=transfer_no).values_list("status", flat=True).first()
+
+
+# (what, tx_hash, stored fee or None, block number or None) of one transfer's transaction.
+FeeTx = tuple[str, str, Decimal | None, int | None]
+
+
+def fees_unbooked(*, chain_id: str) -> list[FeeTx]:
+    """
+    Return the chain's signed or sent transfers, whose network fee is booked only at confirmation.
+    Whether one is mined the caller asks the node. The stored fee: BTC's, known at signing.
+    """
+    native = coins_selectors.chain_native_coin(chain_id=chain_id)
+    rows = TreasuryTransfer.objects.filter(
+        chain_id=chain_id, status__in=(TransferStatus.SIGNED, TransferStatus.BROADCAST), tx_hash__isnull=False
+    )
+    found: list[FeeTx] = []
+    for transfer_no, tx_hash, terms, block in rows.order_by("id").values_list(
+        "transfer_no", "tx_hash", "fee_terms", "block_number"
+    ):
+        sats = (terms or {}).get("fee_sats")
+        stored = coins_selectors.amount_from_base_units(coin=native, base_units=int(sats)) if sats else None
+        found.append((f"treasury transfer {transfer_no}", tx_hash, stored, block))
+    return found
+
+
+def fees_booked_above(*, chain_id: str, height: int) -> list[FeeTx]:
+    """Return the chain's settled transfers with a booked fee mined in a block above `height`."""
+    rows = TreasuryTransfer.objects.filter(
+        chain_id=chain_id,
+        status__in=(TransferStatus.CONFIRMED, TransferStatus.FAILED),
+        fee__isnull=False,
+        block_number__gt=height,
+    )
+    return [
+        (f"treasury transfer {transfer_no}", tx_hash or "", fee, block)
+        for transfer_no, tx_hash, fee, block in rows.order_by("id").values_list(
+            "transfer_no", "tx_hash", "fee", "block_number"
+        )
+    ]

@@ -110,6 +110,17 @@ class TestSettleInTheAdmin:
         history = hold_history(hold).get()
         assert history.user_id == ops.pk and history.change_message.endswith(": wire 2026-118 received")
         assert recharges_selectors.withdrawals_held(user_id=user.id) is False
+        # The user's debt is gone, the chain still lacks the coin: the house carries it, once.
+        (house,) = HouseFlow.objects.filter(business_type=BusinessType.HOUSE_DEBT_SETTLED_OFF_CHAIN)
+        assert (house.account, house.coin_id, house.amount, house.biz_ref) == (
+            HouseAccount.TREASURY,
+            hold.coin_id,
+            Decimal(-2),
+            hold.biz_ref,
+        )
+        shortfalls.account_hold_settle(hold_id=hold.id, operator=bob, remark="again", now=now)
+        assert HouseFlow.objects.filter(business_type=BusinessType.HOUSE_DEBT_SETTLED_OFF_CHAIN).count() == 1
+        assert assets_selectors.house_mismatches() == []
         ledger_is_consistent()
 
     def test_refuses_without_the_permission_or_without_a_remark(self, chain, user, now, client):

@@ -54,14 +54,23 @@ def deposits_make(evm_node, evm_adapter, addresses, *, eth: dict[int, int], usdt
     tick(evm_adapter, now)
 
 
-def sweep_until_settled(evm_node, evm_adapter, rounds: int = 12) -> list:
-    runs = []
+def sweep_until_settled(evm_node, evm_adapter, rounds: int = 80) -> list:
+    """
+    Run the sweeper, a block mined after each run, until it is quiet: no open job and two runs in a
+    row that planned nothing (a job that ends lets its address's next coin be planned on the run
+    after). `rounds` only bounds a sweeper that never settles: under load a run may move fewer jobs
+    on (a node or lock wait), so the test waits on the condition, not on a count of runs.
+    """
+    runs, quiet = [], 0
     for _ in range(rounds):
         runs.append(sweeps_services.sweeps_run(chain_id="ETH", adapter=evm_adapter))
         evm_node.mine(1)
-        if not SweepJob.objects.filter(open_key__isnull=False).exists() and runs[-1].planned == 0:
-            break
-    return runs
+        busy = runs[-1].planned or SweepJob.objects.filter(open_key__isnull=False).exists()
+        quiet = 0 if busy else quiet + 1
+        if quiet == 2:
+            return runs
+    stuck = list(SweepJob.objects.filter(open_key__isnull=False).values_list("job_no", "status", "attempts", "reason"))
+    raise AssertionError(f"the sweeper did not settle in {rounds} runs: {stuck}; errors {runs[-1].errors}")
 
 
 def fees_on_chain(evm_adapter, jobs) -> int:
