@@ -112,8 +112,25 @@ def transfers_match(
         if transfer.amount_base_units <= 0:
             ignored.append(Ignored(transfer, "zero amount"))
             continue
+        if _from_exchange(transfer=transfer, watch=watch, contract_key=contract_key):
+            # The exchange paying one of its deposit addresses is a sweep's gas (energy) top-up: the
+            # exchange's own money, spent on the sweep's fee, never the user's deposit. (A user's
+            # withdrawal to another user's deposit address is an internal transfer, never on chain.)
+            ignored.append(Ignored(transfer, "from an exchange address: internal (a gas top-up)"))
+            continue
         candidates.append(Candidate(transfer=transfer, coin_id=coin_id, user_id=owner[0], address=owner[1]))
     return candidates, ignored
+
+
+def _from_exchange(*, transfer: Transfer, watch: Watch, contract_key: Callable[[str], str]) -> bool:
+    """Whether the transfer's sender is one of the exchange's own addresses (hot, gas station, change, cold)."""
+    if not transfer.from_address:
+        return False  # BTC: inputs have no single sender here
+    try:
+        sender = watch.get(contract_key(transfer.from_address))
+    except (ChainError, ValueError, TypeError):
+        return False
+    return sender is not None and sender[0] is None
 
 
 def coin_of(*, transfer: Transfer, rules: CoinRules, contract_key: Callable[[str], str]) -> tuple[str | None, str]:
