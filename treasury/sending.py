@@ -23,7 +23,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from addresses import selectors as addresses_selectors
 from addresses import signer
+from addresses.models import AddressStatus, AddressType
 from assets import house as assets_house
 from assets.models import BusinessType, HouseAccount
 from chains import registry as chains_registry
@@ -141,6 +143,16 @@ def _sign(*, transfer_id: int, adapter: ChainAdapter, terms: dict[str, int], now
     if transfer.status != TransferStatus.APPROVED:
         return None  # signed or decided by another run meanwhile
     coin = CoinConfig.objects.get(coin_id=transfer.coin_id)
+    destination = addresses_selectors.address_find(chain_id=transfer.chain_id, address=transfer.to_address)
+    if (
+        destination is None
+        or destination.address_type != AddressType.COLD
+        or destination.status != AddressStatus.NORMAL
+    ):
+        # Approved for a cold address that ops disabled since (its key exposed, retired): never sent there.
+        return _fail(
+            transfer=transfer, reason=f"not signed: {transfer.to_address} is no enabled cold address now", now=now
+        )
     if utxos_selectors.tracks(chain_id=coin.chain_id):
         return _sign_utxo(transfer=transfer, coin=coin, adapter=adapter, now=now)
     native = coins_selectors.coin_is_native(coin=coin)

@@ -12,6 +12,8 @@ from decimal import Decimal
 import pytest
 from eth_account import Account
 
+from addresses import services as addresses_services
+from addresses.models import AddressStatus
 from assets import services as assets_services
 from assets.models import BusinessType
 from coins.models import CoinConfig
@@ -85,3 +87,24 @@ def test_a_transfer_approved_before_a_withdrawal_was_is_not_signed_over_it(hot, 
     assert withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter).signed == 1
     record.refresh_from_db()
     assert record.status == WithdrawStatus.PROCESSING
+
+
+def test_an_approved_transfer_to_a_cold_address_disabled_since_is_not_sent(hot, cold, evm_node, evm_adapter):
+    alice, bob = operator("ops-one"), operator("ops-two")
+    limits_set(address=hot, coin_id="USDT-ERC20", low="100", high="600", proposer=alice, approver=bob)
+    refresh(evm_adapter)
+    assert treasury_services.treasury_plan(chain_id="ETH").proposed == 1
+    transfer = TreasuryTransfer.objects.get()
+    treasury_services.treasury_transfer_approve(transfer_id=transfer.id, user=alice, remark="policy")
+    # Ops learn the cold wallet's key may be exposed and disable the address before the next run.
+    addresses_services.address_status_set(
+        address_id=cold.id, status=AddressStatus.DISABLED, operator_id=bob.id, remark="cold key exposed"
+    )
+    usdt = evm_node.contracts["USDT"]
+    cold_before = evm_adapter.balance(cold.address, contract=usdt)
+
+    run(evm_adapter, evm_node)
+
+    transfer.refresh_from_db()
+    assert transfer.status == TransferStatus.FAILED
+    assert evm_adapter.balance(cold.address, contract=usdt) == cold_before
