@@ -361,8 +361,12 @@ def _sign_tron(payload: object, key: bytes, address: str) -> SignedTx:
     return SignedTx(tx_hash=payload.txid, raw=json.dumps(payload.to_json(), separators=(",", ":")))
 
 
-# The kinds of address whose outputs a BTC transaction may spend: payouts (hot, change), sweeps (deposit).
-_BTC_SPENDING_TYPES = (AddressType.HOT, AddressType.CHANGE, AddressType.USER_DEPOSIT)
+# The kinds of address whose outputs a BTC transaction may spend: a payout or a transfer to cold
+# (signer_for) the hot pool's (hot, change); a sweep (sign_btc_inputs) deposit addresses' only.
+# A payout that spent a deposit output would pay with a user's (maybe not yet credited) deposit;
+# a sweep that spent a hot output would move money the payouts and treasury count on.
+_BTC_SPENDING_TYPES = (AddressType.HOT, AddressType.CHANGE)
+_BTC_SWEEP_TYPES = (AddressType.USER_DEPOSIT,)
 
 
 def _bitcoinlib_network() -> str:
@@ -385,7 +389,7 @@ def _btc_public(key: bytes) -> bytes:
 def _btc_input_keys(payload: object, from_key: bytes) -> dict[bytes, bytes]:
     """
     The private key of every input's public key: each must be the key of an address of this wallet
-    that can sign (hot, change or deposit; never cold). A payout spends the outputs of several hot
+    that can sign (hot or change; never deposit or cold). A payout spends the outputs of several hot
     and change addresses of its pool in one transaction.
     """
     from bitcoinlib.transactions import Transaction
@@ -457,6 +461,8 @@ def signer_for(chain_id: str) -> Signer:
             raise SignerError(f"A {chain_id} signer cannot sign a {unsigned.chain_id} transaction.")
         row = _signing_address(chain_id, unsigned.from_address)
         if chain_id == "BTC":
+            if row.address_type not in _BTC_SPENDING_TYPES:
+                raise SignerError("An input spends from an address of a kind the signer does not spend.")
             # A BTC transaction may spend outputs of several of our addresses: each input is
             # signed with its own address's key (looked up by the input's public key).
             key = _private_key(row)
@@ -490,6 +496,8 @@ def sign_btc_inputs(unsigned: UnsignedTx, *, input_addresses: list[str]) -> Sign
     for index, (inp, address) in enumerate(zip(payload.inputs, input_addresses, strict=True)):
         if address not in keys:
             row = _signing_address("BTC", address)
+            if row.address_type not in _BTC_SWEEP_TYPES:
+                raise SignerError("An input spends from an address of a kind a sweep does not spend.")
             keys[address] = Key(_private_key(row), network=_bitcoinlib_network(), compressed=True)
         key = keys[address]
         if [k.public_byte for k in inp.keys] != [key.public_byte]:

@@ -112,21 +112,25 @@ def transfers_match(
         if transfer.amount_base_units <= 0:
             ignored.append(Ignored(transfer, "zero amount"))
             continue
-        if transfer.from_address and _exchange_sender(transfer.from_address, watch=watch, key=contract_key):
-            # A gas top-up from the gas station: the coin stays the exchange's, on its own address.
-            ignored.append(Ignored(transfer, "from an exchange address (gas top-up): internal"))
+        if _from_exchange(transfer=transfer, watch=watch, contract_key=contract_key):
+            # The exchange paying one of its deposit addresses is a sweep's gas (energy) top-up: the
+            # exchange's own money, spent on the sweep's fee, never the user's deposit. (A user's
+            # withdrawal to another user's deposit address is an internal transfer, never on chain.)
+            ignored.append(Ignored(transfer, "from an exchange address: internal (a gas top-up)"))
             continue
         candidates.append(Candidate(transfer=transfer, coin_id=coin_id, user_id=owner[0], address=owner[1]))
     return candidates, ignored
 
 
-def _exchange_sender(address: str, *, watch: Watch, key: Callable[[str], str]) -> bool:
-    """Whether the sender is one of the exchange's own non-deposit addresses (hot, gas station, cold)."""
+def _from_exchange(*, transfer: Transfer, watch: Watch, contract_key: Callable[[str], str]) -> bool:
+    """Whether the transfer's sender is one of the exchange's own addresses (hot, gas station, change, cold)."""
+    if not transfer.from_address:
+        return False  # BTC: inputs have no single sender here
     try:
-        owner = watch.get(key(address))
+        sender = watch.get(contract_key(transfer.from_address))
     except (ChainError, ValueError, TypeError):
         return False
-    return owner is not None and owner[0] is None
+    return sender is not None and sender[0] is None
 
 
 def coin_of(*, transfer: Transfer, rules: CoinRules, contract_key: Callable[[str], str]) -> tuple[str | None, str]:

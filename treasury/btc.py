@@ -23,9 +23,13 @@ from withdrawals.payout.common import PayoutWaits
 
 
 def surplus_sats(*, transfer: TreasuryTransfer, coin: CoinConfig, max_units: int | None) -> tuple[int, int]:
-    """(what the hot address's outputs hold in the UTXO set, the most that may leave it now)."""
+    """
+    (what the hot address's outputs hold in the UTXO set, the most that may leave it now). Outputs
+    a signed payout locked are leaving with it: not counted, or the transfer would take the same
+    surplus a second time.
+    """
     hot = addresses_selectors.address_find(chain_id=transfer.chain_id, address=transfer.from_address)
-    held = utxos_selectors.utxo_totals_by_address().get(hot.id, 0) if hot is not None else 0
+    held = utxos_selectors.utxo_free_totals_by_address().get(hot.id, 0) if hot is not None else 0
     return held, (held - max_units if max_units is not None else 0)
 
 

@@ -50,7 +50,8 @@ def hot_positions(*, chain_id: str, now: datetime) -> list[HotPosition]:
     fresh_after = now - timedelta(seconds=3 * settings.HOT_BALANCE_REFRESH_SECONDS)
     utxo_chain = utxos_selectors.tracks(chain_id=chain_id)
     readings = {} if utxo_chain else {(r.address, r.coin_id): r for r in monitoring_selectors.hot_balance_list()}
-    sats = utxos_selectors.utxo_totals_by_address() if utxo_chain else {}
+    # Outputs locked by a signed payout (or transfer) are leaving: what stays is the free ones.
+    sats = utxos_selectors.utxo_free_totals_by_address() if utxo_chain else {}
     positions = []
     for row in thresholds(chain_id=chain_id).filter(address__status=AddressStatus.NORMAL):
         balance: Decimal | None

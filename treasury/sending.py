@@ -23,7 +23,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from addresses import selectors as addresses_selectors
 from addresses import signer
+from addresses.models import AddressStatus, AddressType
 from assets import house as assets_house
 from assets.models import BusinessType, HouseAccount
 from chains import registry as chains_registry
@@ -37,6 +39,7 @@ from treasury import services as treasury_services
 from treasury.models import HotThreshold, TransferStatus, TreasuryTransfer
 from utxos import selectors as utxos_selectors
 from wallet_project.money import exact
+from withdrawals import selectors as withdrawals_selectors
 from withdrawals.payout import fees as payout_fees
 from withdrawals.payout import signing as payout_signing
 from withdrawals.payout.common import PayoutWaits
@@ -140,6 +143,16 @@ def _sign(*, transfer_id: int, adapter: ChainAdapter, terms: dict[str, int], now
     if transfer.status != TransferStatus.APPROVED:
         return None  # signed or decided by another run meanwhile
     coin = CoinConfig.objects.get(coin_id=transfer.coin_id)
+    destination = addresses_selectors.address_find(chain_id=transfer.chain_id, address=transfer.to_address)
+    if (
+        destination is None
+        or destination.address_type != AddressType.COLD
+        or destination.status != AddressStatus.NORMAL
+    ):
+        # Approved for a cold address that ops disabled since (its key exposed, retired): never sent there.
+        return _fail(
+            transfer=transfer, reason=f"not signed: {transfer.to_address} is no enabled cold address now", now=now
+        )
     if utxos_selectors.tracks(chain_id=coin.chain_id):
         return _sign_utxo(transfer=transfer, coin=coin, adapter=adapter, now=now)
     native = coins_selectors.coin_is_native(coin=coin)
@@ -154,7 +167,7 @@ def _sign(*, transfer_id: int, adapter: ChainAdapter, terms: dict[str, int], now
     maximum = _threshold_max(transfer)
     amount_units = coins_selectors.amount_to_base_units(coin=coin, amount=transfer.amount)
     max_units = coins_selectors.amount_to_base_units(coin=coin, amount=maximum) if maximum is not None else None
-    free = held - (reserved_native if native else reserved_token)
+    free = held - (reserved_native if native else reserved_token) - _waiting_units(coin)
     if max_units is None or amount_units > free - max_units:
         keep = "no maximum any more" if max_units is None else "the surplus above the maximum is smaller now"
         return _fail(
@@ -219,6 +232,7 @@ def _sign_utxo(
     maximum = _threshold_max(transfer)
     max_units = coins_selectors.amount_to_base_units(coin=coin, amount=maximum) if maximum is not None else None
     held, surplus = treasury_btc.surplus_sats(transfer=transfer, coin=coin, max_units=max_units)
+    surplus -= _waiting_units(coin)
     if max_units is None or coins_selectors.amount_to_base_units(coin=coin, amount=transfer.amount) > surplus:
         keep = "no maximum any more" if max_units is None else "the surplus above the maximum is smaller now"
         return _fail(transfer=transfer, reason=f"not signed: {keep} (holds {held} sat)", now=now)
@@ -244,6 +258,12 @@ def _signed_store(
     treasury_services.transfer_log(transfer=transfer, action="sign", from_status=source, remark=remark, now=now)
     monitoring_services.alert_resolve(kind=WAITS_ALERT, subject=_subject(transfer), how="signed", now=now)
     return transfer
+
+
+def _waiting_units(coin: CoinConfig) -> int:
+    """What the coin's approved withdrawals not in a payout yet will need from the hot addresses (base units)."""
+    waiting = withdrawals_selectors.approved_unpaid_total(coin_id=coin.coin_id)
+    return coins_selectors.amount_to_base_units(coin=coin, amount=waiting) if waiting else 0
 
 
 def _treasury_reserved(*, transfer: TreasuryTransfer, mined_below: int | None) -> int:

@@ -27,6 +27,7 @@ from treasury.models import TransferStatus, TreasuryTransfer, TreasuryTransferLo
 from wallet_project.errors import Conflict, NotFound, WalletError
 from wallet_project.ids import business_no
 from wallet_project.money import exact
+from withdrawals import selectors as withdrawals_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,11 @@ def treasury_plan(*, chain_id: str, now: datetime | None = None) -> PlanResult:
             )
             continue
         with exact():
-            surplus = balance - maximum
+            # Approved withdrawals waiting for their payout are paid from the hot addresses: kept.
+            surplus = balance - maximum - withdrawals_selectors.approved_unpaid_total(coin_id=position.coin_id)
+        if surplus <= 0:
+            skipped += 1
+            continue
         transfer = _transfer_create(
             coin_id=position.coin_id,
             hot_address=hot.address,

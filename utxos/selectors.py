@@ -178,6 +178,16 @@ def utxo_totals_by_address() -> dict[int, int]:
     return {row["address_id"]: int(row["total"]) for row in rows}
 
 
+def utxo_free_totals_by_address() -> dict[int, int]:
+    """
+    Return {address id: satoshis} of our unspent outputs that no payout, sweep or transfer has
+    locked: what an address keeps once the transactions already signed from it are mined (a
+    payout's change goes to a change address, not back to where its inputs came from).
+    """
+    rows = _unspent().filter(locked_by__isnull=True).order_by().values("address_id").annotate(total=Sum("value_sats"))
+    return {row["address_id"]: int(row["total"]) for row in rows}
+
+
 def txids_spending_ours(*, txids: Collection[str]) -> set[str]:
     """Return those of the given transactions that spend one of our outputs: they come from the exchange."""
     wanted = sorted(set(txids))

@@ -15,6 +15,17 @@ from wallet_project.errors import NotFound
 from withdrawals.models import Payout, PayoutStatus, PayoutTx, PayoutTxStatus, WithdrawRecord, WithdrawStatus
 
 
+def approved_unpaid_total(*, coin_id: str) -> Decimal:
+    """
+    What the coin's approved withdrawals to outside addresses not in a payout yet will send: the hot
+    addresses must keep it (a transfer to cold may only take what is above it).
+    """
+    total = WithdrawRecord.objects.filter(
+        status=WithdrawStatus.APPROVED, to_user__isnull=True, coin_id=coin_id
+    ).aggregate(total=Sum("actual_amount"))["total"]
+    return total or Decimal(0)
+
+
 def withdrawal_list(*, user_id: int, coin_id: str | None = None, status: int | None = None) -> QuerySet[WithdrawRecord]:
     """
     The user's withdrawals, newest first.

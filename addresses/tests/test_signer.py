@@ -15,7 +15,8 @@ from tronpy import Tron
 from tronpy.keys import PrivateKey as TronPrivateKey
 
 from addresses import hd, services, signer
-from addresses.tests.conftest import TEST_MNEMONIC_HOT
+from addresses.models import AddressType, WalletAddress
+from addresses.tests.conftest import TEST_MNEMONIC_DEPOSIT, TEST_MNEMONIC_HOT
 from chains.base import SignedTx, UnsignedTx
 from chains.codecs import hash160, segwit_decode
 
@@ -178,6 +179,29 @@ class TestBtcSigning:
         with pytest.raises(signer.SignerError, match="input"):
             signer.signer_for("BTC")(UnsignedTx("BTC", row.address, tx))
         assert cold.key_secret_id is None
+
+    def test_a_payout_refuses_an_input_of_a_users_deposit_address(self, hot_seeds, deposit_seeds, leak_watch):
+        # Deposit outputs are moved by a sweep only (credited or not yet): a payout never spends them.
+        row, key = _hot("BTC", leak_watch)
+        services.address_pool_fill(chain_id="BTC", count=1, pipelined=False)
+        deposit = WalletAddress.objects.get(chain_id="BTC", address_type=AddressType.USER_DEPOSIT)
+        deposit_public = (
+            hd.ExtendedKey.from_seed(Mnemonic.to_seed(TEST_MNEMONIC_DEPOSIT)).derive(deposit.derivation_path).public_key
+        )
+        tx = _btc_tx(PublicKey.from_secret(key).format(), row.address)
+        tx.add_input(prev_txid=bytes(range(1, 33)), output_n=0, keys=deposit_public.hex(), value=50_000,
+                     witness_type="segwit")  # fmt: skip
+
+        with pytest.raises(signer.SignerError, match="input"):
+            signer.signer_for("BTC")(UnsignedTx("BTC", row.address, tx))
+
+    def test_a_sweep_refuses_an_input_of_a_hot_address(self, hot_seeds, leak_watch):
+        # A consolidation moves deposit outputs into the hot wallet, never the hot wallet's own.
+        row, key = _hot("BTC", leak_watch)
+        tx = _btc_tx(PublicKey.from_secret(key).format(), row.address)
+
+        with pytest.raises(signer.SignerError, match="input"):
+            signer.sign_btc_inputs(UnsignedTx("BTC", row.address, tx), input_addresses=[row.address])
 
     def test_refuses_an_input_of_another_key(self, hot_seeds, leak_watch):
         row, _ = _hot("BTC", leak_watch)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from addresses import services as addresses_services
@@ -73,3 +74,31 @@ def test_a_btc_surplus_goes_to_cold_once_from_the_utxo_set(hot, btc_node, btc_ad
     (booked,) = HouseFlow.objects.filter(business_type=BusinessType.HOUSE_NETWORK_FEE)
     assert booked.amount == -Decimal(fee) / BTC
     assert treasury_services.treasury_plan(chain_id="BTC").proposed == 0  # at its maximum less the fee
+
+
+def test_outputs_a_signed_payout_locked_are_not_counted_again_as_surplus(hot, btc_node, btc_adapter):
+    from utxos import services as utxos_services
+
+    addresses_services.cold_address_add(chain_id="BTC", address=external())
+    alice, bob = operator("alice"), operator("bob")
+    limits_set(address=hot, coin_id="BTC", low="1", high="2.5", proposer=alice, approver=bob)
+    # A payout signed (not mined yet) spends the hot address's 2 BTC output: it leaves with it.
+    with transaction.atomic():
+        selection = utxos_services.utxos_select_lock(
+            wallet_type="withdraw",
+            amount_sats=190_000_000,
+            payout_ref="payout-in-flight",
+            fee_rate_sat_vb=1,
+            tip_height=btc_adapter.tip_height(),
+            now=timezone.now(),
+            min_confirmations=1,
+            kinds=(AddressType.HOT,),
+            address_id=hot.id,
+        )
+    assert selection.total_sats == 2 * BTC
+
+    treasury_services.treasury_plan(chain_id="BTC")
+
+    # What stays on the hot address after the payout is 3 BTC: only 0.5 above its maximum may go.
+    transfer = TreasuryTransfer.objects.get()
+    assert transfer.amount == Decimal("0.5")
