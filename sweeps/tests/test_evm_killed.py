@@ -52,7 +52,9 @@ def _worker(step: str, evm_node) -> subprocess.CompletedProcess[bytes]:
 @pytest.mark.mysql
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_sweep_worker_killed_mid_way_then_restarted_empties_every_address_once(eth_setup, evm_node, evm_adapter):
+def test_a_sweep_worker_killed_mid_way_then_restarted_empties_every_address_once(
+    eth_setup, evm_node, evm_adapter, settings
+):
     hot, station = eth_setup
     addresses = deposit_addresses("ETH", 50, prefix="killed")
     eth = {i: ONE_ETH // 4 + i for i in range(20)}
@@ -65,6 +67,11 @@ def test_a_sweep_worker_killed_mid_way_then_restarted_empties_every_address_once
     for step in ("sweep.sent", "topup.sent", "sweep.signed"):
         killed = _worker(step, evm_node)
         assert killed.returncode == -9, killed.stderr.decode()[-2000:]  # it really died at that step
+    # The restarted worker resends the stored gas top-ups, all from the gas station. This ganache
+    # answers eth_sendRawTransaction only once a transaction is mined (eager instamine), so a top-up
+    # whose lower nonce another thread has not sent yet holds its thread until the read timeout;
+    # a node with a transaction pool (geth) queues it. One thread resends them in order.
+    settings.SWEEP_WORKERS = 1
     sweep_until_settled(evm_node, evm_adapter)  # the restarted worker, until every job has ended
 
     jobs = list(SweepJob.objects.order_by("id"))
