@@ -75,7 +75,10 @@ _KINDS = (
         Severity.CRITICAL,
         "An output a BTC payout had locked was spent by a transaction the payout did not sign: something "
         "else signs with the hot wallet's keys. The chain's circuit breakers are tripped. Find the spending "
-        "transaction (message) and who sent it before clearing the breakers; the payout's withdrawals wait.",
+        "transaction (message) and who sent it before clearing the breakers; the payout's withdrawals wait. "
+        "Then, once that spend is the coin's confirmations deep, re-sign the payout from other outputs: "
+        "select one of its withdrawals, action 'Re-sign a payout that can never be mined' "
+        "(permission withdrawals.resign_payout) with a remark.",
     ),
     AlertKind(
         "REORG_TOO_DEEP",

@@ -127,7 +127,7 @@ class WithdrawRecordAdmin(ReadOnlyAdmin):
         return request.user.has_perm("withdrawals.resign_payout")
 
     @admin.action(
-        description="Re-sign the payout with a new nonce (its nonce was taken by another transaction)",
+        description="Re-sign a payout that can never be mined (its nonce taken, or its BTC inputs spent elsewhere)",
         permissions=["resign_payout"],
     )
     def resign_payout(self, request: HttpRequest, queryset: QuerySet[WithdrawRecord]) -> HttpResponse | None:
@@ -136,7 +136,7 @@ class WithdrawRecordAdmin(ReadOnlyAdmin):
         if "apply" in request.POST and form.is_valid():
             for record in records:
                 try:
-                    tx = withdrawals_payout.payout_resign_nonce(
+                    tx = withdrawals_payout.payout_resign(
                         withdraw_id=record.id, operator_id=request.user.id, remark=form.cleaned_data["remark"]
                     )
                 except WalletError as error:
@@ -144,15 +144,16 @@ class WithdrawRecordAdmin(ReadOnlyAdmin):
                     continue
                 sent = withdrawals_payout.payout_resign_broadcast(tx=tx)
                 status = "sent" if sent else "stored; the payout job sends it"
+                nonce = f", nonce {tx.nonce}" if tx.nonce is not None else ""
                 self.message_user(
                     request,
-                    f"{record.withdraw_no}: re-signed as {tx.tx_hash}, nonce {tx.nonce}, {status}",
+                    f"{record.withdraw_no}: re-signed as {tx.tx_hash}{nonce}, {status}",
                     messages.SUCCESS,
                 )
             return None
         context = {
             **self.admin_site.each_context(request),
-            "title": "Re-sign payouts with a new nonce",
+            "title": "Re-sign payouts that can never be mined",
             "form": form,
             "records": records,
             "opts": self.model._meta,
@@ -165,7 +166,10 @@ class ResignForm(forms.Form):
     remark = forms.CharField(
         max_length=300,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Which transaction took the nonce, and that it did not pay this withdrawal (kept in the audit log).",
+        help_text=(
+            "Which transaction took the nonce or spent the inputs, and that it did not pay this withdrawal "
+            "(kept in the audit log)."
+        ),
     )
 
 

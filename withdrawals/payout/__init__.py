@@ -1,16 +1,16 @@
 """
 On-chain payment of approved withdrawals: sign, store, broadcast, confirm, replace.
 
-The data model. A `payout` is one on-chain payment intention: a hot address (`from_address`) of
-one chain pays one coin to the withdrawals linked to it in `payout_withdrawal` (one for EVM and
-TRON; several for a BTC batch, each with its `output_index`, `amount` and `fee_share`). A
-withdrawal has at most one payout, ever. Each signed transaction of a payout is a `payout_tx`:
-`kind` original, replacement (EVM: same nonce, higher fee), resign (a new transaction once the
-old ones provably can never be mined: an expired TRON one, an EVM nonce taken by another
-transaction) or cpfp_child (BTC: a child paying for its parent); its fee terms (gas limit, max fee
-and priority fee or gas price; TRON fee limit; BTC fee rate, vsize and fee), `status` signed →
-broadcast → mined, or dropped / failed, its block once mined and when a node first took it. A
-payout is open until one of its transactions is mined at the coin's confirmations: then it is
+The data model. A `payout` is one on-chain payment intention: a hot address (`from_address`) of one
+chain pays one coin to the withdrawals linked to it in `payout_withdrawal` (one for EVM and TRON;
+several for a BTC batch, each with its `output_index`, `amount` and `fee_share`). A withdrawal has
+at most one payout, ever. Each signed transaction of a payout is a `payout_tx`: `kind` original,
+replacement (EVM: same nonce, higher fee), resign (a new transaction once the old ones provably can
+never be mined: an expired TRON one, an EVM nonce taken by another transaction, BTC inputs spent by
+another transaction) or cpfp_child (BTC: a child paying for its parent); its fee terms (gas limit,
+max fee and priority fee or gas price; TRON fee limit; BTC fee rate, vsize and fee), `status`
+signed → broadcast → mined, or dropped / failed, its block once mined and when a node first took
+it. A payout is open until one of its transactions is mined at the coin's confirmations: then it is
 completed (or failed), that transaction stays mined and the others are recorded as dropped.
 `withdraw_record.tx_hash` shows the user the newest transaction, then the mined one.
 
@@ -23,7 +23,8 @@ The modules: `signing` (approved → payout + first transaction), `broadcast`, `
 (mined → completed or failed; the unmined followed), `replacement` (stuck EVM transactions
 replaced, the ops re-sign of a taken nonce, expired TRON ones re-signed), `fees` (the fee policy
 and its ceilings), `btc` (BTC: batches paid from the withdraw pool's UTXOs, locked in the
-transaction that stores the signed one; a stuck payout bumped by a CPFP child); chain-specific
+transaction that stores the signed one; a stuck payout bumped by a CPFP child), `btc_resign` (the
+ops re-sign of a BTC payout whose inputs were spent elsewhere); chain-specific
 building lives in the chains adapters. Apply and audit live in
 withdrawals/services.py, the withdrawal row's shared steps in withdrawals/records.py.
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from withdrawals.payout.btc_resign import InputsNotProven
 from withdrawals.payout.common import (
     NODE_ERRORS,
     NONCE_CHAINS,
@@ -46,7 +48,7 @@ from withdrawals.payout.common import (
 )
 from withdrawals.payout.confirmation import withdrawals_confirm
 from withdrawals.payout.fees import FeeCeiling
-from withdrawals.payout.replacement import NonceNotProven, payout_resign_broadcast, payout_resign_nonce
+from withdrawals.payout.replacement import NonceNotProven, payout_resign, payout_resign_broadcast, payout_resign_nonce
 from withdrawals.payout.signing import payout_nonces_forget, withdrawals_pay
 
 # Fault injection: tests set this to a callable that raises, waits or kills the process when the
@@ -65,11 +67,13 @@ __all__ = [
     "NONCE_CHAINS",
     "ONCHAIN_CHAINS",
     "FeeCeiling",
+    "InputsNotProven",
     "NonceNotProven",
     "PayoutResult",
     "PayoutWaits",
     "fault_hook",
     "payout_nonces_forget",
+    "payout_resign",
     "payout_resign_broadcast",
     "payout_resign_nonce",
     "withdrawals_confirm",

@@ -28,7 +28,7 @@ from django.db.models.functions import Coalesce
 from addresses import selectors as addresses_selectors
 from addresses import services as addresses_services
 from addresses import signer
-from chains.base import ChainAdapter
+from chains.base import ChainAdapter, SignedTx, UnsignedTx
 from chains.btc import BtcAdapter, Utxo, p2wpkh_vsize, raw_outputs
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig
@@ -230,8 +230,68 @@ def payout_batch_sign(*, ids: list[int], adapter: BtcAdapter, rate: int, tip: in
     if not payable:
         return Signed(tx_id=None, waited=waited)
     coin = CoinConfig.objects.get(coin_id=payable[0].coin_id)
+    built = outputs_sign(
+        payable=payable, coin=coin, adapter=adapter, rate=rate, tip=tip, ref=utxo_ref(payable[0].withdraw_no), now=now
+    )
+    signed, selection = built.signed, built.selection
+    payout = Payout.objects.create(
+        chain_id=coin.chain_id, coin=coin, from_address=built.sender, status=PayoutStatus.OPEN
+    )
+    shares = fee_shares(fee_sats=selection.fee_sats, count=len(payable))
+    for index, (record, share) in enumerate(zip(payable, shares, strict=True)):
+        PayoutWithdrawal.objects.create(
+            payout=payout,
+            withdraw=record,
+            output_index=index,
+            amount=record.actual_amount,
+            fee_share=coins_selectors.amount_from_base_units(coin=coin, base_units=share),
+        )
+    tx = payout_tx_store(payout=payout, unsigned=built.unsigned, signed=signed, kind=PayoutTxKind.ORIGINAL)
+    utxos_services.utxos_spend_pending(payout_ref=built.ref, txid=signed.tx_hash)
+    for index, record in enumerate(payable):
+        record.from_address, record.tx_hash, record.block_number = built.sender, signed.tx_hash, None
+        remark = f"payout {payout.id} output {index} of {len(payable)}, {built.summary(rate)}"
+        records.withdrawal_transition(
+            record=record, auditor_id=None, action="sign", to_status=WithdrawStatus.PROCESSING, remark=remark
+        )
+        records.withdrawal_event(record=record, now=now)
+    return Signed(tx_id=tx.id, waited=waited)
+
+
+@dataclass(frozen=True)
+class BuiltPayout:
+    """A payout transaction signed but not stored: its inputs are locked under `ref` in this transaction."""
+
+    ref: str
+    sender: str
+    selection: utxos_services.UtxoSelection
+    change_address: str
+    unsigned: UnsignedTx
+    signed: SignedTx
+
+    def summary(self, rate: int) -> str:
+        change = self.change_address if self.selection.change_sats else "none (dust to the fee)"
+        return f"{len(self.selection.utxos)} input(s), {rate} sat/vB, change to {change}"
+
+
+def outputs_sign(
+    *,
+    payable: list[WithdrawRecord],
+    coin: CoinConfig,
+    adapter: BtcAdapter,
+    rate: int,
+    tip: int,
+    ref: str,
+    now: datetime,
+) -> BuiltPayout:
+    """
+    Select and lock pool UTXOs under `ref` for one output per withdrawal (in the given order), take a
+    fresh change address, build and sign the transaction and check that output i pays withdrawal i.
+    Inside the caller's transaction; nothing is stored but the UTXO lock and the change address.
+
+    :raises PayoutWaits: the pool's free outputs cannot pay them (WITHDRAW_HOT_WALLET_SHORT).
+    """
     amounts = [coins_selectors.amount_to_base_units(coin=coin, amount=r.actual_amount) for r in payable]
-    ref = utxo_ref(payable[0].withdraw_no)
     pool = settings.WITHDRAW_HOT_WALLET_TYPE
     try:
         selection = utxos_services.utxos_select_lock(
@@ -266,33 +326,14 @@ def payout_batch_sign(*, ids: list[int], adapter: BtcAdapter, rate: int, tip: in
         raise WalletError("The BTC transaction was priced differently from its coin selection.")
     signed = signer.signer_for(coin.chain_id)(unsigned)
     outputs = raw_outputs(signed.raw)
-    payout = Payout.objects.create(chain_id=coin.chain_id, coin=coin, from_address=sender, status=PayoutStatus.OPEN)
-    shares = fee_shares(fee_sats=selection.fee_sats, count=len(payable))
-    for index, (record, share) in enumerate(zip(payable, shares, strict=True)):
-        if outputs[index][1:] != (amounts[index], adapter.match_key(record.to_address)):
+    for index, (record, amount) in enumerate(zip(payable, amounts, strict=True)):
+        if outputs[index][1:] != (amount, adapter.match_key(record.to_address)):
             raise WalletError(
                 f"Output {index} of the signed BTC transaction does not pay withdrawal {record.withdraw_no}."
             )
-        PayoutWithdrawal.objects.create(
-            payout=payout,
-            withdraw=record,
-            output_index=index,
-            amount=record.actual_amount,
-            fee_share=coins_selectors.amount_from_base_units(coin=coin, base_units=share),
-        )
-    tx = payout_tx_store(payout=payout, unsigned=unsigned, signed=signed, kind=PayoutTxKind.ORIGINAL)
-    utxos_services.utxos_spend_pending(payout_ref=ref, txid=signed.tx_hash)
-    for index, record in enumerate(payable):
-        record.from_address, record.tx_hash, record.block_number = sender, signed.tx_hash, None
-        remark = (
-            f"payout {payout.id} output {index} of {len(payable)}, {len(selection.utxos)} input(s), "
-            f"{rate} sat/vB, change to {change.address if selection.change_sats else 'none (dust to the fee)'}"
-        )
-        records.withdrawal_transition(
-            record=record, auditor_id=None, action="sign", to_status=WithdrawStatus.PROCESSING, remark=remark
-        )
-        records.withdrawal_event(record=record, now=now)
-    return Signed(tx_id=tx.id, waited=waited)
+    return BuiltPayout(
+        ref=ref, sender=sender, selection=selection, change_address=change.address, unsigned=unsigned, signed=signed
+    )
 
 
 def _shortfall_text(*, payable: list[WithdrawRecord], coin: CoinConfig, exc: utxos_services.UtxoShortfall) -> str:

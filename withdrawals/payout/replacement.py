@@ -37,8 +37,9 @@ from withdrawals.models import (
     WithdrawRecord,
     WithdrawStatus,
 )
-from withdrawals.payout import fees
+from withdrawals.payout import btc_resign, fees
 from withdrawals.payout.broadcast import broadcast
+from withdrawals.payout.btc import UTXO_CHAINS
 from withdrawals.payout.common import (
     NODE_ERRORS,
     NONCE_CHAINS,
@@ -153,7 +154,22 @@ def _current_hash(*, record: WithdrawRecord, tx_hash: str) -> None:
     record.save(update_fields=["tx_hash", "update_time"])
 
 
-# --- EVM: re-signed with a new nonce once the old one is taken for good (an ops action) ----------
+# --- The ops re-sign: EVM with a new nonce once the old one is taken for good; BTC see btc_resign --
+def payout_resign(*, withdraw_id: int, operator_id: int, remark: str, adapter: ChainAdapter | None = None) -> PayoutTx:
+    """
+    The ops re-sign of a payout that provably can never be mined: an EVM nonce taken by another
+    transaction (payout_resign_nonce), BTC inputs spent by another transaction
+    (btc_resign.payout_resign_inputs). The caller broadcasts the result (payout_resign_broadcast).
+    :raises WalletError: not proven, not a processing payout, or something makes it wait (nothing signed).
+    """
+    chain_id = WithdrawRecord.objects.filter(id=withdraw_id).values_list("coin__chain_id", flat=True).first()
+    if chain_id in UTXO_CHAINS:
+        return btc_resign.payout_resign_inputs(
+            withdraw_id=withdraw_id, operator_id=operator_id, remark=remark, adapter=adapter
+        )
+    return payout_resign_nonce(withdraw_id=withdraw_id, operator_id=operator_id, remark=remark, adapter=adapter)
+
+
 @transaction.atomic(durable=True)
 def payout_resign_nonce(
     *, withdraw_id: int, operator_id: int, remark: str, now: datetime | None = None, adapter: ChainAdapter | None = None
