@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chains import registry as chains_registry
-from chains.base import ChainAdapter
+from chains.base import Block, ChainAdapter
 from chains.btc import BtcAdapter
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig
@@ -85,7 +85,8 @@ def payout_resign_inputs(
     old = list(live_txs(payout))
     tip = recharges_selectors.scan_height(chain_id=payout.chain_id) or 0
     depth = max(r.required_confirmations for r in withdrawals)
-    proof = _prove_inputs_spent(ref=ref, txs=old, tip=tip, depth=depth, adapter=adapter)
+    payees = {adapter.match_key(r.to_address): r.withdraw_no for r in ordered}
+    proof = _prove_inputs_spent(ref=ref, txs=old, tip=tip, depth=depth, payees=payees, adapter=adapter)
     for record in withdrawals:
         payable_check(record=record)
     rate = fees.btc_fee_rate(adapter.fee_estimate())
@@ -122,8 +123,18 @@ def payout_resign_inputs(
     return tx
 
 
-def _prove_inputs_spent(*, ref: str, txs: list[PayoutTx], tip: int, depth: int, adapter: BtcAdapter) -> str:
-    """What proves the payout's transactions can never be mined (for the audit row), or InputsNotProven."""
+def _prove_inputs_spent(
+    *, ref: str, txs: list[PayoutTx], tip: int, depth: int, payees: dict[str, str], adapter: BtcAdapter
+) -> str:
+    """
+    What proves the payout's transactions can never be mined (for the audit row), or InputsNotProven.
+
+    `payees`: {scriptPubKey: withdraw_no} of the payout's outputs. Each foreign spend is checked on
+    the node, not only in the scanner's set: its block must still be the node's at that height (a
+    reorg the scanner has not read yet may have taken it away, and the old transaction with it back
+    to life), and it must pay none of the payout's recipients (the withdrawal paid by hand from the
+    hot key: re-signing would pay it twice).
+    """
     for tx in txs:
         status = adapter.tx_status(tx.tx_hash)
         if status.block_number is not None:
@@ -138,6 +149,25 @@ def _prove_inputs_spent(*, ref: str, txs: list[PayoutTx], tip: int, depth: int, 
         for row in utxos_selectors.utxos_of_payout(payout_ref=ref)
         if row.spent_txid is not None and row.spent_txid not in ours and not row.orphaned
     ]
+    blocks: dict[int, Block] = {}
+    for row in spent:
+        assert row.spent_height is not None
+        if row.spent_height not in blocks:
+            blocks[row.spent_height] = adapter.block(row.spent_height, watched=set(payees))
+        block = blocks[row.spent_height]
+        if block.hash != row.spent_hash:
+            raise InputsNotProven(
+                f"The spend of {row.txid}:{row.vout} by {row.spent_txid} was recorded in block {row.spent_height} "
+                f"{row.spent_hash}, which is not on the node's best chain any more (the scanner has not read a "
+                "reorg yet): the payout's transaction may still be mined. Nothing was re-signed."
+            )
+        paid = [t for t in block.transfers if t.tx_hash == row.spent_txid and t.match_key in payees]
+        if paid:
+            raise InputsNotProven(
+                f"Transaction {row.spent_txid}, which spent {row.txid}:{row.vout}, pays the address of withdrawal "
+                f"{payees[paid[0].match_key]} ({paid[0].amount_base_units} sat): it may have paid it by hand, and "
+                "re-signing would pay it twice. Settle this payout by hand. Nothing was re-signed."
+            )
     proven = [row for row in spent if row.spent_height is not None and row.spent_height <= deep]
     if not proven:
         seen = (

@@ -21,6 +21,7 @@ from addresses import signer
 from assets import selectors as assets_selectors
 from assets.models import Balance, BusinessType, Flow
 from chains import registry as chains_registry
+from chains.base import SignedTx
 from chains.btc import Utxo
 from chains.testing import btc_adapter, btc_node  # noqa: F401
 from controls import breakers, proposals
@@ -59,14 +60,14 @@ def _stop_before_broadcast(name: str) -> None:
         raise _Stop(name)
 
 
-def _spend_elsewhere(adapter, row: BtcUtxo) -> str:
+def _spend_elsewhere(adapter, row: BtcUtxo, *, to: str | None = None, amount: int | None = None) -> str:
     """Spend one of the hot wallet's outputs outside the payout job, as someone holding its key would."""
     key = addresses_selectors.public_keys(address_ids=[row.address_id])[row.address_id][1]
     utxo = Utxo(txid=row.txid, vout=row.vout, value_sats=row.value_sats, script_hex=row.script_hex, public_key_hex=key)
     unsigned = adapter.build_transfer(
         from_address=row.address.address,
-        to_address=external(),
-        amount_base_units=row.value_sats // 2,
+        to_address=to or external(),
+        amount_base_units=amount or row.value_sats // 2,
         utxos=[utxo],
         fee_rate_sat_vb=5,
     )
@@ -157,3 +158,57 @@ def test_a_payout_whose_input_was_spent_elsewhere_is_re_signed_by_ops_once_prove
     assert PayoutTx.objects.get(id=old.id).status == PayoutTxStatus.DROPPED
     assert assets_selectors.ledger_mismatches() == []
     assert utxo_set_differences(btc_node, btc, start) == []
+
+
+def _lost_to_a_spend(btc, btc_node, hot, user, *, pays: int | None = None) -> tuple:
+    """A stored, unsent payout of one withdrawal, its input spent by a foreign transaction 2 deep; breaker cleared."""
+    fund_and_scan(btc, btc_node, [(hot.address, BTC), (hot.address, BTC)])
+    record = apply(user, "0.3", key="lost")
+    withdrawals_payout.fault_hook = _stop_before_broadcast
+    with pytest.raises(_Stop):
+        pay(btc)
+    withdrawals_payout.fault_hook = None
+    (old,) = PayoutTx.objects.all()
+    (taken,) = BtcUtxo.objects.filter(pending_txid=old.tx_hash)
+    record.refresh_from_db()
+    thief = _spend_elsewhere(btc, taken, to=record.to_address if pays else None, amount=pays)
+    btc_node.mine(2)
+    tick(btc, timezone.now())
+    anna, carl = _operator("ops-anna"), _operator("ops-carl")
+    change = breakers.breaker_clear_propose(coin_id="BTC", user=anna, remark="hot key used by hand")
+    proposals.change_approve(change_id=change.id, user=carl, remark="checked")
+    return record, old, thief, _operator("ops-bea")
+
+
+def test_a_spend_that_paid_the_withdrawal_by_hand_is_no_proof_and_nothing_is_paid_twice(btc, btc_node, hot, user):
+    # Someone paid the withdrawal by hand from the hot wallet's output the payout had locked.
+    record, old, thief, ops = _lost_to_a_spend(btc, btc_node, hot, user, pays=int(Decimal("0.2995") * BTC))
+    assert paid_to(btc_node, thief, record.to_address, btc) == int(Decimal("0.2995") * BTC)
+
+    by_hand = f"pays the address of withdrawal {record.withdraw_no}"
+    with pytest.raises(withdrawals_payout.InputsNotProven, match=by_hand):
+        withdrawals_payout.payout_resign(withdraw_id=record.id, operator_id=ops.id, remark="spent by hand", adapter=btc)
+
+    assert list(PayoutTx.objects.values_list("tx_hash", "status")) == [(old.tx_hash, PayoutTxStatus.SIGNED)]
+    assert BtcUtxo.objects.filter(locked_by__isnull=False).exclude(pending_txid=old.tx_hash).count() == 0
+    assert not record.audit_logs.filter(action="resign_inputs").exists()
+
+
+def test_a_spend_the_node_reorganised_away_before_the_scanner_saw_it_is_no_proof(btc, btc_node, hot, user):
+    record, old, thief, ops = _lost_to_a_spend(btc, btc_node, hot, user)
+    spent_at = BtcUtxo.objects.get(spent_txid=thief).spent_height
+    # The node drops the spend's block (and bcoin its mempool) and builds a longer branch without it;
+    # the scanner has not seen it yet: its set still says the input is spent 2 deep.
+    btc_node.rpc("invalidateblock", btc.block_hash(spent_at))
+    btc_node.mine(3)
+
+    with pytest.raises(withdrawals_payout.InputsNotProven, match="not on the node's best chain"):
+        withdrawals_payout.payout_resign(withdraw_id=record.id, operator_id=ops.id, remark="spent by hand", adapter=btc)
+
+    # The old transaction can still be mined: it pays the withdrawal, once.
+    assert btc.broadcast_irreversible(SignedTx(tx_hash=old.tx_hash, raw=old.raw)) == old.tx_hash
+    done = mine_and_follow(btc, btc_node)
+    record.refresh_from_db()
+    assert (done.completed, record.status, record.tx_hash) == (1, WithdrawStatus.COMPLETED, old.tx_hash)
+    assert PayoutTx.objects.count() == 1
+    assert paid_to(btc_node, old.tx_hash, record.to_address, btc) == int(Decimal("0.2995") * BTC)
