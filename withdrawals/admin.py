@@ -142,6 +142,11 @@ class WithdrawRecordAdmin(ReadOnlyAdmin):
                 except WalletError as error:
                     self.message_user(request, f"{record.withdraw_no}: {error}", messages.WARNING)
                     continue
+                except withdrawals_payout.NODE_ERRORS as error:
+                    # Rolled back; the others go on. The node's text may name its URL: the type alone is shown.
+                    text = f"the node did not answer ({type(error).__name__}); nothing was re-signed"
+                    self.message_user(request, f"{record.withdraw_no}: {text}", messages.WARNING)
+                    continue
                 sent = withdrawals_payout.payout_resign_broadcast(tx=tx)
                 status = "sent" if sent else "stored; the payout job sends it"
                 nonce = f", nonce {tx.nonce}" if tx.nonce is not None else ""

@@ -212,3 +212,21 @@ def test_a_spend_the_node_reorganised_away_before_the_scanner_saw_it_is_no_proof
     assert (done.completed, record.status, record.tx_hash) == (1, WithdrawStatus.COMPLETED, old.tx_hash)
     assert PayoutTx.objects.count() == 1
     assert paid_to(btc_node, old.tx_hash, record.to_address, btc) == int(Decimal("0.2995") * BTC)
+
+
+def test_the_admin_action_says_the_node_did_not_answer_instead_of_an_error_page(
+    btc, btc_node, hot, user, client, staff_roles, settings
+):
+    record, old, _, ops = _lost_to_a_spend(btc, btc_node, hot, user)
+    # The node is unreachable while the operator presses: each withdrawal gets a message, no error page.
+    settings.BTC_RPC_URL, settings.BTC_REGTEST_HRP = "http://127.0.0.1:9", "rb"
+    chains_registry.adapters_reset()
+    client.force_login(ops)
+    form = {"action": "resign_payout", "_selected_action": [record.pk], "apply": "1", "remark": "spent by hand"}
+
+    answer = client.post(CHANGELIST, form, follow=True)
+
+    assert answer.status_code == 200
+    shown = [str(m) for m in answer.context["messages"]]
+    assert shown == [f"{record.withdraw_no}: the node did not answer (ChainError); nothing was re-signed"]
+    assert list(PayoutTx.objects.values_list("tx_hash", "status")) == [(old.tx_hash, PayoutTxStatus.SIGNED)]
