@@ -1,14 +1,29 @@
 """
 Withdrawal payouts and apply latency, on MariaDB with ganache and bcoin regtest started here.
 
-    python bench/withdrawals.py [--rounds 3] [--evm 200] [--btc 60] [--users 50] [--seconds 20]
+    python bench/withdrawals.py [--rounds 3] [--evm 200] [--btc 60] [--users 50] [--seconds 20] [--evm-only]
+
+BENCH_PROFILE=1 prints a cProfile of each ETH payout round on stderr; BENCH_DATABASE names the
+bench's database (bench_withdrawals), BENCH_REDIS_URL its Redis.
 
 Prints one JSON object (rates are medians of the rounds):
-- withdrawals_per_s: approved ETH withdrawals signed and broadcast per second by withdrawals_pay
-  (each: row lock, nonce allocated, fee terms, simulation, shortfall check, signer, stored, then
-  eth_sendRawTransaction), with nonce_gaps: nonces of the hot address skipped (must be 0);
+- withdrawals_per_s: approved ETH withdrawals (plain ether to fresh addresses without code) signed
+  and broadcast per second by withdrawals_pay, WITHDRAW_PAY_BATCH = --evm, one run per round (each
+  withdrawal: row lock, holds / switches / breaker / risk rules, hot address pick, nonce allocated,
+  built with the run's fee terms, checked against the run's account of the hot address, signed,
+  stored and committed; then sent in JSON-RPC batches of WITHDRAW_EVM_SEND_BATCH; the node is read
+  once per hot address and run, see withdrawals/payout/evm_run.py). Ganache's miner is paused while
+  paying, as between a real chain's blocks (a send returns once the node checked the transaction;
+  its instamine would time its miner, not the payer); then it mines, and every payout of the round
+  must be mined and completed by withdrawals_confirm or the bench stops. nonce_gaps: nonces of the
+  hot address skipped or used twice over all rounds (must be 0);
+- raw_send_per_s: THE NODE BASELINE, measured in each round before its payouts, on the same node
+  with its miner paused the same way: pre-signed plain transfers sent by bare
+  eth_sendRawTransaction, one request each; raw_send_batch_per_s: the same in JSON-RPC batches of
+  send_batch (WITHDRAW_EVM_SEND_BATCH, as the payout run sends), with the ratios
+  withdrawals_vs_raw_send and withdrawals_vs_raw_send_batch;
 - raw_sign_per_s: eth_account signatures per second of the same kind of transaction (no database,
-  no vault); raw_send_per_s: bare eth_sendRawTransaction calls per second on the same node;
+  no vault);
 - btc_withdrawals_per_s: approved BTC withdrawals paid per second one per transaction (UTXO
   selection and lock, change address, signer, stored, sendrawtransaction + mempool check), and
   btc_batched_withdrawals_per_s with batches of WITHDRAW_BTC_BATCH_MAX (20);
