@@ -102,8 +102,11 @@ class HotWalletStrategy:
 
 
 def _round_robin(*, chain_id: str, wallet_type: str, candidates: list[WalletAddress]) -> WalletAddress:
-    cursor, _ = HotWalletCursor.objects.get_or_create(chain_id=chain_id, wallet_type=wallet_type)
-    cursor = HotWalletCursor.objects.select_for_update().get(pk=cursor.pk)
+    # Locked at once (one query where the row exists, as it does after the pool's first pick).
+    cursor = HotWalletCursor.objects.select_for_update().filter(chain_id=chain_id, wallet_type=wallet_type).first()
+    if cursor is None:
+        HotWalletCursor.objects.get_or_create(chain_id=chain_id, wallet_type=wallet_type)
+        cursor = HotWalletCursor.objects.select_for_update().get(chain_id=chain_id, wallet_type=wallet_type)
     chosen = next((row for row in candidates if row.id > cursor.last_address_id), candidates[0])
     cursor.last_address_id = chosen.id
     cursor.save(update_fields=["last_address_id", "update_time"])

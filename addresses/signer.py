@@ -10,6 +10,7 @@ Its public surface is narrow:
   of reserves), in its chain's signed-message scheme.
 - `secrets_rotate`, `secrets_verify`: re-encrypt under another KEK version; prove every secret decrypts.
 - `keyring_check`: refuse to start with a missing or malformed KEK.
+- `signing_session()`: a block within which each address's key is derived once, not per transaction.
 
 Nothing here returns, logs or raises with a secret in it; frames that hold one are marked
 `sensitive_variables`, so Django's error reports do not show their locals either.
@@ -21,8 +22,10 @@ import base64
 import json
 import logging
 import os
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -438,6 +441,43 @@ def _sign_btc_keys(payload: object, keys: dict[bytes, bytes]) -> SignedTx:
     return SignedTx(tx_hash=payload.txid, raw=payload.raw_hex())
 
 
+# The open signing session of this thread: {(chain, address as looked up): (its row, its key)}.
+_session = threading.local()
+
+
+@contextmanager
+def signing_session() -> Iterator[None]:
+    """
+    Within the block, each address's key is decrypted, derived and checked against its stored address
+    once, at its first transaction, and kept in this process's memory (never in a log, the database or
+    a message) for its next ones; all are dropped when the block ends. For a run signing many
+    transactions from one hot address (withdrawals_pay): the vault and the derivation cost far more
+    than the signature. Per thread; a session inside another joins it.
+    """
+    if getattr(_session, "keys", None) is not None:
+        yield
+        return
+    _session.keys = {}
+    try:
+        yield
+    finally:
+        _session.keys.clear()
+        _session.keys = None
+
+
+@sensitive_variables()
+def _row_and_key(chain_id: str, from_address: str) -> tuple[WalletAddress, bytes]:
+    """The signing address's row and its checked key: from the open session, else read and derived."""
+    keys = getattr(_session, "keys", None)
+    if keys is not None and (chain_id, from_address) in keys:
+        return keys[(chain_id, from_address)]
+    row = _signing_address(chain_id, from_address)
+    found = (row, _private_key(row))
+    if keys is not None:
+        keys[(chain_id, from_address)] = found
+    return found
+
+
 _SIGNERS: dict[str, Callable[[object, bytes, str], SignedTx]] = {
     "BTC": _sign_btc,
     "ETH": _sign_eth,
@@ -459,8 +499,8 @@ def signer_for(chain_id: str) -> Signer:
     def sign(unsigned: UnsignedTx) -> SignedTx:
         if unsigned.chain_id != chain_id:
             raise SignerError(f"A {chain_id} signer cannot sign a {unsigned.chain_id} transaction.")
-        row = _signing_address(chain_id, unsigned.from_address)
         if chain_id == "BTC":
+            row = _signing_address(chain_id, unsigned.from_address)
             if row.address_type not in _BTC_SPENDING_TYPES:
                 raise SignerError("An input spends from an address of a kind the signer does not spend.")
             # A BTC transaction may spend outputs of several of our addresses: each input is
@@ -468,7 +508,8 @@ def signer_for(chain_id: str) -> Signer:
             key = _private_key(row)
             signed = _sign_btc_keys(unsigned.payload, _btc_input_keys(unsigned.payload, key))
         else:
-            signed = _SIGNERS[chain_id](unsigned.payload, _private_key(row), row.address)
+            row, key = _row_and_key(chain_id, unsigned.from_address)
+            signed = _SIGNERS[chain_id](unsigned.payload, key, row.address)
         logger.info("signed %s transaction %s from %s", chain_id, signed.tx_hash, row.address)
         return signed
 

@@ -1,14 +1,29 @@
 """
 Withdrawal payouts and apply latency, on MariaDB with ganache and bcoin regtest started here.
 
-    python bench/withdrawals.py [--rounds 3] [--evm 200] [--btc 60] [--users 50] [--seconds 20]
+    python bench/withdrawals.py [--rounds 3] [--evm 200] [--btc 60] [--users 50] [--seconds 20] [--evm-only]
+
+BENCH_PROFILE=1 prints a cProfile of each ETH payout round on stderr; BENCH_DATABASE names the
+bench's database (bench_withdrawals), BENCH_REDIS_URL its Redis.
 
 Prints one JSON object (rates are medians of the rounds):
-- withdrawals_per_s: approved ETH withdrawals signed and broadcast per second by withdrawals_pay
-  (each: row lock, nonce allocated, fee terms, simulation, shortfall check, signer, stored, then
-  eth_sendRawTransaction), with nonce_gaps: nonces of the hot address skipped (must be 0);
+- withdrawals_per_s: approved ETH withdrawals (plain ether to fresh addresses without code) signed
+  and broadcast per second by withdrawals_pay, WITHDRAW_PAY_BATCH = --evm, one run per round (each
+  withdrawal: row lock, holds / switches / breaker / risk rules, hot address pick, nonce allocated,
+  built with the run's fee terms, checked against the run's account of the hot address, signed,
+  stored and committed; then sent in JSON-RPC batches of WITHDRAW_EVM_SEND_BATCH; the node is read
+  once per hot address and run, see withdrawals/payout/evm_run.py). Ganache's miner is paused while
+  paying, as between a real chain's blocks (a send returns once the node checked the transaction;
+  its instamine would time its miner, not the payer); then it mines, and every payout of the round
+  must be mined and completed by withdrawals_confirm or the bench stops. nonce_gaps: nonces of the
+  hot address skipped or used twice over all rounds (must be 0);
+- raw_send_per_s: THE NODE BASELINE, measured in each round before its payouts, on the same node
+  with its miner paused the same way: pre-signed plain transfers sent by bare
+  eth_sendRawTransaction, one request each; raw_send_batch_per_s: the same in JSON-RPC batches of
+  send_batch (WITHDRAW_EVM_SEND_BATCH, as the payout run sends), with the ratios
+  withdrawals_vs_raw_send and withdrawals_vs_raw_send_batch;
 - raw_sign_per_s: eth_account signatures per second of the same kind of transaction (no database,
-  no vault); raw_send_per_s: bare eth_sendRawTransaction calls per second on the same node;
+  no vault);
 - btc_withdrawals_per_s: approved BTC withdrawals paid per second one per transaction (UTXO
   selection and lock, change address, signer, stored, sendrawtransaction + mempool check), and
   btc_batched_withdrawals_per_s with batches of WITHDRAW_BTC_BATCH_MAX (20);
@@ -22,8 +37,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import cProfile
 import json
 import os
+import pstats
 import random
 import secrets
 import statistics
@@ -38,7 +55,7 @@ from pathlib import Path
 from _django import ROOT, median, setup
 
 VENV_BIN = Path(sys.executable).parent
-DATABASE = "bench_withdrawals"
+DATABASE = os.environ.get("BENCH_DATABASE", "bench_withdrawals")
 ONE_ETH = 10**18
 
 
@@ -113,10 +130,43 @@ def _nonce_gaps(adapter, hot: str) -> int:
 
 
 def _evm_round(node, users, hot: str, count: int, tag: str) -> float:
+    """Pay count approved ETH withdrawals with the miner paused (timed), then mine and settle every one."""
+    from django.utils import timezone
     from eth_account import Account
 
+    from chains import registry as chains_registry
+    from withdrawals import payout as withdrawals_payout
+    from withdrawals.models import WithdrawRecord, WithdrawStatus
+
     _approved(users, "ETH", count, "0.02", [Account.create().address for _ in range(10)], tag)  # TEST-ONLY
-    signed, elapsed = _pay_all("ETH")
+    # The miner paused while paying, as between a real chain's blocks: a broadcast returns once the
+    # node checked the transaction (ganache's instamine would time its miner, not the payer).
+    node.w3.provider.make_request("miner_stop", [])
+    try:
+        profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
+        if profile is not None:
+            profile.enable()
+        signed, elapsed = _pay_all("ETH")
+        if profile is not None:
+            profile.disable()
+            pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(60)
+            pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+    finally:
+        node.w3.provider.make_request("miner_start", [])
+    # Every payout must be mined and complete: a broadcast that the node dropped would not count.
+    adapter = chains_registry.adapter_for("ETH")
+    for _ in range(100):
+        if adapter.mined_count(hot) == adapter.next_nonce(hot):
+            break
+        node.mine(1)
+    node.mine(12)
+    for _ in range(5):
+        withdrawals_payout.withdrawals_confirm(chain_id="ETH", now=timezone.now())
+        open_count = WithdrawRecord.objects.filter(coin_id="ETH", status=WithdrawStatus.PROCESSING).count()
+        if not open_count:
+            break
+    if open_count or signed != count:
+        raise RuntimeError(f"{tag}: {signed} of {count} signed, {open_count} not completed")
     return signed / elapsed
 
 
@@ -133,7 +183,9 @@ def _raw_sign_per_s(seconds: float = 2.0) -> float:
     return done / (time.perf_counter() - started)
 
 
-def _raw_send_per_s(node, count: int) -> float:
+def _raw_send_per_s(node, count: int, batch: int = 1) -> float:
+    """Pre-signed plain transfers sent with the miner paused, one request each (batch 1) or in
+    JSON-RPC batches of `batch`; then mined, so that the next round starts from an empty pool."""
     from chains.rpc import HttpNode
 
     sender = node.accounts[1]
@@ -155,10 +207,25 @@ def _raw_send_per_s(node, count: int) -> float:
         ).hex()
         for n in range(count)
     ]
-    started = time.perf_counter()
-    for raw in raws:
-        rpc.call("eth_sendRawTransaction", [raw])
-    return count / (time.perf_counter() - started)
+    rpc.call("miner_stop")
+    try:
+        started = time.perf_counter()
+        if batch == 1:
+            for raw in raws:
+                rpc.call("eth_sendRawTransaction", [raw])
+        else:
+            for start in range(0, count, batch):
+                rpc.batch([("eth_sendRawTransaction", [raw]) for raw in raws[start : start + batch]])
+        elapsed = time.perf_counter() - started
+    finally:
+        rpc.call("miner_start")
+    for _ in range(100):
+        if int(rpc.call("eth_getTransactionCount", [sender.address, "latest"]), 16) == start_nonce + count:
+            break
+        rpc.call("evm_mine")
+    else:
+        raise RuntimeError("the baseline's transfers were not mined")
+    return count / elapsed
 
 
 def _btc_round(node, adapter, users, hot: str, count: int, batch: int, tag: str, coinbase: int) -> float:
@@ -292,6 +359,7 @@ def main() -> None:
     parser.add_argument(
         "--think-seconds", type=float, default=0.0, help="mean pause of a user between requests (0: back to back)"
     )
+    parser.add_argument("--evm-only", action="store_true", help="only the ETH payouts and their baselines")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from chains.devnodes import btc_start, evm_start
@@ -351,11 +419,31 @@ def _run(args: argparse.Namespace, evm, btc) -> dict:
     users = _users(max(args.users, 10), ["ETH", "BTC"])
     eth_adapter, btc_adapter = chains_registry.adapter_for("ETH"), chains_registry.adapter_for("BTC")
 
-    evm_rates = [_evm_round(evm, users, eth_hot.address, args.evm, f"evm-{r}") for r in range(args.rounds)]
-    print(f"evm rounds: {evm_rates}", file=sys.stderr)
+    from django.conf import settings
+
+    # Per round, the node's baselines first (one request per transaction, then batches of the size
+    # the payout run sends), then the payout round itself: all three on the same node, same load.
+    send_batch = settings.WITHDRAW_EVM_SEND_BATCH
+    send_rates, batch_rates, evm_rates = [], [], []
+    for r in range(args.rounds):
+        send_rates.append(_raw_send_per_s(evm, args.evm))
+        batch_rates.append(_raw_send_per_s(evm, args.evm, batch=send_batch))
+        evm_rates.append(_evm_round(evm, users, eth_hot.address, args.evm, f"evm-{r}"))
+    print(f"evm rounds: {evm_rates} raw: {send_rates} raw batched: {batch_rates}", file=sys.stderr)
     gaps = _nonce_gaps(eth_adapter, eth_hot.address)
     sign_rates = [_raw_sign_per_s() for _ in range(args.rounds)]
-    send_rates = [_raw_send_per_s(evm, args.evm) for _ in range(args.rounds)]
+    evm = {
+        "withdrawals_per_s": round(median(evm_rates), 1),
+        "nonce_gaps": gaps,
+        "raw_sign_per_s": round(median(sign_rates), 1),
+        "raw_send_per_s": round(median(send_rates), 1),
+        "raw_send_batch_per_s": round(median(batch_rates), 1),
+        "send_batch": send_batch,
+        "withdrawals_vs_raw_send": round(median(evm_rates) / median(send_rates), 3),
+        "withdrawals_vs_raw_send_batch": round(median(evm_rates) / median(batch_rates), 3),
+    }
+    if args.evm_only:
+        return {**evm, "rounds": args.rounds, "evm_per_round": args.evm}
     btc_rates = [
         _btc_round(btc, btc_adapter, users, btc_hot.address, args.btc, 1, f"btc-{r}", coinbase=r + 1)
         for r in range(args.rounds)
@@ -366,11 +454,7 @@ def _run(args: argparse.Namespace, evm, btc) -> dict:
     ]
     latency = _apply_latency(users, concurrency=args.users, seconds=args.seconds, think=args.think_seconds)
     return {
-        "withdrawals_per_s": round(median(evm_rates), 1),
-        "nonce_gaps": gaps,
-        "raw_sign_per_s": round(median(sign_rates), 1),
-        "raw_send_per_s": round(median(send_rates), 1),
-        "withdrawals_vs_raw_send": round(median(evm_rates) / median(send_rates), 3),
+        **evm,
         "btc_withdrawals_per_s": round(median(btc_rates), 1),
         "btc_batched_withdrawals_per_s": round(median(batched), 1),
         **latency,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
@@ -99,6 +99,36 @@ class FeeMarket:
 def with_margin(gas: int, margin: Decimal) -> int:
     """gas times margin, rounded up."""
     return int((Decimal(gas) * margin).to_integral_value(rounding=ROUND_CEILING))
+
+
+def transfer_needs(unsigned: UnsignedTx) -> tuple[int, str | None, int]:
+    """What a built transfer spends from its sender at most: (ether for value + gas at its max fee
+    per gas, the token contract or None, the token amount)."""
+    tx = unsigned.payload
+    assert isinstance(tx, dict)
+    per_gas = int(tx["maxFeePerGas"]) if "maxFeePerGas" in tx else int(tx["gasPrice"])
+    ether = int(tx["value"]) + int(tx["gas"]) * per_gas
+    data = str(tx.get("data", "0x"))
+    if data.startswith(SELECTOR_TRANSFER):
+        return ether, str(tx["to"]), int(data[-64:], 16)
+    return ether, None, 0
+
+
+def shortfall_of(unsigned: UnsignedTx, *, ether: int, tokens: Callable[[str], int] | None = None) -> Shortfall | None:
+    """
+    What the sender lacks to pay a built transfer, given what it has free of its other transfers not
+    in a block yet: `ether` (wei), `tokens(contract)` (that token's base units, asked only for a
+    token transfer whose ether is covered). None when nothing is missing.
+    """
+    needed, contract, amount = transfer_needs(unsigned)
+    if ether < needed:
+        return Shortfall(address=unsigned.from_address, contract=None, free=ether, needed=needed, what="value and gas")
+    if contract is not None:
+        assert tokens is not None, "a token transfer's check needs the token balance"
+        free = tokens(contract)
+        if free < amount:
+            return Shortfall(address=unsigned.from_address, contract=contract, free=free, needed=amount, what="amount")
+    return None
 
 
 def raw_sender_nonce(raw: str) -> tuple[str, int]:
@@ -519,24 +549,26 @@ class EvmAdapter:
         takes a nonce. reserved_native / reserved_token: what the sender's transfers not in a block
         yet already promise (the node's balance, at its latest block, does not show them).
         """
-        tx = unsigned.payload
-        assert isinstance(tx, dict)
         ether = self.balance(unsigned.from_address) - reserved_native
-        per_gas = int(tx["maxFeePerGas"]) if "maxFeePerGas" in tx else int(tx["gasPrice"])
-        needed = int(tx["value"]) + int(tx["gas"]) * per_gas
-        if ether < needed:
-            return Shortfall(
-                address=unsigned.from_address, contract=None, free=ether, needed=needed, what="value and gas"
-            )
-        data = str(tx.get("data", "0x"))
-        if data.startswith(SELECTOR_TRANSFER):
-            amount = int(data[-64:], 16)
-            tokens = self.balance(unsigned.from_address, contract=str(tx["to"])) - reserved_token
-            if tokens < amount:
-                return Shortfall(
-                    address=unsigned.from_address, contract=str(tx["to"]), free=tokens, needed=amount, what="amount"
-                )
-        return None
+
+        def tokens(contract: str) -> int:  # asked only for a token transfer
+            return self.balance(unsigned.from_address, contract=contract) - reserved_token
+
+        return shortfall_of(unsigned, ether=ether, tokens=tokens)
+
+    def has_code(self, addresses: Collection[str]) -> dict[str, bool]:
+        """{lower-case address: whether it holds code now} (a contract, an EIP-7702 delegated account
+        whose code starts 0xef0100), asked in batched eth_getCode requests."""
+        wanted = sorted({self.match_key(a) for a in addresses})
+        codes: dict[str, bool] = {}
+        for start in range(0, len(wanted), RECEIPT_BATCH):
+            chunk = wanted[start : start + RECEIPT_BATCH]
+            answers = self.node.batch([("eth_getCode", [a, "latest"]) for a in chunk])
+            for address, code in zip(chunk, answers, strict=True):
+                if not isinstance(code, str) and code is not None:
+                    raise ChainError(f"{self.chain_id} node: eth_getCode answered something malformed")
+                codes[address] = code not in ("0x", "0x0", "", None)
+        return codes
 
     def broadcast_irreversible(self, signed: SignedTx) -> str:
         """
@@ -571,6 +603,57 @@ class EvmAdapter:
         if not isinstance(tx_hash, str) or (signed.tx_hash and tx_hash.lower() != signed.tx_hash.lower()):
             raise ChainError(f"{self.chain_id} node: eth_sendRawTransaction answered another hash")
         return tx_hash
+
+    def broadcast_batch(self, signed: Sequence[SignedTx]) -> list[str | ChainError]:
+        """
+        broadcast_irreversible for several stored transactions in a few batched requests; each
+        entry's outcome in order: its hash (the node has it now, sent here or before) or the error
+        broadcast_irreversible would raise for it alone (NonceUsed, TxRejected, ChainError for an
+        answer of another hash). The same checks come first, for every entry at once: the
+        transactions the node has already, and the senders' mined counts (ganache issue #3794).
+        Entries go to the node in the order given: give one sender's in nonce order.
+
+        :raises ChainError: the node is unreachable or answered something malformed: nothing known
+            about any entry (each may have been sent or not; sending a stored one again is harmless).
+        """
+        if not signed:
+            return []
+        raws = [s.raw if s.raw.startswith("0x") else "0x" + s.raw for s in signed]
+        senders_nonces = [raw_sender_nonce(raw) for raw in raws]
+        senders = sorted({sender for sender, _ in senders_nonces})
+        answers = self.node.batch(
+            [("eth_getTransactionByHash", [s.tx_hash or "0x" + "00" * 32]) for s in signed]
+            + [("eth_getTransactionCount", [to_checksum_address(a), "latest"]) for a in senders]
+        )
+        known, counts = answers[: len(signed)], answers[len(signed) :]
+        mined = {a: self._int(c, "eth_getTransactionCount") for a, c in zip(senders, counts, strict=True)}
+        outcomes: list[str | ChainError | None] = [None] * len(signed)
+        to_send: list[int] = []
+        for i, (tx, (sender, nonce)) in enumerate(zip(signed, senders_nonces, strict=True)):
+            if tx.tx_hash and known[i]:
+                outcomes[i] = tx.tx_hash
+            elif mined[sender] > nonce:
+                outcomes[i] = NonceUsed(f"{self.chain_id}: nonce {nonce} of {sender} is used by a mined transaction")
+            else:
+                to_send.append(i)
+        answers = self.node.batch_results([("eth_sendRawTransaction", [raws[i]]) for i in to_send])
+        refused = [i for i, answer in zip(to_send, answers, strict=True) if isinstance(answer, RpcError)]
+        # A refused one the node has anyway (another broadcaster sent it meanwhile) counts as sent.
+        had = self.node.batch([("eth_getTransactionByHash", [signed[i].tx_hash or "0x" + "00" * 32]) for i in refused])
+        got = dict(zip(refused, had, strict=True))
+        for i, answer in zip(to_send, answers, strict=True):
+            tx_hash = signed[i].tx_hash
+            if isinstance(answer, RpcError):
+                outcomes[i] = (
+                    tx_hash
+                    if tx_hash and got[i]
+                    else TxRejected(f"{self.chain_id} node refused the transaction: {answer.node_message}")
+                )
+            elif not isinstance(answer, str) or (tx_hash and answer.lower() != tx_hash.lower()):
+                outcomes[i] = ChainError(f"{self.chain_id} node: eth_sendRawTransaction answered another hash")
+            else:
+                outcomes[i] = answer
+        return [o for o in outcomes if o is not None]
 
     def tx_status(self, tx_hash: str) -> TxStatus:
         """Whether and where a transaction was mined, whether it succeeded, the fee it paid (gas used

@@ -41,7 +41,7 @@ from utxos import selectors as utxos_selectors
 from wallet_project.money import exact
 from withdrawals import selectors as withdrawals_selectors
 from withdrawals.payout import fees as payout_fees
-from withdrawals.payout import signing as payout_signing
+from withdrawals.payout import reserve as payout_reserve
 from withdrawals.payout.common import PayoutWaits
 
 logger = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ def _sign(*, transfer_id: int, adapter: ChainAdapter, terms: dict[str, int], now
     # The node's count of mined transactions before its balance (payout_signing.sign_transfer says why).
     mined_below = adapter.mined_count(hot) if evm else None  # type: ignore[attr-defined]
     held = adapter.balance(hot, contract=contract)
-    reserved_native, reserved_token = payout_signing.hot_reserved(coin=coin, from_address=hot, mined_below=mined_below)
+    reserved_native, reserved_token = payout_reserve.hot_reserved(coin=coin, from_address=hot, mined_below=mined_below)
     reserved_native += _treasury_reserved(transfer=transfer, mined_below=mined_below)
     maximum = _threshold_max(transfer)
     amount_units = coins_selectors.amount_to_base_units(coin=coin, amount=transfer.amount)
@@ -177,7 +177,7 @@ def _sign(*, transfer_id: int, adapter: ChainAdapter, terms: dict[str, int], now
         )
     nonce = None
     if evm:
-        if payout_signing.hot_unsent(from_address=hot):
+        if payout_reserve.hot_unsent(from_address=hot):
             raise PayoutWaits(f"hot address {hot} has a payout signed but not taken by the node yet", alert_kind=None)
         nonce = chains_services.nonce_allocate(
             chain_id=coin.chain_id,

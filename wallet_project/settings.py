@@ -240,6 +240,8 @@ GAS_STATION_WALLET_TYPE = env_str("GAS_STATION_WALLET_TYPE", "gas")
 # Chains whose withdrawals beat pays on chain (ETH and TRON with their tokens, BTC from the UTXO set).
 WITHDRAW_ONCHAIN_CHAINS = [c for c in env_str("WITHDRAW_ONCHAIN_CHAINS", "ETH,TRON,BTC").split(",") if c]
 WITHDRAW_PAY_BATCH = env_int("WITHDRAW_PAY_BATCH", 20)
+# EVM payouts signed in one run are sent in JSON-RPC batches of this many (after their commits).
+WITHDRAW_EVM_SEND_BATCH = env_int("WITHDRAW_EVM_SEND_BATCH", 50)
 # How long a signed TRON withdrawal stays valid; past it, an unmined one is signed again.
 WITHDRAW_TRON_EXPIRATION_SECONDS = env_int("WITHDRAW_TRON_EXPIRATION_SECONDS", 60)
 # An unmined payout is alerted after this; on EVM it is replaced (same nonce, higher fee) too.

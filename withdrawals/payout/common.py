@@ -96,9 +96,10 @@ def waiting(*, exc: PayoutWaits, subject: str) -> None:
         alert(severity=Severity.WARNING, kind=exc.alert_kind, subject=subject, text=exc.message)
 
 
-def payable_check(*, record: WithdrawRecord) -> None:
+def payable_check(*, record: WithdrawRecord) -> CoinConfig:
     """
-    Refuse to sign a locked withdrawal while its coin is switched off or its user's withdrawals are held.
+    Refuse to sign a locked withdrawal while its coin is switched off or its user's withdrawals are
+    held; return its coin as read now.
 
     Apply and approval checked the same, but a reorg hold or a switch may have come since.
     :raises PayoutWaits: it waits, approved (or with its old transactions) until then.
@@ -118,6 +119,7 @@ def payable_check(*, record: WithdrawRecord) -> None:
         )
     if (stop := withdrawals_risk.signing_stop(record=record, coin=coin, now=timezone.now())) is not None:
         raise PayoutWaits(stop.message, alert_kind=stop.alert_kind)  # a tripped breaker, a refusing risk rule
+    return coin
 
 
 def native_coin(chain_id: str) -> CoinConfig:

@@ -49,9 +49,14 @@ def hot_balances(*, coin: CoinConfig, wallet_type: str) -> dict[int, Decimal]:
     }
 
 
-def hot_pick(*, coin: CoinConfig, amount: Decimal, user_id: int) -> WalletAddress:
+def hot_pick(
+    *, coin: CoinConfig, amount: Decimal, user_id: int, balances: dict[int, Decimal] | None = None
+) -> WalletAddress:
     """
     Pick the withdraw pool's hot address for a withdrawal of amount by WITHDRAW_HOT_WALLET_STRATEGY.
+
+    balances: the pool's hot_balances, when the caller read them already (a payout run reads them
+    once: they are cached readings that only rank the addresses).
 
     When no address is known to hold the amount (no reading yet, or none rich enough), any usable
     address of the pool is picked the same way: the shortfall check then names the one to top up.
@@ -60,7 +65,8 @@ def hot_pick(*, coin: CoinConfig, amount: Decimal, user_id: int) -> WalletAddres
     wallet_type = settings.WITHDRAW_HOT_WALLET_TYPE
     strategy = settings.WITHDRAW_HOT_WALLET_STRATEGY
     region = addresses_selectors.user_region(user_id=user_id) if strategy == "region" else ""
-    balances = hot_balances(coin=coin, wallet_type=wallet_type)
+    if balances is None:
+        balances = hot_balances(coin=coin, wallet_type=wallet_type)
     # Decided before the call: a NoHotWallet inside it would doom the caller's transaction.
     covered = any(balance >= amount for balance in balances.values())
     return addresses_services.hot_wallet_select(

@@ -8,6 +8,7 @@ pay, sign, store.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -18,8 +19,8 @@ from django.utils import timezone
 
 from addresses import signer
 from chains import registry as chains_registry
-from chains import services as chains_services
 from chains.base import ChainAdapter, Shortfall, SignedTx, UnsignedTx
+from chains.evm import NATIVE_GAS
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig
 from monitoring.models import Severity
@@ -35,7 +36,7 @@ from withdrawals.models import (
     WithdrawRecord,
     WithdrawStatus,
 )
-from withdrawals.payout import btc, fees, hot_pick
+from withdrawals.payout import btc, evm_run, fees, hot_pick, reserve
 from withdrawals.payout.broadcast import broadcast
 from withdrawals.payout.common import (
     CHAIN_STOPS,
@@ -81,46 +82,77 @@ def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: Chai
         return _result(
             chain_id, signed + run.signed, sent + run.sent, waits=run.waits, waiting=len(run.waits), error=run.error
         )
+    run = evm_run.EvmRun(adapter=adapter, chain_id=chain_id) if chain_id in NONCE_CHAINS else None
+    try:
+        with signer.signing_session():
+            result = _pay(chain_id=chain_id, adapter=adapter, run=run, sent=sent, now=moment)
+    finally:
+        # However the run ends, what it committed goes to the node now (a crash before this leaves
+        # them SIGNED: the next run sends them first).
+        late = run.send(now=moment) if run is not None and run.unsent else 0
+    return dataclasses.replace(result, broadcast=result.broadcast + late)
+
+
+def _pay(*, chain_id: str, adapter: ChainAdapter, run: evm_run.EvmRun | None, sent: int, now: datetime) -> PayoutResult:
+    """Sign the chain's approved withdrawals one by one (EVM: the run queues their sends, see evm_run)."""
+    signed = 0
     waits: list[str] = []
     terms: dict[str, int] | None = None
     # Nothing stored for one that fails below: it stays approved and is tried again next run, after
     # the others (a nonce it allocated rolled back with it, so a later withdrawal may take it).
-    for withdraw_id, withdraw_no in _approved(chain_id=chain_id):
-        if signed >= settings.WITHDRAW_PAY_BATCH:
-            break
-        try:
-            if terms is None and chain_id in NONCE_CHAINS:
-                # Read once, before any lock: a slow node then delays no auditor and no other signer.
-                terms = fees.evm_terms(adapter.fee_market())  # type: ignore[attr-defined]
-        except fees.FeeCeiling as exc:
-            # The whole chain waits: no withdrawal of it is signed while the market is above the ceiling.
-            alert(severity=Severity.WARNING, kind="WITHDRAW_FEE_CEILING", subject=f"chain {chain_id}", text=exc.message)
-            pending = _approved_query(chain_id=chain_id).count()
-            return _result(chain_id, signed, sent, waits=[*waits, exc.message], waiting=len(waits) + pending)
-        except CHAIN_STOPS as exc:
-            return _stopped(chain_id, signed, sent, waits, withdraw_no=withdraw_no, exc=exc)
-        try:
-            record = _sign(withdraw_id=withdraw_id, adapter=adapter, terms=terms or {}, now=moment)
-        except PayoutWaits as exc:
-            waits.append(exc.message)
-            waiting(exc=exc, subject=f"withdrawal {withdraw_no}")
-            continue
-        except CHAIN_STOPS as exc:
-            return _stopped(chain_id, signed, sent, waits, withdraw_no=withdraw_no, exc=exc)
-        except (WalletError, ValueError) as exc:
-            # Something about this withdrawal (its coin's set-up, its address): the next one may be fine.
-            text = f"signing withdrawal {withdraw_no} failed: {type(exc).__name__}: {str(exc)[:400]}"
-            waits.append(text)
-            alert(
-                severity=Severity.WARNING, kind="WITHDRAW_SIGN_FAILED", subject=f"withdrawal {withdraw_no}", text=text
-            )
-            continue
-        if record is None:
-            continue  # taken or decided meanwhile
-        signed += 1
-        step("pay.signed")
-        tx = PayoutTx.objects.select_related("payout").get(tx_hash=record.tx_hash)
-        sent += broadcast(tx=tx, adapter=adapter, now=moment)
+    for page in _approved(chain_id=chain_id):
+        for withdraw_id, withdraw_no, to_address in page:
+            if signed >= settings.WITHDRAW_PAY_BATCH:
+                return _result(chain_id, signed, sent, waits=waits, waiting=len(waits))
+            try:
+                if terms is None and run is not None:
+                    # Read once, before any lock: a slow node then delays no auditor and no other
+                    # signer. So is the recipients' code, a page at a time.
+                    terms = fees.evm_terms(adapter.fee_market())  # type: ignore[attr-defined]
+                if run is not None and to_address.lower() not in run.code:
+                    run.recipients_read([to for _, _, to in page])
+            except fees.FeeCeiling as exc:
+                # The whole chain waits: no withdrawal of it is signed while the market is above the ceiling.
+                alert(
+                    severity=Severity.WARNING,
+                    kind="WITHDRAW_FEE_CEILING",
+                    subject=f"chain {chain_id}",
+                    text=exc.message,
+                )
+                pending = _approved_query(chain_id=chain_id).count()
+                return _result(chain_id, signed, sent, waits=[*waits, exc.message], waiting=len(waits) + pending)
+            except CHAIN_STOPS as exc:
+                return _stopped(chain_id, signed, sent, waits, withdraw_no=withdraw_no, exc=exc)
+            try:
+                done = _sign_again_if_stale(
+                    withdraw_id=withdraw_id, adapter=adapter, terms=terms or {}, run=run, now=now
+                )
+            except PayoutWaits as exc:
+                waits.append(exc.message)
+                waiting(exc=exc, subject=f"withdrawal {withdraw_no}")
+                continue
+            except CHAIN_STOPS as exc:
+                return _stopped(chain_id, signed, sent, waits, withdraw_no=withdraw_no, exc=exc)
+            except (WalletError, ValueError) as exc:
+                # Something about this withdrawal (its coin's set-up, its address): the next one may be fine.
+                text = f"signing withdrawal {withdraw_no} failed: {type(exc).__name__}: {str(exc)[:400]}"
+                waits.append(text)
+                alert(
+                    severity=Severity.WARNING,
+                    kind="WITHDRAW_SIGN_FAILED",
+                    subject=f"withdrawal {withdraw_no}",
+                    text=text,
+                )
+                continue
+            if done is None:
+                continue  # taken or decided meanwhile
+            tx, effect = done
+            signed += 1
+            step("pay.signed")
+            if run is not None and effect is not None:
+                sent += run.committed(effect=effect, tx=tx, now=now)
+            else:
+                sent += broadcast(tx=tx, adapter=adapter, now=now)
     return _result(chain_id, signed, sent, waits=waits, waiting=len(waits))
 
 
@@ -146,8 +178,9 @@ def _approved_query(*, chain_id: str) -> Any:
     return WithdrawRecord.objects.filter(status=WithdrawStatus.APPROVED, to_user__isnull=True, coin__chain_id=chain_id)
 
 
-def _approved(*, chain_id: str) -> Iterator[tuple[int, str]]:
-    """(id, withdraw_no) of the chain's approved withdrawals to outside addresses, oldest first, by pages.
+def _approved(*, chain_id: str) -> Iterator[list[tuple[int, str, str]]]:
+    """Pages of (id, withdraw_no, to_address) of the chain's approved withdrawals to outside
+    addresses, oldest first.
 
     Every one is reached however many older ones wait: those can never hold back the rest.
     """
@@ -157,66 +190,87 @@ def _approved(*, chain_id: str) -> Iterator[tuple[int, str]]:
             _approved_query(chain_id=chain_id)
             .filter(id__gt=last_id)
             .order_by("id")
-            .values_list("id", "withdraw_no")[: settings.WITHDRAW_PAY_BATCH]
+            .values_list("id", "withdraw_no", "to_address")[: settings.WITHDRAW_PAY_BATCH]
         )
-        yield from page
+        if page:
+            yield page
         if len(page) < settings.WITHDRAW_PAY_BATCH:
             return
         last_id = page[-1][0]
 
 
+def _sign_again_if_stale(
+    *, withdraw_id: int, adapter: ChainAdapter, terms: dict[str, int], run: evm_run.EvmRun | None, now: datetime
+) -> tuple[PayoutTx, evm_run.Signed | None] | None:
+    """_sign; once more, on figures read again, when the run's account of the hot address was out of date."""
+    try:
+        return _sign(withdraw_id=withdraw_id, adapter=adapter, terms=terms, run=run, now=now)
+    except evm_run.Reread:
+        # Rolled back with its nonce. With the run's accounts dropped the node is read again under
+        # the lock, whichever hot address is picked this time: no second Reread.
+        assert run is not None
+        run.accounts.clear()
+        return _sign(withdraw_id=withdraw_id, adapter=adapter, terms=terms, run=run, now=now)
+
+
 @transaction.atomic(durable=True)
-def _sign(*, withdraw_id: int, adapter: ChainAdapter, terms: dict[str, int], now: datetime) -> WithdrawRecord | None:
+def _sign(
+    *, withdraw_id: int, adapter: ChainAdapter, terms: dict[str, int], run: evm_run.EvmRun | None, now: datetime
+) -> tuple[PayoutTx, evm_run.Signed | None] | None:
     record = records.withdrawal_lock(withdraw_id)
     step("sign.locked")
     if record.status != WithdrawStatus.APPROVED or record.to_user_id is not None:
         return None
-    payable_check(record=record)
-    _sign_first(record=record, adapter=adapter, terms=terms)
+    coin = payable_check(record=record)
+    done = _sign_first(record=record, coin=coin, adapter=adapter, terms=terms, run=run)
     records.withdrawal_event(record=record, now=now)
-    return record
+    return done
 
 
-def _sign_first(*, record: WithdrawRecord, adapter: ChainAdapter, terms: dict[str, int]) -> None:
+def _sign_first(
+    *,
+    record: WithdrawRecord,
+    coin: CoinConfig,
+    adapter: ChainAdapter,
+    terms: dict[str, int],
+    run: evm_run.EvmRun | None,
+) -> tuple[PayoutTx, evm_run.Signed | None]:
     """Pick the hot address, then build, check, sign and store the payout of a locked withdrawal (PROCESSING)."""
-    coin = CoinConfig.objects.get(coin_id=record.coin_id)
     if not coins_selectors.coin_is_native(coin=coin) and not coin.contract_address:
         # A token without its contract would be paid in the chain's own coin.
         raise WithdrawalRefused(f"{coin.coin_id} has no contract address configured: ops must set it.")
-    # Picked on cached real balances by the configured strategy; what it holds on chain is read
-    # again below (shortfall) before anything is signed.
-    hot = hot_pick.hot_pick(coin=coin, amount=record.actual_amount, user_id=record.user_id)
+    # Picked on cached real balances by the configured strategy; what it holds on chain is checked
+    # below (shortfall) before anything is signed.
+    balances = run.hot_balances(coin) if run is not None else None
+    hot = hot_pick.hot_pick(coin=coin, amount=record.actual_amount, user_id=record.user_id, balances=balances)
     nonce = None
-    if coin.chain_id in NONCE_CHAINS:
-        if PayoutTx.objects.filter(
-            status=PayoutTxStatus.SIGNED, payout__status=PayoutStatus.OPEN, payout__from_address=hot.address
-        ).exists():
-            # A transaction of this address the node has not taken holds its nonce: later ones would
-            # queue behind it unmined. It is sent again first (withdrawals_pay, withdrawals_confirm),
-            # and alerted there if the node refuses it.
-            raise PayoutWaits(
-                f"withdrawal {record.withdraw_no} waits unsigned: hot address {hot.address} has a signed "
-                "transaction the node has not taken yet",
-                alert_kind=None,
-            )
-        nonce = chains_services.nonce_allocate(
-            chain_id=coin.chain_id,
-            address=hot.address,
-            node_next=adapter.next_nonce(hot.address),  # type: ignore[attr-defined]
-        )
+    if run is not None:
+        # Under the address's nonce-cursor lock; the node read when the run's account is new or stale.
+        nonce = run.nonce_take(address=hot.address, coin=coin, withdraw_no=record.withdraw_no)
     unsigned, signed = sign_transfer(
-        record=record, coin=coin, adapter=adapter, from_address=hot.address, nonce=nonce, terms=terms, payout=None
+        record=record,
+        coin=coin,
+        adapter=adapter,
+        from_address=hot.address,
+        nonce=nonce,
+        terms=terms,
+        payout=None,
+        run=run,
     )
     payout = Payout.objects.create(
         chain_id=coin.chain_id, coin=coin, from_address=hot.address, nonce=nonce, status=PayoutStatus.OPEN
     )
     PayoutWithdrawal.objects.create(payout=payout, withdraw=record, amount=record.actual_amount)
-    payout_tx_store(payout=payout, unsigned=unsigned, signed=signed, kind=PayoutTxKind.ORIGINAL)
+    tx = payout_tx_store(payout=payout, unsigned=unsigned, signed=signed, kind=PayoutTxKind.ORIGINAL)
     record.from_address, record.tx_hash, record.block_number = hot.address, signed.tx_hash, None
     remark = f"from {hot.address}" + (f", nonce {nonce}" if nonce is not None else "")
     records.withdrawal_transition(
         record=record, auditor_id=None, action="sign", to_status=WithdrawStatus.PROCESSING, remark=remark
     )
+    effect = None
+    if run is not None and nonce is not None:
+        effect = run.signed_effect(address=hot.address, nonce=nonce, unsigned=unsigned)
+    return tx, effect
 
 
 @transaction.atomic(durable=True)
@@ -246,6 +300,7 @@ def sign_transfer(
     nonce: int | None,
     terms: dict[str, int],
     payout: Payout | None,
+    run: evm_run.EvmRun | None = None,
 ) -> tuple[UnsignedTx, SignedTx]:
     """
     Build the transfer of a locked withdrawal with the chain's fee terms, check that from_address can
@@ -255,12 +310,20 @@ def sign_transfer(
     :raises PayoutWaits: the hot address is short (WITHDRAW_HOT_WALLET_SHORT), the fee is above its
         ceiling (WITHDRAW_FEE_CEILING), or the node's simulation says the EVM transfer would fail
         (WITHDRAW_WOULD_REVERT).
+    :raises evm_run.Reread: (with a run) its account of from_address was short: read it again.
+
+    With the EVM payout run's account (run; nonce from run.nonce_take) nothing is read from the node
+    for ether to a recipient without code, and the address's funds are checked against the account
+    (evm_run says why both are safe); otherwise, as for replacements, the node is read here.
     """
     amount = coins_selectors.amount_to_base_units(coin=coin, amount=record.actual_amount)
     contract = None if coins_selectors.coin_is_native(coin=coin) else coin.contract_address
     chain_terms: dict[str, Any]
+    plain = run is not None and run.plain(coin=coin, record=record)
     if coin.chain_id in NONCE_CHAINS:
         chain_terms = {"nonce": nonce, "gas_margin": settings.ETH_GAS_LIMIT_MARGIN, **terms}
+        if plain:
+            chain_terms["gas_limit"] = NATIVE_GAS  # no code runs at the recipient: exactly 21,000
     else:  # TRON: no nonce; the transaction expires instead (see withdrawals_confirm)
         chain_terms = {"expiration_ms": settings.WITHDRAW_TRON_EXPIRATION_SECONDS * 1000}
         if contract is not None:
@@ -278,19 +341,22 @@ def sign_transfer(
         contract=contract,
         **chain_terms,
     )
-    # Read before the balance (in shortfall): a block mined between the two reads then makes the
-    # reserve err high (a payout counted though the balance already shows it), never low.
-    mined_below = adapter.mined_count(from_address) if coin.chain_id in NONCE_CHAINS else None  # type: ignore[attr-defined]
-    reserved_native, reserved_token = _unmined_payouts(
-        coin=coin, from_address=from_address, payout=payout, mined_below=mined_below
-    )
-    short = adapter.shortfall(unsigned, reserved_native=reserved_native, reserved_token=reserved_token)  # type: ignore[attr-defined]
+    if run is not None:
+        short = run.shortfall(address=from_address, unsigned=unsigned, coin=coin)
+    else:
+        # Read before the balance (in shortfall): a block mined between the two reads then makes the
+        # reserve err high (a payout counted though the balance already shows it), never low.
+        mined_below = adapter.mined_count(from_address) if coin.chain_id in NONCE_CHAINS else None  # type: ignore[attr-defined]
+        reserved_native, reserved_token = reserve.unmined_payouts(
+            coin=coin, from_address=from_address, payout=payout, mined_below=mined_below
+        )
+        short = adapter.shortfall(unsigned, reserved_native=reserved_native, reserved_token=reserved_token)  # type: ignore[attr-defined]
     if short is not None:
         # Rolled back with the nonce: nothing is signed that the node would refuse or that would revert.
         raise PayoutWaits(
             _shortfall_text(record=record, coin=coin, short=short), alert_kind="WITHDRAW_HOT_WALLET_SHORT"
         )
-    if coin.chain_id in NONCE_CHAINS:
+    if coin.chain_id in NONCE_CHAINS and not plain:
         # The node runs it first: a transfer it says fails (a recipient contract that refuses ether,
         # a token that reverts for this recipient) would only burn the hot address's gas, and the
         # user could repeat it at no cost. Rolled back with the nonce; it waits for an auditor.
@@ -302,21 +368,6 @@ def sign_transfer(
     return unsigned, signer.signer_for(coin.chain_id)(unsigned)
 
 
-def hot_reserved(*, coin: CoinConfig, from_address: str, mined_below: int | None) -> tuple[int, int]:
-    """
-    What the address's open payouts not in a block yet promise (native base units, this token's):
-    for another sender from the same hot address (a treasury transfer) checking what it may spend.
-    """
-    return _unmined_payouts(coin=coin, from_address=from_address, payout=None, mined_below=mined_below)
-
-
-def hot_unsent(*, from_address: str) -> bool:
-    """Whether a payout transaction of the address is signed but not taken by the node (it holds a nonce)."""
-    return PayoutTx.objects.filter(
-        status=PayoutTxStatus.SIGNED, payout__status=PayoutStatus.OPEN, payout__from_address=from_address
-    ).exists()
-
-
 def _would_fail_text(*, record: WithdrawRecord, coin: CoinConfig, reason: str) -> str:
     return (
         f"withdrawal {record.withdraw_no} ({record.actual_amount.normalize():f} {coin.coin_id} to "
@@ -324,44 +375,6 @@ def _would_fail_text(*, record: WithdrawRecord, coin: CoinConfig, reason: str) -
         "chain it would fail too and burn the hot address's gas; an auditor should reject it (its amount is "
         "unfrozen for the user); it is simulated again on every payout run meanwhile"
     )
-
-
-def _unmined_payouts(
-    *, coin: CoinConfig, from_address: str, payout: Payout | None, mined_below: int | None = None
-) -> tuple[int, int]:
-    """
-    What the address's other open payouts not in a block yet promise: (native base units, this token's).
-
-    The node's balance (at its latest block) already excludes a payout in a block, so only the
-    others count: signed but not sent, or sent and not mined. On EVM the node says which exactly:
-    mined_below, its count of the address's transactions in the latest block (a payout whose nonce
-    is below it is in a block, by one of its transactions), read with the balance, so a reorg that
-    took a payout out of its block is seen at once, before the next confirmation run. Elsewhere a
-    payout counts while withdrawals_confirm last saw none of its transactions in a block: one
-    mined since still counts until that run (the reserve errs high, never low).
-    """
-    native_id = coins_selectors.chain_native_coin(chain_id=coin.chain_id).coin_id
-    links = PayoutWithdrawal.objects.filter(
-        payout__status=PayoutStatus.OPEN,
-        payout__from_address=from_address,
-        payout__coin_id__in={native_id, coin.coin_id},
-    )
-    if mined_below is not None:
-        links = links.filter(payout__nonce__gte=mined_below)
-    else:
-        links = links.exclude(payout__txs__status=PayoutTxStatus.MINED)
-    links = links.values_list("payout__coin_id", "amount")
-    if payout is not None:
-        links = links.exclude(payout_id=payout.id)
-    coins = {c.coin_id: c for c in CoinConfig.objects.filter(coin_id__in={native_id, coin.coin_id})}
-    native = token = 0
-    for coin_id, amount in links:
-        units = coins_selectors.amount_to_base_units(coin=coins[coin_id], amount=amount)
-        if coin_id == native_id:
-            native += units
-        else:
-            token += units
-    return native, token
 
 
 def _shortfall_text(*, record: WithdrawRecord, coin: CoinConfig, short: Shortfall) -> str:

@@ -4,6 +4,8 @@ A payout worker process for the kill -9 tests: runs pay + confirm rounds on one 
 
     python -m withdrawals.tests.payout_worker STEP                 # EVM node at ETH_RPC_URL
     python -m withdrawals.tests.payout_worker STEP BTC MINER_ADDR  # bcoin at BTC_RPC_URL
+
+PAYOUT_KILL_NTH=N in the environment: at the step's Nth occurrence (default the first).
 """
 
 from __future__ import annotations
@@ -24,9 +26,14 @@ def main() -> None:
     step = sys.argv[1]
     chain_id = sys.argv[2] if len(sys.argv) > 2 else "ETH"
 
+    # PAYOUT_KILL_NTH: die at the step's nth occurrence (several withdrawals in one run).
+    left = [int(os.environ.get("PAYOUT_KILL_NTH", "1"))]
+
     def die(name: str) -> None:
         if name == step:
-            os.kill(os.getpid(), signal.SIGKILL)  # a real kill -9: no cleanup, no rollback handler
+            left[0] -= 1
+            if left[0] == 0:
+                os.kill(os.getpid(), signal.SIGKILL)  # a real kill -9: no cleanup, no rollback handler
 
     withdrawals_payout.fault_hook = die
     adapter = chains_registry.adapter_for(chain_id)
