@@ -11,7 +11,9 @@ the address had free. That account only errs towards refusing:
   payout mined since still counts as not in a block (its cost counted twice at worst);
 - any other sender from the address (a treasury transfer to cold, a sweep's gas-station top-up, an
   ops re-sign) takes its nonce from the same cursor: the nonce the run is then handed is not the one
-  it expected, and it reads the node again before signing anything (EvmRun.nonce_take);
+  it expected, and it reads the node again before signing anything (EvmRun.nonce_take); while a
+  nonce below the one handed out is neither mined nor an open payout's (another sender's transfer
+  not in a block yet, which the balance does not show), nothing of the address is signed;
 - a payout the account finds short is not refused on it: the node is read again first, and only a
   shortfall on fresh figures refuses it.
 A transfer of ether to a recipient without code (asked once per recipient per run, in batches)
@@ -144,6 +146,14 @@ class EvmRun:
         # Mined count before the balance: a block mined between the two reads then makes the
         # reserve err high (a payout counted though the balance already shows it), never low.
         mined_below = adapter.mined_count(address)  # type: ignore[attr-defined]
+        if foreign := reserve.foreign_unmined(from_address=address, mined_below=mined_below, below=nonce):
+            # Another sender's transaction (a treasury transfer to cold, a gas top-up) is not in a
+            # block yet: the balance still holds what it spends, so nothing is signed until it is.
+            raise PayoutWaits(
+                f"withdrawal {withdraw_no} waits unsigned: hot address {address} has another sender's "
+                f"transaction (nonce {foreign[0]}) not in a block yet",
+                alert_kind=None,
+            )
         reserved, _ = reserve.unmined_payouts(coin=coin, from_address=address, payout=None, mined_below=mined_below)
         # The reserve counts the amounts of open payouts, not their gas: that of the run's own ones
         # not in a block is taken off too.

@@ -35,6 +35,21 @@ def hot_unsent(*, from_address: str, but: Collection[int] = ()) -> bool:
     return query.exists()
 
 
+def foreign_unmined(*, from_address: str, mined_below: int, below: int) -> list[int]:
+    """
+    The address's nonces from mined_below (the node's mined count) up to below (the next one handed
+    out) that no open payout holds: another sender's transactions (a treasury transfer, a gas top-up)
+    not in a block yet. What they spend shows in the node's balance only once they are mined, and no
+    payout reserve counts it.
+    """
+    ours = set(
+        Payout.objects.filter(
+            status=PayoutStatus.OPEN, from_address=from_address, nonce__gte=mined_below, nonce__lt=below
+        ).values_list("nonce", flat=True)
+    )
+    return [n for n in range(mined_below, below) if n not in ours]
+
+
 def unmined_payouts(
     *, coin: CoinConfig, from_address: str, payout: Payout | None, mined_below: int | None = None
 ) -> tuple[int, int]:

@@ -218,3 +218,64 @@ def test_a_worker_killed_between_commits_and_their_batch_then_restarted_sends_ea
     assert PayoutTx.objects.count() == 4
     assert WithdrawRecord.objects.filter(status=WithdrawStatus.COMPLETED).count() == 4
     assert assets_selectors.ledger_mismatches() == []
+
+
+def test_another_senders_transfer_not_in_a_block_yet_makes_the_run_wait_instead_of_overspending(
+    hot, evm_node, evm_adapter, settings
+):
+    settings.WITHDRAW_EVM_SEND_BATCH = 1
+    withdrawals = _approved(5, "1.5", "pending-other")
+    start = evm_adapter.mined_count(hot.address)
+    held = evm_adapter.balance(hot.address)
+    outside = Account.create().address  # TEST-ONLY
+    taken: list[int] = []
+
+    def treasury_transfer(step: str) -> None:
+        # Between two blocks, after the second payout is sent: another sender of the address (a
+        # treasury transfer to cold) takes the next nonce from the cursor and sends 5 ETH. The
+        # node's balance at its latest block does not show it yet.
+        if step != "broadcast.sent" or taken or Payout.objects.filter(from_address=hot.address).count() < 2:
+            return
+        with transaction.atomic():
+            nonce = chains_services.nonce_allocate(
+                chain_id="ETH", address=hot.address, node_next=evm_adapter.next_nonce(hot.address)
+            )
+            unsigned = evm_adapter.build_transfer(
+                from_address=hot.address,
+                to_address=outside,
+                amount_base_units=5 * ONE_ETH,
+                nonce=nonce,
+                gas_limit=21_000,
+                gas_price=evm_adapter.fee_estimate() * 2,
+            )
+            signed = signer.signer_for("ETH")(unsigned)
+        evm_adapter.broadcast_irreversible(signed)
+        taken.append(nonce)
+
+    evm_node.w3.provider.make_request("miner_stop", [])
+    try:
+        withdrawals_payout.fault_hook = treasury_transfer
+        paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+        withdrawals_payout.fault_hook = None
+        # What the other transfer spends is unknown until it is in a block: nothing more is signed.
+        assert taken == [start + 2]
+        assert (paid.signed, paid.broadcast, paid.waiting) == (2, 2, 3)
+        assert _nonces(hot.address) == [start, start + 1]
+    finally:
+        withdrawals_payout.fault_hook = None
+        evm_node.w3.provider.make_request("miner_start", [])
+    _settle(evm_node, evm_adapter)
+    assert evm_adapter.balance(outside) == 5 * ONE_ETH
+    # Once it is mined, what is left (10 - 5 - 2 x 1.5 - gas, under 2 ETH) pays one more; two wait short.
+    paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    assert (paid.signed, paid.broadcast, paid.waiting) == (1, 1, 2)
+    assert _nonces(hot.address) == [start, start + 1, start + 3]
+    _settle(evm_node, evm_adapter)
+    statuses = []
+    for record, _ in withdrawals:
+        record.refresh_from_db()
+        statuses.append(record.status)
+    assert statuses == [WithdrawStatus.COMPLETED] * 3 + [WithdrawStatus.APPROVED] * 2
+    assert evm_adapter.mined_count(hot.address) == start + 4
+    assert not Alert.objects.filter(kind="WITHDRAW_BROADCAST_REJECTED").exists()
+    assert held - evm_adapter.balance(hot.address) < 10 * ONE_ETH
