@@ -1,8 +1,13 @@
-"""Test support for the back-office: what a browser sends back from an admin form; the roles after a flush."""
+"""Test support: what a browser sends back from an admin form; the roles after a flush; the worker of a kill test."""
 
 from __future__ import annotations
 
 import importlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -67,3 +72,42 @@ def roles_seed() -> None:
             roles.permissions_grant(apps=apps, using=DEFAULT_DB_ALIAS, grants=module.GRANTS)
         if hasattr(module, "REVOKES"):
             roles.permissions_grant(apps=apps, using=DEFAULT_DB_ALIAS, grants=module.REVOKES, revoke=True)
+
+
+def worker_run(
+    module: str, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[bytes]:
+    """
+    Run `python -m module *args` from the project folder on this test's MariaDB database, as a kill
+    test's worker that a fault hook kills with SIGKILL at a named step (its return code is then -9).
+
+    env: what the worker needs beside this process's environment (its node's URL, chain settings);
+    it logs errors only. The test database is passed as DATABASE_URL, never created anew.
+    """
+    from django.db import connection
+
+    db = connection.settings_dict
+    url = f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 3306}/{db['NAME']}"
+    full = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "ERROR", **(env or {})}
+    full.pop("DATABASE_TEST_NAME", None)
+    return subprocess.run(  # noqa: S603 (our own interpreter and module)
+        [sys.executable, "-m", module, *args],
+        cwd=Path(__file__).resolve().parents[1],
+        env=full,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def kill_at(step: str, *, nth: int = 1) -> Callable[[str], None]:
+    """A worker's fault hook: SIGKILL this process the nth time it reaches `step` (a real kill -9: no cleanup)."""
+    left = [nth]
+
+    def die(name: str) -> None:
+        if name == step:
+            left[0] -= 1
+            if left[0] == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return die

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ def main() -> None:
     from recharges import services as recharges_services
     from recharges.tests.fakechain import FakeChain
     from recharges.tests.helpers import tick
+    from wallet_project.testing import kill_at
 
     chain_file, step = sys.argv[1], sys.argv[2]
     spec = json.loads(Path(chain_file).read_text())
@@ -39,11 +39,7 @@ def main() -> None:
         for b in spec["blocks"]
     ]
 
-    def die(name: str) -> None:
-        if name == step:
-            os.kill(os.getpid(), signal.SIGKILL)  # a real kill -9: no cleanup, no rollback handler
-
-    recharges_services.fault_hook = die
+    recharges_services.fault_hook = kill_at(step)
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     for _ in range(10):
         tick(chain, now)

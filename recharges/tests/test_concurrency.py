@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 import threading
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection
 
 from assets import selectors as assets_selectors
@@ -23,11 +18,11 @@ from recharges.models import RechargeRecord, RechargeStatus
 from recharges.tests.conftest import deposit_address, make_user
 from recharges.tests.fakechain import FakeChain, transfer
 from recharges.tests.helpers import available, tick
+from wallet_project.testing import worker_run
 
 pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
 
 ONE_ETH = 10**18
-BASE_DIR = Path(django_settings.BASE_DIR)
 
 
 @pytest.fixture
@@ -116,22 +111,7 @@ def test_a_worker_killed_with_sigkill_at_any_step_then_restarted_credits_exactly
     }
     chain_file = tmp_path / "chain.json"
     chain_file.write_text(json.dumps(spec))
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 3306}/{db['NAME']}",
-        "LOG_LEVEL": "ERROR",
-    }
-    env.pop("DATABASE_TEST_NAME", None)
-
-    worker = subprocess.run(  # noqa: S603 (our own interpreter and module)
-        [sys.executable, "-m", "recharges.tests.scan_worker", str(chain_file), step],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    worker = worker_run("recharges.tests.scan_worker", str(chain_file), step, timeout=60)
     assert worker.returncode == -9, worker.stderr.decode()[-2000:]  # it really died at that step
     for _ in range(3):  # the restarted worker
         tick(eth_chain, now)

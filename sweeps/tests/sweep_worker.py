@@ -8,7 +8,6 @@ ETH_RPC_URL (mining a block after each, as time would) and SIGKILLs itself at th
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 
@@ -20,14 +19,11 @@ def main() -> None:
     from chains import registry as chains_registry
     from sweeps import common as sweeps_common
     from sweeps import services as sweeps_services
+    from wallet_project.testing import kill_at
 
     step = sys.argv[1]
 
-    def die(name: str) -> None:
-        if name == step:
-            os.kill(os.getpid(), signal.SIGKILL)  # a real kill -9: no cleanup, no rollback handler
-
-    sweeps_common.fault_hook = die
+    sweeps_common.fault_hook = kill_at(step)
     adapter = chains_registry.adapter_for("ETH")
     for _ in range(12):
         sweeps_services.sweeps_run(chain_id="ETH", adapter=adapter)

@@ -11,14 +11,10 @@ Every key here is a TEST-ONLY throwaway key.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from assets import selectors as assets_selectors
 from assets.models import Balance, BusinessType, HouseFlow
@@ -26,27 +22,11 @@ from chains.testing import evm_adapter, evm_node  # noqa: F401
 from sweeps.models import SweepJob, SweepStatus
 from sweeps.tests.conftest import deposit_addresses, house_network_fees
 from sweeps.tests.test_evm import ONE_ETH, USDT, deposits_make, eth_setup, fees_on_chain, sweep_until_settled  # noqa: F401
-
-BASE_DIR = Path(__file__).resolve().parents[2]
+from wallet_project.testing import worker_run
 
 
 def _worker(step: str, evm_node) -> subprocess.CompletedProcess[bytes]:
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 3306}/{db['NAME']}",
-        "ETH_RPC_URL": evm_node.url,
-        "LOG_LEVEL": "ERROR",
-    }
-    env.pop("DATABASE_TEST_NAME", None)
-    return subprocess.run(  # noqa: S603 (our own interpreter and module)
-        [sys.executable, "-m", "sweeps.tests.sweep_worker", step],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
+    return worker_run("sweeps.tests.sweep_worker", step, env={"ETH_RPC_URL": evm_node.url}, timeout=300)
 
 
 @pytest.mark.mysql

@@ -6,12 +6,9 @@ MariaDB; the worker is a real child process. Every key here is a TEST-ONLY throw
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -24,28 +21,13 @@ from treasury import services as treasury_services
 from treasury.models import TransferStatus, TreasuryTransfer
 from treasury.tests.helpers import limits_set, operator
 from treasury.tests.test_cold_evm import ONE_ETH, _hot_address, refresh, run
+from wallet_project.testing import worker_run
 
-BASE_DIR = Path(__file__).resolve().parents[2]
 STEPS = ["treasury.sign.locked", "treasury.signed", "treasury.sent", "treasury.confirmed"]
 
 
 def _worker(step: str, evm_node) -> subprocess.CompletedProcess[bytes]:
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 3306}/{db['NAME']}",
-        "ETH_RPC_URL": evm_node.url,
-        "LOG_LEVEL": "ERROR",
-    }
-    env.pop("DATABASE_TEST_NAME", None)
-    return subprocess.run(  # noqa: S603 (our own interpreter and module)
-        [sys.executable, "-m", "treasury.tests.transfer_worker", step],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    return worker_run("treasury.tests.transfer_worker", step, env={"ETH_RPC_URL": evm_node.url}, timeout=120)
 
 
 def _approved_transfer(monkeypatch, settings, tmp_path, evm_node, evm_adapter):

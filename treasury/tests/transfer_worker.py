@@ -8,7 +8,6 @@ ETH_RPC_URL (mining a block after each), and SIGKILLs itself at the chosen step.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 
@@ -19,14 +18,11 @@ def main() -> None:
     django.setup()
     from chains import registry as chains_registry
     from treasury import sending
+    from wallet_project.testing import kill_at
 
     step = sys.argv[1]
 
-    def die(name: str) -> None:
-        if name == step:
-            os.kill(os.getpid(), signal.SIGKILL)  # a real kill -9: no cleanup, no rollback handler
-
-    sending.fault_hook = die
+    sending.fault_hook = kill_at(step)
     adapter = chains_registry.adapter_for("ETH")
     for _ in range(6):
         sending.treasury_send(chain_id="ETH", adapter=adapter)

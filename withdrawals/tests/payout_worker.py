@@ -11,7 +11,6 @@ PAYOUT_KILL_NTH=N in the environment: at the step's Nth occurrence (default the 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 
@@ -21,21 +20,14 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings")
     django.setup()
     from chains import registry as chains_registry
+    from wallet_project.testing import kill_at
     from withdrawals import payout as withdrawals_payout
 
     step = sys.argv[1]
     chain_id = sys.argv[2] if len(sys.argv) > 2 else "ETH"
 
     # PAYOUT_KILL_NTH: die at the step's nth occurrence (several withdrawals in one run).
-    left = [int(os.environ.get("PAYOUT_KILL_NTH", "1"))]
-
-    def die(name: str) -> None:
-        if name == step:
-            left[0] -= 1
-            if left[0] == 0:
-                os.kill(os.getpid(), signal.SIGKILL)  # a real kill -9: no cleanup, no rollback handler
-
-    withdrawals_payout.fault_hook = die
+    withdrawals_payout.fault_hook = kill_at(step, nth=int(os.environ.get("PAYOUT_KILL_NTH", "1")))
     adapter = chains_registry.adapter_for(chain_id)
     for _ in range(6):
         withdrawals_payout.withdrawals_pay(chain_id=chain_id)

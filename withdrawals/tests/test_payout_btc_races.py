@@ -9,11 +9,8 @@ on chain and settles it once. Every key here is a TEST-ONLY throwaway key.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -29,6 +26,7 @@ from recharges.tests.conftest import deposit_seeds, make_user  # noqa: F401
 from recharges.tests.helpers import tick
 from utxos.models import BtcUtxo
 from utxos.testing import utxo_set_differences
+from wallet_project.testing import worker_run
 from withdrawals import payout as withdrawals_payout
 from withdrawals.models import Payout, PayoutTx, PayoutTxStatus, WithdrawStatus
 from withdrawals.payout import btc as payout_btc
@@ -38,7 +36,6 @@ from withdrawals.tests.test_payout_btc import mine_and_follow
 
 pytestmark = [pytest.mark.slow, pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
 
-BASE_DIR = Path(__file__).resolve().parents[2]
 STEPS = ["sign.locked", "pay.signed", "broadcast.sent", "confirm.confirmed", "complete.settled"]
 
 
@@ -141,26 +138,20 @@ def test_two_payers_racing_for_the_pools_only_utxo_sign_one_payout_and_the_other
 
 
 def _worker(step: str, node) -> subprocess.CompletedProcess[bytes]:
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 3306}/{db['NAME']}",
-        "BTC_RPC_URL": node.url,
-        "BTC_NETWORK": "regtest",
-        "BTC_REGTEST_HRP": "rb",
-        "WITHDRAW_HOT_WALLET_TYPE": "withdraw",
-        "WITHDRAW_BTC_BATCH_WAIT_SECONDS": "0",
-        "BTC_FEE_FALLBACK_SAT_VB": "2",
-        "LOG_LEVEL": "ERROR",
-    }
-    env.pop("DATABASE_TEST_NAME", None)
-    return subprocess.run(  # noqa: S603 (our own interpreter and module)
-        [sys.executable, "-m", "withdrawals.tests.payout_worker", step, "BTC", node.miner_address],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
+    return worker_run(
+        "withdrawals.tests.payout_worker",
+        step,
+        "BTC",
+        node.miner_address,
+        env={
+            "BTC_RPC_URL": node.url,
+            "BTC_NETWORK": "regtest",
+            "BTC_REGTEST_HRP": "rb",
+            "WITHDRAW_HOT_WALLET_TYPE": "withdraw",
+            "WITHDRAW_BTC_BATCH_WAIT_SECONDS": "0",
+            "BTC_FEE_FALLBACK_SAT_VB": "2",
+        },
         timeout=180,
-        check=False,
     )
 
 

@@ -8,25 +8,21 @@ a TEST-ONLY throwaway key."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
 
 from assets import selectors as assets_selectors
 from assets.models import BusinessType, Flow, HouseFlow, OutboxMessage
 from chains.models import NonceCursor
 from chains.testing import evm_adapter, evm_node  # noqa: F401
+from wallet_project.testing import worker_run
 from withdrawals import payout as withdrawals_payout
 from withdrawals.models import PayoutTx, PayoutTxStatus, WithdrawStatus
 from withdrawals.tests.test_onchain import ONE_ETH, _hot_address, approved
 
-BASE_DIR = Path(__file__).resolve().parents[2]
 # Inside the signing transaction with the withdrawal locked; after signing and storing; after the
 # node took it (before that is recorded); once confirmed, before settling; inside the settlement,
 # after the ledger moved, before it commits.
@@ -34,22 +30,7 @@ STEPS = ["sign.locked", "pay.signed", "broadcast.sent", "confirm.confirmed", "co
 
 
 def _worker(step: str, evm_node) -> subprocess.CompletedProcess[bytes]:
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 3306}/{db['NAME']}",
-        "ETH_RPC_URL": evm_node.url,
-        "LOG_LEVEL": "ERROR",
-    }
-    env.pop("DATABASE_TEST_NAME", None)
-    return subprocess.run(  # noqa: S603 (our own interpreter and module)
-        [sys.executable, "-m", "withdrawals.tests.payout_worker", step],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    return worker_run("withdrawals.tests.payout_worker", step, env={"ETH_RPC_URL": evm_node.url}, timeout=120)
 
 
 @pytest.mark.mysql
