@@ -57,6 +57,7 @@ def main() -> None:
                 "sweep_plan_per_s": round(median([p[0] for p in plan])),
                 "sweep_plan_steady_per_s": round(median([p[1] for p in plan])),
                 "raw_select_rows_per_s": round(median([p[2] for p in plan])),
+                "raw_insert_rows_per_s": round(median([p[3] for p in plan])),
                 "sweeps_per_s": round(median([f[0] for f in node_figures]), 1),
                 "raw_send_per_s": round(median([f[1] for f in node_figures]), 1),
                 "addresses": args.addresses,
@@ -122,8 +123,8 @@ def _planning_data(count: int) -> str:
     return "0x" + "22" * 20
 
 
-def plan_round(count: int) -> tuple[float, float, float]:
-    """(cold planning rate, steady planning rate, raw select rate) of one round, addresses per second.
+def plan_round(count: int) -> tuple[float, float, float, float]:
+    """(cold planning rate, steady planning rate, raw select rate, raw insert rate) of one round, per second.
 
     Cold: every address has unswept deposits past the threshold, a job is created for each. Steady:
     those jobs settled, a tenth of the addresses got a new deposit since: every address is looked at
@@ -142,15 +143,25 @@ def plan_round(count: int) -> tuple[float, float, float]:
     RechargeRecord.objects.filter(recharge_no__startswith="RT").delete()
     RechargeRecord.objects.filter(recharge_no__startswith="RB").update(status=RechargeStatus.CONFIRMED)
     SweepJob.objects.filter(chain_id="ETH").delete()
+    _purge_wait()
+    inserted = _raw_insert_rate(target)
+    _purge_wait()
     started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_address, coin_id, amount FROM recharge_record WHERE coin_id = 'ETH' AND status = 2")
         rows = len(cursor.fetchall())
     raw = rows / (time.perf_counter() - started)
     cost = {"ETH": Decimal("0.001")}
+    profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
     started = time.perf_counter()
+    if profile is not None:
+        profile.enable()
     created = planning.sweeps_plan(chain_id="ETH", now=timezone.now(), cost=cost, to_address=target)
     cold = count / (time.perf_counter() - started)
+    if profile is not None:
+        profile.disable()
+        print("--- sweeps_plan, cold", file=sys.stderr)
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(25)
     if created != count:
         sys.exit(f"planned {created} of {count} addresses")
     SweepJob.objects.filter(chain_id="ETH").update(status=SweepStatus.CONFIRMED, open_key=None)
@@ -169,7 +180,66 @@ def plan_round(count: int) -> tuple[float, float, float]:
     if created != len(later):
         sys.exit(f"planned {created} of {len(later)} addresses with new deposits")
     SweepJob.objects.filter(chain_id="ETH").delete()
-    return cold, steady, raw
+    return cold, steady, raw, inserted
+
+
+def _purge_wait() -> None:
+    """
+    Wait (30 s at most) until InnoDB purged the rows just deleted: inserting 100,000 jobs under the
+    unique keys of 100,000 rows deleted a second ago times the purge thread, not the insert (a
+    planner meets a purged table). Both the bare insert and the planner start from there.
+    """
+    from django.db import connection
+
+    for _ in range(300):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count FROM information_schema.innodb_metrics WHERE name = 'trx_rseg_history_len'")
+            row = cursor.fetchone()
+        if row is None or row[0] < 100:
+            return
+        time.sleep(0.1)
+
+
+def _raw_insert_rate(target: str) -> float:
+    """
+    THE INSERT BASELINE: rows per second of bare multi-row INSERTs of one job per deposit address
+    into sweep_job (same columns, indexes and chunks of 5,000 rows a transaction as the planner),
+    their SQL text built before the clock starts; the rows are deleted again afterwards.
+    """
+    from django.db import connection, transaction
+
+    from addresses.models import AddressType, WalletAddress
+    from sweeps import planning
+    from sweeps.models import SweepJob
+
+    rows = list(
+        WalletAddress.objects.filter(chain_id="ETH", address_type=AddressType.USER_DEPOSIT, user__isnull=False)
+        .values_list("id", "address")
+        .order_by("id")
+    )
+    stamp = f"'{_now_text()}'"
+    statements = []
+    for start in range(0, len(rows), planning.CHUNK):
+        values = ", ".join(
+            f"('R{start + i:031d}', 'ETH', 'ETH', {address_id}, '{address}', '{target}', 'PLANNED', '', 0.5, 0.5, "
+            f"0, '', '', '', 0, 'ETH|{address}', {stamp}, {stamp})"
+            for i, (address_id, address) in enumerate(rows[start : start + planning.CHUNK])
+        )
+        statements.append(f"INSERT INTO sweep_job ({', '.join(planning.JOB_COLUMNS)}) VALUES {values}")
+    started = time.perf_counter()
+    for statement in statements:
+        with transaction.atomic(durable=True), connection.cursor() as cursor:
+            cursor.execute(statement)
+    rate = len(rows) / (time.perf_counter() - started)
+    SweepJob.objects.filter(chain_id="ETH").delete()
+    return rate
+
+
+def _now_text() -> str:
+    from django.db import connection
+    from django.utils import timezone
+
+    return str(connection.ops.adapt_datetimefield_value(timezone.now()))
 
 
 def sweep_rounds(rounds: int, count: int) -> list[tuple[float, float]]:
