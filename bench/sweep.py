@@ -7,15 +7,23 @@ signed and broadcast on a local EVM dev node (ganache, started and stopped here)
 Prints one JSON object (medians of the rounds):
 - sweep_plan_per_s: deposit addresses planned per second by sweeps_plan over --addresses addresses
   with one credited deposit each, every one past the threshold: a job created for each (target >= 20,000);
+  BENCH_PROFILE=1 prints a cProfile of the cold planning (by own time) and of the sweep run on stderr;
 - sweep_plan_steady_per_s: the same addresses looked at again once those jobs settled and a tenth of
   them got a new deposit (a job for that tenth): a beat tick once sweeping keeps up;
 - raw_select_rows_per_s: THE DATABASE BASELINE: rows per second of a bare SELECT of those addresses'
   credited deposits (what the planner must read at least), measured in the same round;
+- raw_insert_rows_per_s: THE INSERT BASELINE: rows per second of bare multi-row INSERTs of one job per
+  address into sweep_job (same columns, indexes, 5,000 rows a transaction), the SQL built before the
+  clock starts: what writing the jobs costs the database at least. Both it and the cold planning start
+  after InnoDB purged the previous round's 100,000 deleted jobs;
 - sweeps_per_s: ETH sweeps signed and broadcast per second by one sweeps_run over --sweeps funded
-  deposit addresses (nonce allocation, signing by the vault's signer, the signed transaction stored,
-  eth_sendRawTransaction; target >= 100);
+  deposit addresses, planning included (balances and nonces read in batched requests, nonces
+  allocated, each key derived and each sweep signed by the vault's signer, the signed transactions
+  stored, then their checks and eth_sendRawTransaction in batched requests of 50; target >= 100);
 - raw_send_per_s: THE NODE BASELINE: bare eth_sendRawTransaction calls per second of pre-signed plain
-  transfers, one HTTP request each, on the same node in the same round.
+  transfers, one HTTP request each, on the same node in the same round;
+- raw_send_batch_per_s: the same transfers sent 50 to a JSON-RPC batch request, as the sweeps are.
+The node's miner is paused while sending (as between a real chain's blocks), for the baselines too.
 Every key here is a TEST-ONLY throwaway key of the local dev node.
 """
 
@@ -60,6 +68,7 @@ def main() -> None:
                 "raw_insert_rows_per_s": round(median([p[3] for p in plan])),
                 "sweeps_per_s": round(median([f[0] for f in node_figures]), 1),
                 "raw_send_per_s": round(median([f[1] for f in node_figures]), 1),
+                "raw_send_batch_per_s": round(median([f[2] for f in node_figures]), 1),
                 "addresses": args.addresses,
                 "sweeps": args.sweeps,
                 "rounds": args.rounds,
@@ -242,7 +251,7 @@ def _now_text() -> str:
     return str(connection.ops.adapt_datetimefield_value(timezone.now()))
 
 
-def sweep_rounds(rounds: int, count: int) -> list[tuple[float, float]]:
+def sweep_rounds(rounds: int, count: int) -> list[tuple[float, float, float]]:
     from django.contrib.auth import get_user_model
     from django.test import override_settings
     from django.utils import timezone
@@ -253,6 +262,7 @@ def sweep_rounds(rounds: int, count: int) -> list[tuple[float, float]]:
     from chains.devnodes import evm_start
     from chains.evm import EvmAdapter
     from recharges.models import RechargeRecord, RechargeStatus
+    from sweeps import native_batch
     from sweeps import services as sweeps_services
     from sweeps.models import SweepJob, SweepStatus
 
@@ -305,6 +315,7 @@ def sweep_rounds(rounds: int, count: int) -> list[tuple[float, float]]:
             node.w3.provider.make_request("miner_stop", [])
             try:
                 raw = _raw_send_rate(node, count)
+                raw_batch = _raw_send_rate(node, count, batch=native_batch.CHUNK)
                 with override_settings(SWEEP_HOT_WALLET_TYPE="bench-hot"):
                     profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
                     started = time.perf_counter()
@@ -320,7 +331,7 @@ def sweep_rounds(rounds: int, count: int) -> list[tuple[float, float]]:
             sent = SweepJob.objects.filter(status=SweepStatus.BROADCAST, to_address=hot.address).count()
             if sent < count:
                 sys.exit(f"round {round_no}: {sent} of {count} sweeps broadcast: {run}")
-            figures.append((count / elapsed, raw))
+            figures.append((count / elapsed, raw, raw_batch))
     finally:
         node.stop()
     return figures
@@ -348,8 +359,9 @@ def _fund(node, addresses: list[str]) -> None:
     sys.exit(f"funding not mined: {mined - nonce} of {len(addresses)} mined; {node.w3.eth.get_block('latest')}")
 
 
-def _raw_send_rate(node, count: int) -> float:
-    """Bare eth_sendRawTransaction calls per second of pre-signed plain transfers (the node's baseline)."""
+def _raw_send_rate(node, count: int, batch: int = 1) -> float:
+    """Bare eth_sendRawTransaction calls per second of pre-signed plain transfers (the node's baseline),
+    one HTTP request each, or `batch` of them in one JSON-RPC batch request."""
     from chains.rpc import HttpNode
 
     sender = node.accounts[2]
@@ -372,8 +384,14 @@ def _raw_send_rate(node, count: int) -> float:
     ]
     rpc = HttpNode(node.url, name="bench", connect_timeout=2, read_timeout=30)
     started = time.perf_counter()
-    for raw in raws:
-        rpc.call("eth_sendRawTransaction", [raw])
+    if batch == 1:
+        for raw in raws:
+            rpc.call("eth_sendRawTransaction", [raw])
+    else:
+        for start in range(0, count, batch):
+            answers = rpc.batch_outcomes([("eth_sendRawTransaction", [raw]) for raw in raws[start : start + batch]])
+            if not all(isinstance(a, str) for a in answers):
+                sys.exit(f"the node refused a baseline transfer: {answers}")
     return count / (time.perf_counter() - started)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
@@ -571,6 +571,55 @@ class EvmAdapter:
         if not isinstance(tx_hash, str) or (signed.tx_hash and tx_hash.lower() != signed.tx_hash.lower()):
             raise ChainError(f"{self.chain_id} node: eth_sendRawTransaction answered another hash")
         return tx_hash
+
+    def broadcast_many_irreversible(self, signed: Sequence[SignedTx]) -> list[str | ChainError]:
+        """
+        broadcast_irreversible for many transactions in two batched requests (their checks, then
+        the sends), each answered as one send would be: its hash (sent, or the node had it), or the
+        NonceUsed / TxRejected / ChainError a single send would have raised, in the order given.
+
+        :raises ChainError: the node is unreachable or answered something malformed (nothing is
+            known of any of them then: each is sent again later, the same bytes).
+        """
+        if not signed:
+            return []
+        raws = [s.raw if s.raw.startswith("0x") else "0x" + s.raw for s in signed]
+        senders = [raw_sender_nonce(raw) for raw in raws]
+        checks: list[tuple[str, list[object]]] = []
+        for tx, (sender, _) in zip(signed, senders, strict=True):
+            checks += [
+                ("eth_getTransactionByHash", [tx.tx_hash or "0x" + "00" * 32]),
+                ("eth_getTransactionCount", [to_checksum_address(sender), "latest"]),
+            ]
+        answers = self.node.batch(checks)
+        outcomes: list[str | ChainError | None] = [None] * len(signed)
+        to_send = []
+        for i, (tx, (sender, nonce)) in enumerate(zip(signed, senders, strict=True)):
+            if tx.tx_hash and answers[2 * i]:
+                outcomes[i] = tx.tx_hash
+            elif self._int(answers[2 * i + 1], "eth_getTransactionCount") > nonce:
+                outcomes[i] = NonceUsed(f"{self.chain_id}: nonce {nonce} of {sender} is used by a mined transaction")
+            else:
+                to_send.append(i)
+        sent = self.node.batch_outcomes([("eth_sendRawTransaction", [raws[i]]) for i in to_send])
+        refused = [i for i, result in zip(to_send, sent, strict=True) if isinstance(result, RpcError)]
+        # A refused one the node has meanwhile (another broadcaster) was sent, as one by one.
+        ask = [i for i in refused if signed[i].tx_hash]
+        known = self.node.batch([("eth_getTransactionByHash", [signed[i].tx_hash]) for i in ask])
+        known_hashes = {signed[i].tx_hash for i, found in zip(ask, known, strict=True) if found}
+        for i, result in zip(to_send, sent, strict=True):
+            tx = signed[i]
+            if isinstance(result, RpcError):
+                outcomes[i] = (
+                    tx.tx_hash
+                    if tx.tx_hash in known_hashes
+                    else TxRejected(f"{self.chain_id} node refused the transaction: {result.node_message}")
+                )
+            elif not isinstance(result, str) or (tx.tx_hash and result.lower() != tx.tx_hash.lower()):
+                outcomes[i] = ChainError(f"{self.chain_id} node: eth_sendRawTransaction answered another hash")
+            else:
+                outcomes[i] = result
+        return [o if o is not None else ChainError("no answer") for o in outcomes]
 
     def tx_status(self, tx_hash: str) -> TxStatus:
         """Whether and where a transaction was mined, whether it succeeded, the fee it paid (gas used

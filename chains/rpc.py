@@ -103,6 +103,18 @@ class HttpNode:
         :raises RpcError: any call answered an error.
         :raises ChainError: the node is unreachable or answered something malformed.
         """
+        results = self.batch_outcomes(calls)
+        for result in results:
+            if isinstance(result, RpcError):
+                raise result
+        return results
+
+    def batch_outcomes(self, calls: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
+        """Make several JSON-RPC calls in one HTTP request; each call's result, or the RpcError it
+        answered, in the order of calls (a batch of sends: one refused, the others taken).
+
+        :raises ChainError: the node is unreachable or answered something malformed.
+        """
         if not calls:
             return []
         first = next(self._ids)
@@ -116,10 +128,15 @@ class HttpNode:
         if not isinstance(answer, list) or len(answer) != len(calls):
             raise ChainError(f"{self.name}: batch of {calls[0][0]} answered a malformed reply")
         by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}
-        try:
-            return [self._result(method, by_id[first + i]) for i, (method, _) in enumerate(calls)]
-        except KeyError:
-            raise ChainError(f"{self.name}: batch of {calls[0][0]} lost an answer") from None
+        outcomes: list[Any] = []
+        for i, (method, _) in enumerate(calls):
+            if first + i not in by_id:
+                raise ChainError(f"{self.name}: batch of {calls[0][0]} lost an answer")
+            try:
+                outcomes.append(self._result(method, by_id[first + i]))
+            except RpcError as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def _result(self, method: str, answer: object) -> Any:
         if not isinstance(answer, dict) or ("result" not in answer and "error" not in answer):
