@@ -11,6 +11,7 @@ from addresses import hd
 from addresses.models import AddressStatus, AddressType, UserRegion, WalletAddress
 from addresses.validation import InvalidAddress, address_validate
 from chains.codecs import segwit_encode
+from wallet_project import db
 
 __all__ = [
     "InvalidAddress",
@@ -191,7 +192,9 @@ def public_keys(*, address_ids: Collection[int]) -> dict[int, tuple[str, str]]:
 def deposit_address_ids(*, chain_id: str) -> dict[str, int]:
     """Return {address: id} of the chain's deposit addresses that belong to a user (the sweep planner's map)."""
     return dict(
-        WalletAddress.objects.filter(chain_id=chain_id, address_type=AddressType.USER_DEPOSIT, user__isnull=False)
-        .values_list("address", "id")
-        .iterator(chunk_size=5000)
+        db.values_rows(
+            WalletAddress.objects.filter(
+                chain_id=chain_id, address_type=AddressType.USER_DEPOSIT, user__isnull=False
+            ).values_list("address", "id")
+        )
     )

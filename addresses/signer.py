@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -514,6 +514,76 @@ def signer_for(chain_id: str) -> Signer:
         return signed
 
     return sign
+
+
+@sensitive_variables()
+def sign_many(unsigned: Sequence[UnsignedTx]) -> list[SignedTx]:
+    """
+    Sign many account-chain transactions (ETH, TRON) of one chain, each for its from_address, as
+    signer_for would one by one; results in the order given.
+
+    For a run of sweeps from many deposit addresses of one seed: their rows are read in one query,
+    each vault entry is decrypted once for the call and each account's parent key derived once
+    (deriving m/44'/60'/0'/0 from the seed for every address cost most of a signature). The
+    decrypted seed and the keys derived from it live in this call's frames only, as they do in
+    signer_for's; every key is still checked against its stored address before it signs.
+    :raises SignerError: as signer_for: an address not ours, watch-only, of another chain, a key
+        that does not match its address, or a payload of the wrong type or owner.
+    """
+    if not unsigned:
+        return []
+    chain_id = unsigned[0].chain_id
+    if chain_id not in _SIGNERS or chain_id == "BTC":
+        raise SignerError(f"No batch signer for chain {chain_id!r}.")
+    if any(u.chain_id != chain_id for u in unsigned):
+        raise SignerError(f"A batch of {chain_id} transactions holds another chain's transaction.")
+    fold = str.lower if chain_id == "ETH" else str
+    wanted = {u.from_address for u in unsigned}
+    rows = {
+        fold(row.address): row
+        for row in WalletAddress.objects.filter(chain_id=chain_id, address__in=wanted).select_related("key_secret")
+    }
+    keyring = vault.keyring_load()
+    seeds: dict[int, bytes] = {}
+    parents: dict[tuple[int, str], hd.ExtendedKey] = {}  # (vault entry, parent path): its key
+    signed = []
+    for tx in unsigned:
+        row = rows.get(fold(tx.from_address)) or _signing_address(chain_id, tx.from_address)
+        if row.address_type == AddressType.COLD or row.key_secret is None:
+            raise SignerError(f"{row.address} is watch-only: the wallet holds no key for it.")
+        key = _private_key_cached(row, keyring=keyring, seeds=seeds, parents=parents)
+        signed.append(_SIGNERS[chain_id](tx.payload, key, row.address))
+    logger.info("signed %s %s transactions", len(signed), chain_id)
+    return signed
+
+
+@sensitive_variables()
+def _private_key_cached(
+    row: WalletAddress,
+    *,
+    keyring: vault.Keyring,
+    seeds: dict[int, bytes],
+    parents: dict[tuple[int, str], hd.ExtendedKey],
+) -> bytes:
+    """_private_key, with the seeds decrypted and the parent keys derived kept in the caller's dicts."""
+    secret = row.key_secret
+    if secret.kind != SecretKind.HD_SEED:
+        return _private_key(row)
+    path = row.derivation_path or ""
+    indexes = hd.path_parse(path)
+    if not indexes or indexes[-1] >= hd.HARDENED:
+        return _private_key(row)  # no step, or a hardened last one: derived whole, as one by one
+    parent_path = path.strip().rpartition("/")[0]
+    parent = parents.get((secret.id, parent_path))
+    if parent is None:
+        if secret.id not in seeds:
+            seeds[secret.id] = _secret_open(secret, keyring)
+        parent = parents[(secret.id, parent_path)] = hd.ExtendedKey.from_seed(seeds[secret.id]).derive(parent_path)
+    node = parent.child(indexes[-1])
+    # A row whose path or vault entry was tampered with must not sign for someone else's key.
+    if hd.address_from_public_key(row.chain_id, node.public_key) != row.address:
+        raise SignerError(f"The key of {row.address} does not match its address.")
+    return node.private_key
 
 
 @sensitive_variables()

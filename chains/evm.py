@@ -653,7 +653,7 @@ class EvmAdapter:
                 outcomes[i] = ChainError(f"{self.chain_id} node: eth_sendRawTransaction answered another hash")
             else:
                 outcomes[i] = answer
-        return [o for o in outcomes if o is not None]
+        return [o if o is not None else ChainError(f"{self.chain_id} node: no answer") for o in outcomes]
 
     def tx_status(self, tx_hash: str) -> TxStatus:
         """Whether and where a transaction was mined, whether it succeeded, the fee it paid (gas used

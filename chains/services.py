@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from collections.abc import Mapping
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from chains.models import NonceCursor
 
@@ -29,6 +32,47 @@ def nonce_allocate(*, chain_id: str, address: str, node_next: int) -> int:
         cursor.next_nonce = nonce + 1
         cursor.save(update_fields=["next_nonce", "update_time"])
         return nonce
+
+
+def nonces_allocate(*, chain_id: str, node_next: Mapping[str, int]) -> dict[str, int]:
+    """
+    nonce_allocate for many addresses at once ({address: node's pending count} → {address: nonce}):
+    a run of sweeps from as many deposit addresses. One read locks every cursor (in id order, as
+    one by one in that order would), the missing ones are created first (ignoring those another
+    sender created meanwhile), one write moves them all on. Joins the caller's transaction, which
+    must store the transactions signed with these nonces.
+    """
+    if not node_next:
+        return {}
+    with transaction.atomic(savepoint=False):
+        addresses = sorted(node_next)
+        rows = NonceCursor.objects.filter(chain_id=chain_id, address__in=addresses)
+        have = {a.lower() for a in rows.values_list("address", flat=True)}
+        missing = [NonceCursor(chain_id=chain_id, address=a) for a in addresses if a.lower() not in have]
+        if missing:
+            NonceCursor.objects.bulk_create(missing, ignore_conflicts=True)
+        cursors = list(
+            NonceCursor.objects.select_for_update().filter(chain_id=chain_id, address__in=addresses).order_by("id")
+        )
+        if len(cursors) != len(addresses):
+            raise LookupError(f"nonce cursors of {len(addresses) - len(cursors)} addresses could not be made")
+        given = {a.lower(): a for a in addresses}  # an EVM address in any case is the same cursor
+        nonces = {}
+        now = timezone.now()
+        for cursor in cursors:
+            address = given[cursor.address.lower()]
+            nonce = max(cursor.next_nonce, node_next[address])
+            nonces[address] = nonce
+            cursor.next_nonce, cursor.update_time = nonce + 1, now
+        # One UPDATE a row by primary key: Django's bulk_update spent longer building its CASE
+        # expressions than the rows took to write.
+        stamp = connection.ops.adapt_datetimefield_value(now)
+        with connection.cursor() as sql:
+            sql.executemany(
+                "UPDATE chain_nonce SET next_nonce = %s, update_time = %s WHERE id = %s",
+                [(cursor.next_nonce, stamp, cursor.id) for cursor in cursors],
+            )
+        return nonces
 
 
 @transaction.atomic(durable=True)

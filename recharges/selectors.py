@@ -19,7 +19,7 @@ from recharges.models import (
     TreasuryReceipt,
     TreasuryStatus,
 )
-from wallet_project import stats
+from wallet_project import db, stats
 
 
 def withdrawals_held(*, user_id: int) -> bool:
@@ -134,12 +134,17 @@ def credited_totals(*, coin_ids: Collection[str]) -> list[tuple[str, str, Decima
     Return (deposit address, coin_id, total credited) of every address that was credited a deposit
     of one of coin_ids: what the sweep planner compares with what it already swept.
 
-    One aggregate query; deposits orphaned by a reorg or never credited are left out.
+    One read of the credited rows, added up here in exact Decimal: MariaDB's GROUP BY over 100,000
+    addresses sorts them (≈1 s) where reading the rows takes ≈0.15 s, and SQLite would sum in
+    floating point. Deposits orphaned by a reorg or never credited are left out.
     """
-    rows = (
+    rows = db.values_rows(
         RechargeRecord.objects.filter(coin_id__in=list(coin_ids), status=RechargeStatus.CONFIRMED)
-        .values_list("to_address", "coin_id")
-        .annotate(total=Sum("amount"))
+        .values_list("to_address", "coin_id", "amount")
         .order_by()
     )
-    return [(address, coin_id, total) for address, coin_id, total in rows]
+    totals: dict[tuple[str, str], Decimal] = {}
+    for address, coin_id, amount in rows:
+        key = (address, coin_id)
+        totals[key] = totals[key] + amount if key in totals else amount
+    return [(address, coin_id, total) for (address, coin_id), total in totals.items()]

@@ -17,23 +17,28 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Max
 
 from addresses import selectors as addresses_selectors
 from coins.models import CoinConfig, Switch
 from recharges import selectors as recharges_selectors
 from sweeps.common import hot_target, open_key, paused_coins
 from sweeps.models import SweepJob, SweepStatus
-from wallet_project.ids import business_no
+from wallet_project import db
+from wallet_project.ids import business_nos
 
 ACCOUNT_CHAINS = ("ETH", "TRON")
-_COLUMNS = (
+JOB_COLUMNS = (
     "job_no", "chain_id", "coin_id", "address_id", "from_address", "to_address", "status", "reason",
     "planned_amount", "credited_mark", "inputs", "topup_from", "topup_raw", "raw", "attempts", "open_key",
     "create_time", "update_time",
 )  # fmt: skip
 # The columns are the constants above, never input: only the row values are parameters.
-INSERT_JOB = f"INSERT {{ignore}} INTO sweep_job ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})"  # noqa: S608
+# Rows per insert statement (and transaction): ~2.5 MB of SQL, under max_allowed_packet.
+CHUNK = 5000
+# A job to insert: job_no, coin_id, address_id, address, planned amount, credited mark.
+_Job = tuple[str, str, int, str, Decimal, Decimal]
+_MARKS = ", ".join(["%s"] * len(JOB_COLUMNS))
+INSERT_JOB = f"INSERT {{ignore}} INTO sweep_job ({', '.join(JOB_COLUMNS)}) VALUES ({_MARKS})"  # noqa: S608
 
 
 def sweep_coins(*, chain_id: str) -> list[CoinConfig]:
@@ -59,26 +64,16 @@ def sweeps_plan(
     target = to_address or hot_target(chain_id=chain_id)
     by_coin = {c.coin_id: c for c in coins}
     ids = addresses_selectors.deposit_address_ids(chain_id=chain_id)
-    # The credited total each (address, coin) was last planned at: failed jobs do not count (what
-    # they did not move is planned again); skipped ones do (left to grow until more arrives).
-    marks = {
-        (address_id, coin_id): mark
-        for address_id, coin_id, mark in SweepJob.objects.filter(chain_id=chain_id, address__isnull=False)
-        .exclude(status=SweepStatus.FAILED)
-        .values_list("address_id", "coin_id")
-        .annotate(mark=Max("credited_mark"))
-        .values_list("address_id", "coin_id", "mark")
-        .order_by()
-    }
-    busy = set(SweepJob.objects.filter(chain_id=chain_id, open_key__isnull=False).values_list("address_id", flat=True))
+    marks, busy = _marks_busy(chain_id=chain_id)
     order = {coin.coin_id: rank for rank, coin in enumerate(coins)}
     best: dict[int, tuple[int, str, Decimal, Decimal, str]] = {}
+    zero = Decimal(0)
     for address, coin_id, total in recharges_selectors.credited_totals(coin_ids=by_coin):
         address_id = ids.get(address)
         if address_id is None or address_id in busy:
             continue
         coin = by_coin[coin_id]
-        unswept = total - marks.get((address_id, coin_id), Decimal(0))
+        unswept = total - marks.get((address_id, coin_id), zero)
         if unswept < coin.sweep_threshold:
             continue
         if cost is not None and coin_id in cost and unswept <= cost[coin_id]:
@@ -86,36 +81,86 @@ def sweeps_plan(
         rank = order[coin_id]
         if address_id not in best or rank < best[address_id][0]:
             best[address_id] = (rank, coin_id, unswept, total, address)
-    # One multi-row INSERT IGNORE per chunk (executemany): a job per address at tens of thousands a
-    # second; an address another planner took meanwhile is skipped by its unique open_key.
+    numbers = business_nos(prefix="S", now=now, count=len(best))
+    jobs = [
+        (number, coin_id, address_id, address, unswept, total)
+        for number, (address_id, (_, coin_id, unswept, total, address)) in zip(numbers, best.items(), strict=True)
+    ]
+    insert = _jobs_insert_mysql if connection.vendor == "mysql" else _jobs_insert_portable
+    created = 0
+    for start in range(0, len(jobs), CHUNK):
+        with transaction.atomic(durable=True):
+            created += insert(jobs[start : start + CHUNK], chain_id=chain_id, target=target, now=now)
+    return created
+
+
+def _marks_busy(*, chain_id: str) -> tuple[dict[tuple[int, str], Decimal], set[int]]:
+    """
+    The credited total each (address, coin) was last planned at, and the addresses with an open job.
+
+    Failed jobs do not count for the mark (what they did not move is planned again); skipped ones do
+    (left to grow until more arrives). One read of the chain's address jobs folded here: MariaDB's
+    GROUP BY would sort them all first.
+    """
+    marks: dict[tuple[int, str], Decimal] = {}
+    busy: set[int] = set()
+    failed = SweepStatus.FAILED.value
+    rows = db.values_rows(
+        SweepJob.objects.filter(chain_id=chain_id, address__isnull=False)
+        .values_list("address_id", "coin_id", "credited_mark", "status", "open_key")
+        .order_by()
+    )
+    for address_id, coin_id, mark, status, key in rows:
+        if key is not None:
+            busy.add(address_id)
+        if status != failed:
+            known = marks.get((address_id, coin_id))
+            if known is None or mark > known:
+                marks[(address_id, coin_id)] = mark
+    return marks, busy
+
+
+def _jobs_insert_mysql(jobs: list[_Job], *, chain_id: str, target: str,
+                       now: datetime) -> int:  # fmt: skip
+    """
+    One multi-row INSERT IGNORE of the jobs, its VALUES written here: every constant column is
+    escaped once, each row's text values by the driver's own escaping, its Decimals in plain
+    notation (never an exponent, which MariaDB would read as a float). executemany would escape all
+    18 values of every row; an address another planner took meanwhile is skipped by its open_key.
+    """
+    connection.ensure_connection()
+    raw = connection.connection
+
+    def text(value: str) -> str:
+        return raw.string_literal(value.encode()).decode()
+
+    stamp = text(str(connection.ops.adapt_datetimefield_value(now)))
+    constants = f"{text(target)}, {text(SweepStatus.PLANNED.value)}, '', "
+    tail = "0, '', '', '', 0, "
+    chain = text(chain_id)
+    coins: dict[str, str] = {}
+    values = []
+    for number, coin_id, address_id, address, unswept, total in jobs:
+        coin = coins.get(coin_id) or coins.setdefault(coin_id, text(coin_id))
+        quoted = text(address)
+        values.append(
+            f"({text(number)}, {chain}, {coin}, {int(address_id)}, {quoted}, {constants}{unswept:f}, {total:f}, "
+            f"{tail}{text(open_key(chain_id=chain_id, address=address))}, {stamp}, {stamp})"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT IGNORE INTO sweep_job ({', '.join(JOB_COLUMNS)}) VALUES {', '.join(values)}")  # noqa: S608
+        return max(cursor.rowcount, 0)
+
+
+def _jobs_insert_portable(jobs: list[_Job], *, chain_id: str, target: str,
+                          now: datetime) -> int:  # fmt: skip
+    """The same insert through executemany (SQLite: INSERT OR IGNORE)."""
     stamp = connection.ops.adapt_datetimefield_value(now)
     rows = [
-        (
-            business_no(prefix="S", now=now),
-            chain_id,
-            coin_id,
-            address_id,
-            address,
-            target,
-            SweepStatus.PLANNED.value,
-            "",
-            unswept,
-            total,
-            0,
-            "",
-            "",
-            "",
-            0,
-            open_key(chain_id=chain_id, address=address),
-            stamp,
-            stamp,
-        )
-        for address_id, (_, coin_id, unswept, total, address) in best.items()
-    ]
-    created = 0
-    for start in range(0, len(rows), 5000):
-        with transaction.atomic(durable=True), connection.cursor() as cursor:
-            ignore = "IGNORE" if connection.vendor == "mysql" else "OR IGNORE"
-            cursor.executemany(INSERT_JOB.format(ignore=ignore), rows[start : start + 5000])
-            created += max(cursor.rowcount, 0)
-    return created
+        (number, chain_id, coin_id, address_id, address, target, SweepStatus.PLANNED.value, "", unswept, total, 0, "",
+         "", "", 0, open_key(chain_id=chain_id, address=address), stamp, stamp)
+        for number, coin_id, address_id, address, unswept, total in jobs
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.executemany(INSERT_JOB.format(ignore="OR IGNORE"), rows)
+        return max(cursor.rowcount, 0)

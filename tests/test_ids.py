@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from wallet_project.ids import business_no
+from wallet_project.ids import business_no, business_nos
 
 MOMENT = datetime(2024, 1, 1, 8, 30, 15, 123456, tzinfo=UTC)
 
@@ -36,3 +36,14 @@ def test_a_forked_worker_draws_its_own_sequence():
     in_parent = {business_no(prefix="F", now=MOMENT)[21:26] for _ in range(3)}
 
     assert in_child not in in_parent
+
+
+def test_bulk_numbers_have_the_same_shape_and_never_collide():
+    numbers = business_nos(prefix="S", now=MOMENT, count=100_000)
+
+    assert len(set(numbers)) == 100_000
+    assert {len(n) for n in numbers} == {32}
+    assert all(n.startswith("S20240101083015123456") and n[1:].isdigit() for n in numbers)
+    assert set(numbers).isdisjoint(business_no(prefix="S", now=MOMENT) for _ in range(1000))
+    with pytest.raises(ValueError, match="one letter"):
+        business_nos(prefix="SX", now=MOMENT, count=1)

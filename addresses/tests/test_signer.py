@@ -87,6 +87,25 @@ class TestEthSigning:
 
         assert Account.recover_transaction(signed.raw) == row.address
 
+    def test_signs_many_deposit_addresses_exactly_as_one_by_one_and_checks_each_key(
+        self, deposit_seeds, hot_seeds, leak_watch
+    ):
+        rows = services.addresses_derive_next(chain_id="ETH", purpose=services.AddressType.USER_DEPOSIT, count=5)
+        hot, _ = _hot("ETH", leak_watch)  # another vault entry in the same batch
+        txs = [UnsignedTx("ETH", row.address, _eth_tx(nonce=i)) for i, row in enumerate([*rows, hot])]
+
+        many = signer.sign_many(txs)
+
+        one_by_one = [signer.signer_for("ETH")(tx) for tx in txs]
+        assert many == one_by_one  # RFC 6979: the same key signs the same bytes the same way
+        assert [Account.recover_transaction(s.raw) for s in many] == [r.address for r in [*rows, hot]]
+        # A row whose path was changed must not sign for another address's key.
+        WalletAddress.objects.filter(id=rows[1].id).update(derivation_path=rows[2].derivation_path)
+        with pytest.raises(signer.SignerError, match="does not match its address"):
+            signer.sign_many(txs[:2])
+        with pytest.raises(signer.SignerError, match="not an address of this wallet"):
+            signer.sign_many([UnsignedTx("ETH", TEST_EIP55, _eth_tx())])
+
 
 TEST_EIP55 = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 

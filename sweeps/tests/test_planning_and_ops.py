@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -153,3 +154,45 @@ def test_operators_see_sweeps_read_only_and_retry_with_a_remark_auditors_only_lo
     assert SweepJob.objects.filter(status=SweepStatus.PLANNED, retried_by=operator).count() == 1
     assert auditor_tries.status_code in (200, 302) and SweepOpsLog.objects.filter(action="retry").count() == 1
     assert looks.get("/admin/sweeps/sweepjob/").status_code == 200
+
+
+def test_stores_every_value_exactly_whatever_the_address_text_or_the_amount_precision():
+    # Addresses come from our own table, yet the insert escapes them as the driver does: a quote
+    # or a backslash in one must land as it is, not end the statement or change the open key.
+    odd = deposit_row("odd")
+    WalletAddress.objects.filter(id=odd.id).update(address="0xab'cd\\ef\"--")
+    odd.refresh_from_db()
+    # One wei: an exponent literal would be read as a float (SQLite keeps REAL: there a coarser one).
+    tail = "0.000000000000000001" if connection.vendor == "mysql" else "0.25"
+    credited(odd, "ETH", "1.5")
+    credited(odd, "ETH", tail)
+    moment = timezone.now()
+
+    created = planning.sweeps_plan(chain_id="ETH", now=moment, cost={"ETH": Decimal("0.001")}, to_address=HOT)
+
+    job = SweepJob.objects.get()
+    assert created == 1
+    assert job.from_address == "0xab'cd\\ef\"--" and job.open_key == "ETH|0xab'cd\\ef\"--"
+    assert job.planned_amount == Decimal("1.5") + Decimal(tail) == job.credited_mark
+    assert job.address_id == odd.id and job.to_address == HOT and job.coin_id == "ETH"
+    assert job.create_time == moment == job.update_time
+    assert len(job.job_no) == 32 and job.job_no.startswith(f"S{moment:%Y%m%d%H%M%S%f}")
+
+
+def test_an_address_another_planner_took_meanwhile_is_skipped_and_the_others_are_planned(monkeypatch):
+    taken, free = deposit_row("taken"), deposit_row("free")
+    credited(taken, "ETH", "1")
+    credited(free, "ETH", "2")
+    SweepJob.objects.create(
+        job_no="S" + "1" * 31, chain_id="ETH", coin_id="ETH", address=taken, from_address=taken.address,
+        to_address=HOT, open_key=f"ETH|{taken.address}", create_time=timezone.now(), update_time=timezone.now(),
+    )  # fmt: skip
+    # As if the other planner's job committed after this one read the open jobs.
+    monkeypatch.setattr(planning, "_marks_busy", lambda chain_id: ({}, set()))
+
+    assert plan() == 1
+    assert set(SweepJob.objects.values_list("from_address", "status")) == {
+        (taken.address, SweepStatus.PLANNED),
+        (free.address, SweepStatus.PLANNED),
+    }
+    assert SweepJob.objects.filter(from_address=taken.address).count() == 1  # one open job per address
