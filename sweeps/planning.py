@@ -89,8 +89,16 @@ def sweeps_plan(
     insert = _jobs_insert_mysql if connection.vendor == "mysql" else _jobs_insert_portable
     created = 0
     for start in range(0, len(jobs), CHUNK):
-        with transaction.atomic(durable=True):
-            created += insert(jobs[start : start + CHUNK], chain_id=chain_id, target=target, now=now)
+        part = jobs[start : start + CHUNK]
+
+        def chunk(part: list[_Job] = part) -> int:
+            with transaction.atomic(durable=True):
+                return insert(part, chain_id=chain_id, target=target, now=now)
+
+        # Two planners inserting the same addresses at once: InnoDB may pick one as a deadlock
+        # victim on the duplicate open_keys. Its chunk was rolled back whole; inserted again it
+        # skips the addresses the other took (idempotent as a whole).
+        created += db.retry_on_deadlock(chunk)
     return created
 
 

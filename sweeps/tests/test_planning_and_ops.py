@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import threading
+import time
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -196,3 +198,43 @@ def test_an_address_another_planner_took_meanwhile_is_skipped_and_the_others_are
         (free.address, SweepStatus.PLANNED),
     }
     assert SweepJob.objects.filter(from_address=taken.address).count() == 1  # one open job per address
+
+
+def _open_job(row: WalletAddress) -> SweepJob:
+    now = timezone.now()
+    return SweepJob.objects.create(
+        job_no="S" + secrets.token_hex(8), chain_id="ETH", coin_id="ETH", address=row, from_address=row.address,
+        to_address=HOT, open_key=f"ETH|{row.address}", create_time=now, update_time=now,
+    )  # fmt: skip
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db(transaction=True)
+def test_a_planner_picked_as_the_deadlock_victim_of_another_planner_plans_again_and_does_not_crash():
+    first, second = deposit_row("dl-first"), deposit_row("dl-second")
+    others = [deposit_row(f"dl-other-{i}") for i in range(4)]
+    credited(first, "ETH", "1")
+    credited(second, "ETH", "2")
+    outcome: list[object] = []
+
+    def planner() -> None:
+        try:
+            outcome.append(plan())
+        except Exception as exc:  # the run's crash, shown by the assertion
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    # Another planner's insert, in the other order and holding more rows: this one inserts `first`,
+    # then waits for `second`, which the other holds, and the other then wants `first`.
+    with transaction.atomic(durable=True):
+        for row in [*others, second]:
+            _open_job(row)
+        thread = threading.Thread(target=planner)
+        thread.start()
+        time.sleep(1)
+        _open_job(first)
+    thread.join(timeout=30)
+
+    assert outcome == [0]  # rolled back as the victim, inserted again: both addresses were taken
+    assert SweepJob.objects.filter(address__in=[first, second]).count() == 2  # one open job each
