@@ -42,7 +42,7 @@ from withdrawals.models import (
 )
 from withdrawals.payout import fees
 from withdrawals.payout.btc import UTXO_CHAINS, fee_shares, outputs_sign, utxo_ref
-from withdrawals.payout.common import live_txs, payable_check, payout_lock, payout_tx_store
+from withdrawals.payout.common import in_a_block, live_txs, payable_check, payout_lock, payout_tx_store
 
 
 class InputsNotProven(WalletError):
@@ -135,13 +135,9 @@ def _prove_inputs_spent(
     to life), and it must pay none of the payout's recipients (the withdrawal paid by hand from the
     hot key: re-signing would pay it twice).
     """
-    for tx in txs:
-        status = adapter.tx_status(tx.tx_hash)
-        if status.block_number is not None:
-            raise InputsNotProven(
-                f"Transaction {tx.tx_hash} of this payout is in block {status.block_number}: it is not lost, "
-                "the confirmation job settles it. Nothing was re-signed."
-            )
+    mined = in_a_block(txs, adapter)
+    if mined is not None:
+        raise InputsNotProven(mined)
     ours = {tx.tx_hash for tx in txs}
     deep = tip - max(depth, 1) + 1
     spent = [

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from addresses import services as addresses_services
 from addresses import signer
-from chains.base import ChainError, SignedTx, UnsignedTx
+from chains.base import ChainAdapter, ChainError, SignedTx, UnsignedTx
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig, Switch
 from monitoring import services as monitoring_services
@@ -171,6 +171,18 @@ def payout_lock(payout_id: int) -> tuple[Payout, list[WithdrawRecord]]:
 def live_txs(payout: Payout) -> QuerySet[PayoutTx]:
     """The payout's transactions that may still be mined, oldest first (the last is the current one)."""
     return PayoutTx.objects.filter(payout=payout, status__in=LIVE_TX).order_by("id")
+
+
+def in_a_block(txs: list[PayoutTx], adapter: ChainAdapter) -> str | None:
+    """Why a payout is not lost: a text naming its transaction the node has in a block, else None."""
+    for tx in txs:
+        status = adapter.tx_status(tx.tx_hash)
+        if status.block_number is not None:
+            return (
+                f"Transaction {tx.tx_hash} of this payout is in block {status.block_number}: it is not lost, "
+                "the confirmation job settles it. Nothing was re-signed."
+            )
+    return None
 
 
 def label(payout: Payout) -> str:

@@ -45,6 +45,7 @@ from withdrawals.payout.common import (
     NONCE_CHAINS,
     PayoutWaits,
     alert,
+    in_a_block,
     label,
     live_txs,
     payable_check,
@@ -247,13 +248,9 @@ def _prove_nonce_taken(*, payout: Payout, txs: list[PayoutTx], depth: int, adapt
             f"Nonce {payout.nonce} of {payout.from_address} is not used at block {height} ({depth} confirmations "
             f"deep; {used} transactions mined there): its transaction may still be mined. Nothing was re-signed."
         )
-    for tx in txs:
-        status = adapter.tx_status(tx.tx_hash)
-        if status.block_number is not None:
-            raise NonceNotProven(
-                f"Transaction {tx.tx_hash} of this payout is in block {status.block_number}: it is not lost, "
-                "the confirmation job settles it. Nothing was re-signed."
-            )
+    mined = in_a_block(txs, adapter)
+    if mined is not None:
+        raise NonceNotProven(mined)
 
 
 def payout_resign_broadcast(*, tx: PayoutTx, adapter: ChainAdapter | None = None) -> int:

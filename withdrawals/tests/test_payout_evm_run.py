@@ -108,6 +108,32 @@ def test_one_run_pays_many_withdrawals_from_one_address_gap_free_in_batches_each
     assert assets_selectors.ledger_mismatches() == []
 
 
+def _other_sender(hot, evm_adapter, to: str, amount: int, taken: list[int]):
+    """A fault hook: once the second payout is at the node, another sender of the hot address takes
+    the next nonce from the cursor and sends `amount` to `to` (once); its nonce goes into `taken`."""
+
+    def send(step: str) -> None:
+        if step != "broadcast.sent" or taken or Payout.objects.filter(from_address=hot.address).count() < 2:
+            return
+        with transaction.atomic():
+            nonce = chains_services.nonce_allocate(
+                chain_id="ETH", address=hot.address, node_next=evm_adapter.next_nonce(hot.address)
+            )
+            unsigned = evm_adapter.build_transfer(
+                from_address=hot.address,
+                to_address=to,
+                amount_base_units=amount,
+                nonce=nonce,
+                gas_limit=21_000,
+                gas_price=evm_adapter.fee_estimate() * 2,
+            )
+            signed = signer.signer_for("ETH")(unsigned)
+        evm_adapter.broadcast_irreversible(signed)
+        taken.append(nonce)
+
+    return send
+
+
 def test_another_sender_taking_a_nonce_mid_run_makes_the_run_read_again_never_reusing_it_or_overspending(
     hot, evm_node, evm_adapter, settings
 ):
@@ -118,26 +144,9 @@ def test_another_sender_taking_a_nonce_mid_run_makes_the_run_read_again_never_re
     outside = Account.create().address  # TEST-ONLY
     taken: list[int] = []
 
-    def treasury_transfer(step: str) -> None:
-        # Once the second payout is at the node: another sender of the address (as a treasury
-        # transfer to cold does) takes the next nonce from the cursor and spends most of what is left.
-        if step != "broadcast.sent" or taken or Payout.objects.filter(from_address=hot.address).count() < 2:
-            return
-        with transaction.atomic():
-            nonce = chains_services.nonce_allocate(
-                chain_id="ETH", address=hot.address, node_next=evm_adapter.next_nonce(hot.address)
-            )
-            unsigned = evm_adapter.build_transfer(
-                from_address=hot.address,
-                to_address=outside,
-                amount_base_units=held - 5 * ONE_ETH,
-                nonce=nonce,
-                gas_limit=21_000,
-                gas_price=evm_adapter.fee_estimate() * 2,
-            )
-            signed = signer.signer_for("ETH")(unsigned)
-        evm_adapter.broadcast_irreversible(signed)
-        taken.append(nonce)
+    # Once the second payout is at the node: another sender of the address (as a treasury transfer
+    # to cold does) takes the next nonce from the cursor and spends most of what is left.
+    treasury_transfer = _other_sender(hot, evm_adapter, outside, held - 5 * ONE_ETH, taken)
 
     withdrawals_payout.fault_hook = treasury_transfer
     paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
@@ -230,27 +239,10 @@ def test_another_senders_transfer_not_in_a_block_yet_makes_the_run_wait_instead_
     outside = Account.create().address  # TEST-ONLY
     taken: list[int] = []
 
-    def treasury_transfer(step: str) -> None:
-        # Between two blocks, after the second payout is sent: another sender of the address (a
-        # treasury transfer to cold) takes the next nonce from the cursor and sends 5 ETH. The
-        # node's balance at its latest block does not show it yet.
-        if step != "broadcast.sent" or taken or Payout.objects.filter(from_address=hot.address).count() < 2:
-            return
-        with transaction.atomic():
-            nonce = chains_services.nonce_allocate(
-                chain_id="ETH", address=hot.address, node_next=evm_adapter.next_nonce(hot.address)
-            )
-            unsigned = evm_adapter.build_transfer(
-                from_address=hot.address,
-                to_address=outside,
-                amount_base_units=5 * ONE_ETH,
-                nonce=nonce,
-                gas_limit=21_000,
-                gas_price=evm_adapter.fee_estimate() * 2,
-            )
-            signed = signer.signer_for("ETH")(unsigned)
-        evm_adapter.broadcast_irreversible(signed)
-        taken.append(nonce)
+    # Between two blocks, after the second payout is sent: another sender of the address (a treasury
+    # transfer to cold) takes the next nonce from the cursor and sends 5 ETH. The node's balance at
+    # its latest block does not show it yet.
+    treasury_transfer = _other_sender(hot, evm_adapter, outside, 5 * ONE_ETH, taken)
 
     evm_node.w3.provider.make_request("miner_stop", [])
     try:
