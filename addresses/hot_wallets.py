@@ -6,7 +6,7 @@ hot addresses and users are tagged with, and watch-only cold addresses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from django.db import transaction
@@ -101,19 +101,15 @@ class HotWalletStrategy:
     ALL = (ROUND_ROBIN, BALANCE, REGION)
 
 
-def _round_robin(*, chain_id: str, wallet_type: str, candidates: list[WalletAddress]) -> WalletAddress:
-    # Locked at once (one query where the row exists, as it does after the pool's first pick).
+def _cursor_lock(*, chain_id: str, wallet_type: str) -> HotWalletCursor:
+    """The pool's round-robin cursor, locked (one query where the row exists, as after the pool's first pick)."""
     cursor = HotWalletCursor.objects.select_for_update().filter(chain_id=chain_id, wallet_type=wallet_type).first()
     if cursor is None:
         HotWalletCursor.objects.get_or_create(chain_id=chain_id, wallet_type=wallet_type)
         cursor = HotWalletCursor.objects.select_for_update().get(chain_id=chain_id, wallet_type=wallet_type)
-    chosen = next((row for row in candidates if row.id > cursor.last_address_id), candidates[0])
-    cursor.last_address_id = chosen.id
-    cursor.save(update_fields=["last_address_id", "update_time"])
-    return chosen
+    return cursor
 
 
-@transaction.atomic(savepoint=False)
 def hot_wallet_select(
     *,
     chain_id: str,
@@ -138,25 +134,58 @@ def hot_wallet_select(
     :raises NoHotWallet: no address of the pool can pay amount.
     :raises UnknownStrategy: strategy is not one of HotWalletStrategy.ALL.
     """
+    return hot_wallets_select(
+        chain_id=chain_id, wallet_type=wallet_type, wanted=[(amount, region)], strategy=strategy, balances=balances
+    )[0]
+
+
+@transaction.atomic(savepoint=False)
+def hot_wallets_select(
+    *,
+    chain_id: str,
+    wallet_type: str,
+    wanted: Sequence[tuple[Decimal, str]],
+    strategy: str = HotWalletStrategy.ROUND_ROBIN,
+    balances: Mapping[int, Decimal] | None = None,
+) -> list[WalletAddress]:
+    """
+    hot_wallet_select for several withdrawals at once ((amount, region) each), picked in order as
+    one by one: the pool is read once and the round-robin cursor locked and moved once.
+    Joins the caller's transaction.
+    :raises NoHotWallet: no address of the pool can pay one of the amounts.
+    :raises UnknownStrategy: strategy is not one of HotWalletStrategy.ALL.
+    """
     if strategy not in HotWalletStrategy.ALL:
         raise UnknownStrategy(f"Unknown hot wallet strategy {strategy!r}.", field="strategy")
     pool = WalletAddress.objects.filter(chain_id=chain_id, wallet_type=wallet_type, address_type=AddressType.HOT)
     usable = pool.filter(status=AddressStatus.NORMAL, key_secret__isnull=False)
+    rows = list(usable.order_by("id"))
     known = balances or {}
-    candidates = [row for row in usable.order_by("id") if amount <= 0 or (row.id in known and known[row.id] >= amount)]
-    if not candidates:
-        raise NoHotWallet(
-            _no_hot_wallet_text(pool=pool, usable=usable, chain_id=chain_id, wallet_type=wallet_type, amount=amount)
-        )
-    if strategy == HotWalletStrategy.BALANCE:
-        return max(candidates, key=lambda row: (known.get(row.id, Decimal(-1)), -row.id))
-    if strategy == HotWalletStrategy.REGION:
-        tiers = (
-            [row for row in candidates if region and row.region == region],
-            [r for r in candidates if not r.region],
-        )
-        candidates = next((tier for tier in tiers if tier), candidates)
-    return _round_robin(chain_id=chain_id, wallet_type=wallet_type, candidates=candidates)
+    cursor: HotWalletCursor | None = None
+    picks = []
+    for amount, region in wanted:
+        candidates = [row for row in rows if amount <= 0 or (row.id in known and known[row.id] >= amount)]
+        if not candidates:
+            raise NoHotWallet(
+                _no_hot_wallet_text(pool=pool, usable=usable, chain_id=chain_id, wallet_type=wallet_type, amount=amount)
+            )
+        if strategy == HotWalletStrategy.BALANCE:
+            picks.append(max(candidates, key=lambda row: (known.get(row.id, Decimal(-1)), -row.id)))
+            continue
+        if strategy == HotWalletStrategy.REGION:
+            tiers = (
+                [row for row in candidates if region and row.region == region],
+                [r for r in candidates if not r.region],
+            )
+            candidates = next((tier for tier in tiers if tier), candidates)
+        # Round robin: the cursor row is locked, so concurrent pickers take turns.
+        cursor = cursor or _cursor_lock(chain_id=chain_id, wallet_type=wallet_type)
+        chosen = next((row for row in candidates if row.id > cursor.last_address_id), candidates[0])
+        cursor.last_address_id = chosen.id
+        picks.append(chosen)
+    if cursor is not None:
+        cursor.save(update_fields=["last_address_id", "update_time"])
+    return picks
 
 
 def _no_hot_wallet_text(

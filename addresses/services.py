@@ -27,6 +27,7 @@ from addresses.hot_wallets import (  # noqa: F401 - re-exported: callers know th
     cold_address_add,
     hot_address_region_set,
     hot_wallet_select,
+    hot_wallets_select,
     user_region_set,
 )
 from addresses.models import (

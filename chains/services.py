@@ -10,9 +10,10 @@ from django.utils import timezone
 from chains.models import NonceCursor
 
 
-def nonce_allocate(*, chain_id: str, address: str, node_next: int) -> int:
+def nonce_allocate(*, chain_id: str, address: str, node_next: int, count: int = 1) -> int:
     """
-    Give out the next nonce of an EVM address: the higher of ours and the node's pending count.
+    Give out the next nonce of an EVM address: the higher of ours and the node's pending count
+    (count > 1: that many consecutive nonces, the first returned).
 
     Joins the caller's transaction, which must also store the transaction signed with it: the
     cursor row stays locked until then, so concurrent senders from one address take turns.
@@ -29,7 +30,7 @@ def nonce_allocate(*, chain_id: str, address: str, node_next: int) -> int:
                 pass
             cursor = NonceCursor.objects.select_for_update().get(chain_id=chain_id, address=address)
         nonce = max(cursor.next_nonce, node_next)
-        cursor.next_nonce = nonce + 1
+        cursor.next_nonce = nonce + count
         cursor.save(update_fields=["next_nonce", "update_time"])
         return nonce
 

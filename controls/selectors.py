@@ -61,6 +61,15 @@ def blacklist_hits(*, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]
     return {row for row in rows if row in wanted}
 
 
+def blacklisted_among(*, addresses: Collection[str]) -> set[str]:
+    """Return which of these addresses have a blacklist entry on any chain, lowercased (one query, from
+    the primary): a screen that errs towards naming too many, never too few."""
+    if not addresses:
+        return set()
+    rows = BlacklistAddress.objects.using("default").filter(address__in=set(addresses))
+    return {address.lower() for address in rows.values_list("address", flat=True)}
+
+
 # --- address books ---------------------------------------------------------------------------------
 
 
@@ -80,6 +89,15 @@ def book_switch(*, user_id: int, now: datetime) -> BookSwitch:
     if policy.release_at is not None and now >= policy.release_at:
         return BookSwitch(book_only=False, release_at=policy.release_at)
     return BookSwitch(book_only=True, release_at=policy.release_at)
+
+
+def book_only_users(*, user_ids: Collection[int]) -> set[int]:
+    """Return which of these users have their "address book only" switch on or being released (one
+    query, from the primary); book_switch says whether it holds now."""
+    if not user_ids:
+        return set()
+    rows = AddressBookPolicy.objects.using("default").filter(user_id__in=set(user_ids), book_only=True)
+    return set(rows.values_list("user_id", flat=True))
 
 
 def book_entry(*, user_id: int, chain_id: str, address: str) -> AddressBookEntry | None:

@@ -46,6 +46,15 @@ def withdrawals_held(*, user_id: int) -> bool:
     return any(coin_id in debts for coin_id, _, _, _ in holds)
 
 
+def users_with_holds(*, user_ids: Collection[int]) -> set[int]:
+    """Return which of these users have an active hold (one query); withdrawals_held says whether it holds
+    their withdrawals now."""
+    if not user_ids:
+        return set()
+    rows = AccountHold.objects.filter(user_id__in=set(user_ids), status=HoldStatus.ACTIVE)
+    return set(rows.values_list("user_id", flat=True))
+
+
 def account_hold_list(*, active_only: bool = True) -> QuerySet[AccountHold]:
     holds = AccountHold.objects.all()
     if active_only:

@@ -159,7 +159,7 @@ def _sign(*, transfer_id: int, adapter: ChainAdapter, terms: dict[str, int], now
     contract = None if native else coin.contract_address
     hot = transfer.from_address
     evm = coin.chain_id in NONCE_CHAINS
-    # The node's count of mined transactions before its balance (payout_signing.sign_transfer says why).
+    # The node's count of mined transactions before its balance (payout.transfer.sign_transfer says why).
     mined_below = adapter.mined_count(hot) if evm else None  # type: ignore[attr-defined]
     held = adapter.balance(hot, contract=contract)
     reserved_native, reserved_token = payout_reserve.hot_reserved(coin=coin, from_address=hot, mined_below=mined_below)

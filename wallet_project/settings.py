@@ -242,6 +242,8 @@ WITHDRAW_ONCHAIN_CHAINS = [c for c in env_str("WITHDRAW_ONCHAIN_CHAINS", "ETH,TR
 WITHDRAW_PAY_BATCH = env_int("WITHDRAW_PAY_BATCH", 20)
 # EVM payouts signed in one run are sent in JSON-RPC batches of this many (after their commits).
 WITHDRAW_EVM_SEND_BATCH = env_int("WITHDRAW_EVM_SEND_BATCH", 50)
+# EVM ether payouts to recipients without code signed together in one database transaction (evm_group).
+WITHDRAW_EVM_SIGN_GROUP = env_int("WITHDRAW_EVM_SIGN_GROUP", 50)
 # How long a signed TRON withdrawal stays valid; past it, an unmined one is signed again.
 WITHDRAW_TRON_EXPIRATION_SECONDS = env_int("WITHDRAW_TRON_EXPIRATION_SECONDS", 60)
 # An unmined payout is alerted after this; on EVM it is replaced (same nonce, higher fee) too.

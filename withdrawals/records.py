@@ -7,6 +7,7 @@ Each joins the caller's transaction; the caller holds the row lock (withdrawal_l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -32,6 +33,12 @@ def withdrawal_lock(withdraw_id: int) -> WithdrawRecord:
         raise WalletError(f"No withdrawal {withdraw_id}.", code="not_found") from None
 
 
+def withdrawals_lock(withdraw_ids: Sequence[int]) -> list[WithdrawRecord]:
+    """Lock these withdrawal rows (those that exist) for the rest of the caller's transaction, in id
+    order, as one by one in that order would; return them in id order."""
+    return list(WithdrawRecord.objects.select_for_update().filter(id__in=list(withdraw_ids)).order_by("id"))
+
+
 def withdrawal_audited(*, record: WithdrawRecord, auditor_id: int, remark: str, now: datetime) -> None:
     record.audit_user = get_user_model().objects.get(id=auditor_id).get_username()[:32]
     record.audit_time = now
@@ -51,6 +58,28 @@ def withdrawal_transition(
     )  # fmt: skip
 
 
+def withdrawals_transition(
+    *, records: Sequence[WithdrawRecord], action: str, to_status: WithdrawStatus, remarks: Sequence[str], now: datetime
+) -> None:
+    """
+    withdrawal_transition by the system (no auditor) for many locked rows at once, each with its
+    remark: their audit rows in one insert, the rows written in one statement. Writes what signing
+    changes (status, from_address, tx_hash, block_number) and update_time, nothing else.
+    """
+    WithdrawAuditLog.objects.bulk_create(
+        [
+            WithdrawAuditLog(
+                withdraw=record, auditor_id=None, action=action, from_status=record.status, to_status=to_status,
+                remark=remark[:500],
+            )
+            for record, remark in zip(records, remarks, strict=True)
+        ]
+    )  # fmt: skip
+    for record in records:
+        record.status, record.update_time = to_status, now
+    WithdrawRecord.objects.bulk_update(records, ["status", "from_address", "tx_hash", "block_number", "update_time"])
+
+
 def withdrawal_log(
     *, record: WithdrawRecord, auditor_id: int | None, action: str, to_status: WithdrawStatus, remark: str
 ) -> None:
@@ -65,20 +94,28 @@ def withdrawal_log(
 
 
 def withdrawal_event(*, record: WithdrawRecord, now: datetime) -> None:
-    assets_services.outbox_enqueue(
-        event=assets_events.wallet_withdraw(
-            withdraw_no=record.withdraw_no,
-            user_id=record.user_id,
-            coin_id=record.coin_id,
-            amount=record.amount,
-            fee=record.fee,
-            actual_amount=record.actual_amount,
-            to_address=record.to_address,
-            internal=record.to_user_id is not None,
-            tx_hash=record.tx_hash,
-            status=int(record.status),
-            at=now,
-        )
+    withdrawal_events(records=[record], now=now)
+
+
+def withdrawal_events(*, records: Sequence[WithdrawRecord], now: datetime) -> None:
+    """Queue a WALLET_WITHDRAW event of each row as it is now (one insert), in the caller's transaction."""
+    assets_services.outbox_enqueue_many(
+        events_to_send=[
+            assets_events.wallet_withdraw(
+                withdraw_no=record.withdraw_no,
+                user_id=record.user_id,
+                coin_id=record.coin_id,
+                amount=record.amount,
+                fee=record.fee,
+                actual_amount=record.actual_amount,
+                to_address=record.to_address,
+                internal=record.to_user_id is not None,
+                tx_hash=record.tx_hash,
+                status=int(record.status),
+                at=now,
+            )
+            for record in records
+        ]
     )
 
 

@@ -292,6 +292,25 @@ def signing_stop(*, record: WithdrawRecord, coin: CoinConfig, now: datetime) -> 
     )
 
 
+# The refusing rules a group screen covers (signing_clear): a rule added to REFUSING without a
+# screen here makes signing_clear clear nothing, so every withdrawal is checked by signing_stop.
+_SCREENED: frozenset[Rule] = frozenset((_blacklist, _address_book))
+
+
+def signing_clear(*, records: Sequence[WithdrawRecord], coin: CoinConfig) -> set[int]:
+    """
+    Return the ids among locked, approved withdrawals of coin that signing_stop would certainly let
+    through, by one query per check: the coin's breaker is not tripped, no destination has a
+    blacklist entry (any chain, any case), no user has the "address book only" switch on. It errs
+    towards clearing too few: those not cleared go to signing_stop, one by one, which decides.
+    """
+    if not set(REFUSING) <= _SCREENED or controls_selectors.breaker_tripped(coin_id=coin.coin_id):
+        return set()
+    blacklisted = controls_selectors.blacklisted_among(addresses={r.to_address for r in records})
+    book_only = controls_selectors.book_only_users(user_ids={r.user_id for r in records})
+    return {r.id for r in records if r.to_address.lower() not in blacklisted and r.user_id not in book_only}
+
+
 def waiting_reasons(*, records: Sequence[WithdrawRecord]) -> dict[int, str]:
     """Return {withdrawal id: why it waits} of those among records waiting for a reason the user should know."""
     approved = {r.id: r.coin_id for r in records if r.status == WithdrawStatus.APPROVED and r.to_user_id is None}

@@ -107,9 +107,10 @@ class EvmRun:
         return self._balances[coin.coin_id]
 
     # --- inside a signing transaction -------------------------------------------------
-    def nonce_take(self, *, address: str, coin: CoinConfig, withdraw_no: str) -> int:
+    def nonce_take(self, *, address: str, coin: CoinConfig, withdraw_no: str, count: int = 1) -> int:
         """
-        Allocate the address's next nonce (the cursor row stays locked until the caller commits).
+        Allocate the address's next nonce, or count consecutive ones (the first returned; a group of
+        payouts, see evm_group); the cursor row stays locked until the caller commits.
 
         With an account of the address, its expected nonce is offered as the node's count: handed
         that one, nobody else used the address since the account was read. Handed another, someone
@@ -120,7 +121,7 @@ class EvmRun:
         account = self.accounts.get(address)
         if account is not None:
             nonce = chains_services.nonce_allocate(
-                chain_id=self.chain_id, address=address, node_next=account.next_nonce
+                chain_id=self.chain_id, address=address, node_next=account.next_nonce, count=count
             )
             if nonce != account.next_nonce:
                 del self.accounts[address]
@@ -132,6 +133,7 @@ class EvmRun:
             chain_id=self.chain_id,
             address=address,
             node_next=adapter.next_nonce(address),  # type: ignore[attr-defined]
+            count=count,
         )
         own = [tx.id for tx in self.unsent if tx.payout.from_address == address]
         if reserve.hot_unsent(from_address=address, but=own):
@@ -205,13 +207,24 @@ class EvmRun:
     # --- after the commit --------------------------------------------------------------
     def committed(self, *, effect: Signed, tx: PayoutTx, now: datetime) -> int:
         """Book a committed payout on its account and queue its send; how many the node took (a batch was due)."""
-        self.gas_signed.setdefault(effect.address, {})[effect.nonce] = effect.gas
+        self.account_take(effect)
+        return self.queued(effect=effect, tx=tx, now=now)
+
+    def account_take(self, effect: Signed) -> None:
+        """
+        Take a payout off its address's account: once committed, or (a group) once signed inside the
+        group's transaction, whose failure drops the run's accounts (they are read again).
+        """
         account = self.accounts.get(effect.address)
         if account is not None:
             account.next_nonce = effect.nonce + 1
             account.ether_free -= effect.ether
             if effect.contract is not None and effect.contract.lower() in account.tokens_free:
                 account.tokens_free[effect.contract.lower()] -= effect.tokens
+
+    def queued(self, *, effect: Signed, tx: PayoutTx, now: datetime) -> int:
+        """Queue a committed payout's send; how many the node took (a batch was due)."""
+        self.gas_signed.setdefault(effect.address, {})[effect.nonce] = effect.gas
         self.unsent.append(tx)
         if len(self.unsent) >= settings.WITHDRAW_EVM_SEND_BATCH:
             return self.send(now=now)

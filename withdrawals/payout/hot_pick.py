@@ -10,6 +10,7 @@ under the withdrawal's lock before anything is signed (the shortfall check of si
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
@@ -62,18 +63,29 @@ def hot_pick(
     address of the pool is picked the same way: the shortfall check then names the one to top up.
     :raises NoHotWallet: the pool has no usable address at all.
     """
+    return hot_picks(coin=coin, wanted=[(amount, user_id)], balances=balances)[0]
+
+
+def hot_picks(
+    *, coin: CoinConfig, wanted: Sequence[tuple[Decimal, int]], balances: dict[int, Decimal] | None = None
+) -> list[WalletAddress]:
+    """hot_pick for several withdrawals ((amount, user id) each), in order, with one read of the pool."""
     wallet_type = settings.WITHDRAW_HOT_WALLET_TYPE
     strategy = settings.WITHDRAW_HOT_WALLET_STRATEGY
-    region = addresses_selectors.user_region(user_id=user_id) if strategy == "region" else ""
+    regions: dict[int, str] = {}
+    if strategy == "region":
+        regions = {user_id: addresses_selectors.user_region(user_id=user_id) for _, user_id in wanted}
     if balances is None:
         balances = hot_balances(coin=coin, wallet_type=wallet_type)
     # Decided before the call: a NoHotWallet inside it would doom the caller's transaction.
-    covered = any(balance >= amount for balance in balances.values())
-    return addresses_services.hot_wallet_select(
+    most = max(balances.values(), default=None)
+    return addresses_services.hot_wallets_select(
         chain_id=coin.chain_id,
         wallet_type=wallet_type,
-        amount=amount if covered else Decimal(0),
+        wanted=[
+            (amount if most is not None and most >= amount else Decimal(0), regions.get(user_id, ""))
+            for amount, user_id in wanted
+        ],
         strategy=strategy,
         balances=balances,
-        region=region,
     )

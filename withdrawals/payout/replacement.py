@@ -54,7 +54,7 @@ from withdrawals.payout.common import (
     step,
     waiting,
 )
-from withdrawals.payout.signing import sign_transfer
+from withdrawals.payout.transfer import sign_transfer
 
 
 class NonceNotProven(WalletError):

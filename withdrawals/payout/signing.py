@@ -1,9 +1,8 @@
 """
 Signing: an approved withdrawal becomes a payout with its first transaction, stored before broadcast.
 
-Also the building block every later transaction of a payout uses (TRON re-sign after expiry, the
-ops re-sign with a new nonce): build with the chain's fee terms, check what the hot address can
-pay, sign, store.
+One by one here; EVM ether to recipients without code in groups (evm_group). Building, checking
+and signing one transfer is transfer.sign_transfer, which every later transaction shares.
 """
 
 from __future__ import annotations
@@ -19,8 +18,7 @@ from django.utils import timezone
 
 from addresses import signer
 from chains import registry as chains_registry
-from chains.base import ChainAdapter, Shortfall, SignedTx, UnsignedTx
-from chains.evm import NATIVE_GAS
+from chains.base import ChainAdapter
 from coins import selectors as coins_selectors
 from coins.models import CoinConfig
 from monitoring.models import Severity
@@ -36,7 +34,7 @@ from withdrawals.models import (
     WithdrawRecord,
     WithdrawStatus,
 )
-from withdrawals.payout import btc, evm_run, fees, hot_pick, reserve
+from withdrawals.payout import btc, evm_group, evm_run, fees, hot_pick
 from withdrawals.payout.broadcast import broadcast
 from withdrawals.payout.common import (
     CHAIN_STOPS,
@@ -50,6 +48,7 @@ from withdrawals.payout.common import (
     step,
     waiting,
 )
+from withdrawals.payout.transfer import sign_transfer
 from withdrawals.services import WithdrawalRefused
 
 
@@ -94,35 +93,38 @@ def withdrawals_pay(*, chain_id: str, now: datetime | None = None, adapter: Chai
 
 
 def _pay(*, chain_id: str, adapter: ChainAdapter, run: evm_run.EvmRun | None, sent: int, now: datetime) -> PayoutResult:
-    """Sign the chain's approved withdrawals one by one (EVM: the run queues their sends, see evm_run)."""
+    """
+    Sign the chain's approved withdrawals: on EVM, ether to recipients without code in groups
+    (evm_group), every other one (and any a group leaves) one by one; the run queues their sends.
+    """
     signed = 0
     waits: list[str] = []
     terms: dict[str, int] | None = None
     # Nothing stored for one that fails below: it stays approved and is tried again next run, after
     # the others (a nonce it allocated rolled back with it, so a later withdrawal may take it).
     for page in _approved(chain_id=chain_id):
-        for withdraw_id, withdraw_no, to_address in page:
+        withdraw_no = page[0][1]
+        try:
+            if terms is None and run is not None:
+                # Read once, before any lock: a slow node then delays no auditor and no other
+                # signer. So is the recipients' code, a page at a time.
+                terms = fees.evm_terms(adapter.fee_market())  # type: ignore[attr-defined]
+            if run is not None:
+                run.recipients_read([to for _, _, to, _ in page])
+        except fees.FeeCeiling as exc:
+            # The whole chain waits: no withdrawal of it is signed while the market is above the ceiling.
+            alert(severity=Severity.WARNING, kind="WITHDRAW_FEE_CEILING", subject=f"chain {chain_id}", text=exc.message)
+            pending = _approved_query(chain_id=chain_id).count()
+            return _result(chain_id, signed, sent, waits=[*waits, exc.message], waiting=len(waits) + pending)
+        except CHAIN_STOPS as exc:
+            return _stopped(chain_id, signed, sent, waits, withdraw_no=withdraw_no, exc=exc)
+        alone = [(withdraw_id, number) for withdraw_id, number, _, _ in page]
+        if run is not None:
+            alone, signed, sent = _pay_groups(page=page, adapter=adapter, terms=terms or {}, run=run,
+                                              signed=signed, sent=sent, now=now)  # fmt: skip
+        for withdraw_id, withdraw_no in alone:
             if signed >= settings.WITHDRAW_PAY_BATCH:
                 return _result(chain_id, signed, sent, waits=waits, waiting=len(waits))
-            try:
-                if terms is None and run is not None:
-                    # Read once, before any lock: a slow node then delays no auditor and no other
-                    # signer. So is the recipients' code, a page at a time.
-                    terms = fees.evm_terms(adapter.fee_market())  # type: ignore[attr-defined]
-                if run is not None and to_address.lower() not in run.code:
-                    run.recipients_read([to for _, _, to in page])
-            except fees.FeeCeiling as exc:
-                # The whole chain waits: no withdrawal of it is signed while the market is above the ceiling.
-                alert(
-                    severity=Severity.WARNING,
-                    kind="WITHDRAW_FEE_CEILING",
-                    subject=f"chain {chain_id}",
-                    text=exc.message,
-                )
-                pending = _approved_query(chain_id=chain_id).count()
-                return _result(chain_id, signed, sent, waits=[*waits, exc.message], waiting=len(waits) + pending)
-            except CHAIN_STOPS as exc:
-                return _stopped(chain_id, signed, sent, waits, withdraw_no=withdraw_no, exc=exc)
             try:
                 done = _sign_again_if_stale(
                     withdraw_id=withdraw_id, adapter=adapter, terms=terms or {}, run=run, now=now
@@ -153,7 +155,43 @@ def _pay(*, chain_id: str, adapter: ChainAdapter, run: evm_run.EvmRun | None, se
                 sent += run.committed(effect=effect, tx=tx, now=now)
             else:
                 sent += broadcast(tx=tx, adapter=adapter, now=now)
+        if signed >= settings.WITHDRAW_PAY_BATCH:
+            break
     return _result(chain_id, signed, sent, waits=waits, waiting=len(waits))
+
+
+def _pay_groups(
+    *, page: list[tuple[int, str, str, str]], adapter: ChainAdapter, terms: dict[str, int], run: evm_run.EvmRun,
+    signed: int, sent: int, now: datetime,
+) -> tuple[list[tuple[int, str]], int, int]:  # fmt: skip
+    """
+    Sign a page's ether withdrawals to recipients without code in groups (evm_group), within the
+    run's budget; return the page's withdrawals left for one by one (id order), and the counts.
+    """
+    coins = {c.coin_id: c for c in CoinConfig.objects.filter(coin_id__in={coin_id for *_, coin_id in page})}
+    grouped = [
+        (withdraw_id, coin_id)
+        for withdraw_id, _, to_address, coin_id in page
+        if coin_id in coins and coins_selectors.coin_is_native(coin=coins[coin_id]) and not run.code[to_address.lower()]
+    ]
+    left: set[int] = {withdraw_id for withdraw_id, _, _, _ in page} - {withdraw_id for withdraw_id, _ in grouped}
+    for coin_id in dict.fromkeys(coin_id for _, coin_id in grouped):
+        ids = [withdraw_id for withdraw_id, c in grouped if c == coin_id]
+        while ids:
+            room = min(settings.WITHDRAW_EVM_SIGN_GROUP, settings.WITHDRAW_PAY_BATCH - signed)
+            if room <= 0:
+                left.update(ids)
+                break
+            part, ids = ids[:room], ids[room:]
+            result = evm_group.group_sign(
+                withdraw_ids=part, coin=coins[coin_id], adapter=adapter, terms=terms, run=run, now=now
+            )
+            left.update(result.left)
+            for tx, effect in result.done:
+                signed += 1
+                step("pay.signed")
+                sent += run.queued(effect=effect, tx=tx, now=now)
+    return [(withdraw_id, number) for withdraw_id, number, _, _ in page if withdraw_id in left], signed, sent
 
 
 def _result(
@@ -178,8 +216,8 @@ def _approved_query(*, chain_id: str) -> Any:
     return WithdrawRecord.objects.filter(status=WithdrawStatus.APPROVED, to_user__isnull=True, coin__chain_id=chain_id)
 
 
-def _approved(*, chain_id: str) -> Iterator[list[tuple[int, str, str]]]:
-    """Pages of (id, withdraw_no, to_address) of the chain's approved withdrawals to outside
+def _approved(*, chain_id: str) -> Iterator[list[tuple[int, str, str, str]]]:
+    """Pages of (id, withdraw_no, to_address, coin_id) of the chain's approved withdrawals to outside
     addresses, oldest first.
 
     Every one is reached however many older ones wait: those can never hold back the rest.
@@ -190,7 +228,7 @@ def _approved(*, chain_id: str) -> Iterator[list[tuple[int, str, str]]]:
             _approved_query(chain_id=chain_id)
             .filter(id__gt=last_id)
             .order_by("id")
-            .values_list("id", "withdraw_no", "to_address")[: settings.WITHDRAW_PAY_BATCH]
+            .values_list("id", "withdraw_no", "to_address", "coin_id")[: settings.WITHDRAW_PAY_BATCH]
         )
         if page:
             yield page
@@ -288,105 +326,4 @@ def payout_nonces_forget(*, chain_id: str) -> int:
         .filter(chain_id=chain_id, nonce__isnull=False)
         .exclude(status=PayoutStatus.OPEN)
         .update(nonce=None)
-    )
-
-
-def sign_transfer(
-    *,
-    record: WithdrawRecord,
-    coin: CoinConfig,
-    adapter: ChainAdapter,
-    from_address: str,
-    nonce: int | None,
-    terms: dict[str, int],
-    payout: Payout | None,
-    run: evm_run.EvmRun | None = None,
-) -> tuple[UnsignedTx, SignedTx]:
-    """
-    Build the transfer of a locked withdrawal with the chain's fee terms, check that from_address can
-    pay it beside its other payouts not in a block yet (payout: the one this transaction belongs to,
-    whose own amount is not counted twice), and sign it. Nothing is stored here.
-
-    :raises PayoutWaits: the hot address is short (WITHDRAW_HOT_WALLET_SHORT), the fee is above its
-        ceiling (WITHDRAW_FEE_CEILING), or the node's simulation says the EVM transfer would fail
-        (WITHDRAW_WOULD_REVERT).
-    :raises evm_run.Reread: (with a run) its account of from_address was short: read it again.
-
-    With the EVM payout run's account (run; nonce from run.nonce_take) nothing is read from the node
-    for ether to a recipient without code, and the address's funds are checked against the account
-    (evm_run says why both are safe); otherwise, as for replacements, the node is read here.
-    """
-    amount = coins_selectors.amount_to_base_units(coin=coin, amount=record.actual_amount)
-    contract = None if coins_selectors.coin_is_native(coin=coin) else coin.contract_address
-    chain_terms: dict[str, Any]
-    plain = run is not None and run.plain(coin=coin, record=record)
-    if coin.chain_id in NONCE_CHAINS:
-        chain_terms = {"nonce": nonce, "gas_margin": settings.ETH_GAS_LIMIT_MARGIN, **terms}
-        if plain:
-            chain_terms["gas_limit"] = NATIVE_GAS  # no code runs at the recipient: exactly 21,000
-    else:  # TRON: no nonce; the transaction expires instead (see withdrawals_confirm)
-        chain_terms = {"expiration_ms": settings.WITHDRAW_TRON_EXPIRATION_SECONDS * 1000}
-        if contract is not None:
-            energy = adapter.estimate_energy(  # type: ignore[attr-defined]
-                owner=from_address, contract=contract, to_address=record.to_address, amount_base_units=amount
-            )
-            price = adapter.chain_parameters()["getEnergyFee"]  # type: ignore[attr-defined]
-            chain_terms["fee_limit_sun"] = fees.tron_fee_limit(
-                energy=energy, energy_price=price, withdraw_no=record.withdraw_no
-            )
-    unsigned = adapter.build_transfer(
-        from_address=from_address,
-        to_address=record.to_address,
-        amount_base_units=amount,
-        contract=contract,
-        **chain_terms,
-    )
-    if run is not None:
-        short = run.shortfall(address=from_address, unsigned=unsigned, coin=coin)
-    else:
-        # Read before the balance (in shortfall): a block mined between the two reads then makes the
-        # reserve err high (a payout counted though the balance already shows it), never low.
-        mined_below = adapter.mined_count(from_address) if coin.chain_id in NONCE_CHAINS else None  # type: ignore[attr-defined]
-        reserved_native, reserved_token = reserve.unmined_payouts(
-            coin=coin, from_address=from_address, payout=payout, mined_below=mined_below
-        )
-        short = adapter.shortfall(unsigned, reserved_native=reserved_native, reserved_token=reserved_token)  # type: ignore[attr-defined]
-    if short is not None:
-        # Rolled back with the nonce: nothing is signed that the node would refuse or that would revert.
-        raise PayoutWaits(
-            _shortfall_text(record=record, coin=coin, short=short), alert_kind="WITHDRAW_HOT_WALLET_SHORT"
-        )
-    if coin.chain_id in NONCE_CHAINS and not plain:
-        # The node runs it first: a transfer it says fails (a recipient contract that refuses ether,
-        # a token that reverts for this recipient) would only burn the hot address's gas, and the
-        # user could repeat it at no cost. Rolled back with the nonce; it waits for an auditor.
-        failure = adapter.simulate(unsigned)  # type: ignore[attr-defined]
-        if failure is not None:
-            raise PayoutWaits(
-                _would_fail_text(record=record, coin=coin, reason=failure), alert_kind="WITHDRAW_WOULD_REVERT"
-            )
-    return unsigned, signer.signer_for(coin.chain_id)(unsigned)
-
-
-def _would_fail_text(*, record: WithdrawRecord, coin: CoinConfig, reason: str) -> str:
-    return (
-        f"withdrawal {record.withdraw_no} ({record.actual_amount.normalize():f} {coin.coin_id} to "
-        f"{record.to_address}) waits unsigned: the node's simulation of its transfer fails ({reason}), so on "
-        "chain it would fail too and burn the hot address's gas; an auditor should reject it (its amount is "
-        "unfrozen for the user); it is simulated again on every payout run meanwhile"
-    )
-
-
-def _shortfall_text(*, record: WithdrawRecord, coin: CoinConfig, short: Shortfall) -> str:
-    """Which hot address lacks how much of which coin (the chain's own for gas and fees) to pay the withdrawal."""
-    lacking = coin if short.contract is not None else coins_selectors.chain_native_coin(chain_id=coin.chain_id)
-
-    def amount(base_units: int) -> str:
-        value = coins_selectors.amount_from_base_units(coin=lacking, base_units=base_units)
-        return f"{value.normalize():f} {lacking.coin_id}"
-
-    return (
-        f"withdrawal {record.withdraw_no} ({record.actual_amount.normalize():f} {coin.coin_id}) waits unsigned: "
-        f"hot address {short.address} holds {amount(short.free)} free of its payouts not in a block yet, the "
-        f"transfer needs {amount(short.needed)} ({short.what}): {amount(short.missing)} short; top it up"
     )
