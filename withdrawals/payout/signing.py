@@ -118,80 +118,90 @@ def _pay(*, chain_id: str, adapter: ChainAdapter, run: evm_run.EvmRun | None, se
             return _result(chain_id, signed, sent, waits=[*waits, exc.message], waiting=len(waits) + pending)
         except CHAIN_STOPS as exc:
             return _stopped(chain_id, signed, sent, waits, withdraw_no=withdraw_no, exc=exc)
-        alone = [(withdraw_id, number) for withdraw_id, number, _, _ in page]
-        if run is not None:
-            alone, signed, sent = _pay_groups(page=page, adapter=adapter, terms=terms or {}, run=run,
-                                              signed=signed, sent=sent, now=now)  # fmt: skip
-        for withdraw_id, withdraw_no in alone:
+        for unit in _units(page=page, run=run):
             if signed >= settings.WITHDRAW_PAY_BATCH:
                 return _result(chain_id, signed, sent, waits=waits, waiting=len(waits))
-            try:
-                done = _sign_again_if_stale(
-                    withdraw_id=withdraw_id, adapter=adapter, terms=terms or {}, run=run, now=now
-                )
-            except PayoutWaits as exc:
-                waits.append(exc.message)
-                waiting(exc=exc, subject=f"withdrawal {withdraw_no}")
-                continue
-            except CHAIN_STOPS as exc:
-                return _stopped(chain_id, signed, sent, waits, withdraw_no=withdraw_no, exc=exc)
-            except (WalletError, ValueError) as exc:
-                # Something about this withdrawal (its coin's set-up, its address): the next one may be fine.
-                text = f"signing withdrawal {withdraw_no} failed: {type(exc).__name__}: {str(exc)[:400]}"
-                waits.append(text)
-                alert(
-                    severity=Severity.WARNING,
-                    kind="WITHDRAW_SIGN_FAILED",
-                    subject=f"withdrawal {withdraw_no}",
-                    text=text,
-                )
-                continue
-            if done is None:
-                continue  # taken or decided meanwhile
-            tx, effect = done
-            signed += 1
-            step("pay.signed")
-            if run is not None and effect is not None:
-                sent += run.committed(effect=effect, tx=tx, now=now)
-            else:
-                sent += broadcast(tx=tx, adapter=adapter, now=now)
-        if signed >= settings.WITHDRAW_PAY_BATCH:
-            break
+            alone = unit.withdrawals
+            if unit.coin is not None and run is not None:
+                room = settings.WITHDRAW_PAY_BATCH - signed
+                result = evm_group.group_sign(
+                    withdraw_ids=[withdraw_id for withdraw_id, _ in alone[:room]], coin=unit.coin, adapter=adapter,
+                    terms=terms or {}, run=run, now=now,
+                )  # fmt: skip
+                for tx, effect in result.done:
+                    signed += 1
+                    step("pay.signed")
+                    sent += run.queued(effect=effect, tx=tx, now=now)
+                # What the group left goes one by one now, before the later ones: oldest first.
+                alone = [(withdraw_id, number) for withdraw_id, number in alone if withdraw_id in result.left]
+            for withdraw_id, withdraw_no in alone:
+                if signed >= settings.WITHDRAW_PAY_BATCH:
+                    return _result(chain_id, signed, sent, waits=waits, waiting=len(waits))
+                try:
+                    done = _sign_again_if_stale(
+                        withdraw_id=withdraw_id, adapter=adapter, terms=terms or {}, run=run, now=now
+                    )
+                except PayoutWaits as exc:
+                    waits.append(exc.message)
+                    waiting(exc=exc, subject=f"withdrawal {withdraw_no}")
+                    continue
+                except CHAIN_STOPS as exc:
+                    return _stopped(chain_id, signed, sent, waits, withdraw_no=withdraw_no, exc=exc)
+                except (WalletError, ValueError) as exc:
+                    # Something about this withdrawal (its coin's set-up, its address): the next one may be fine.
+                    text = f"signing withdrawal {withdraw_no} failed: {type(exc).__name__}: {str(exc)[:400]}"
+                    waits.append(text)
+                    alert(
+                        severity=Severity.WARNING,
+                        kind="WITHDRAW_SIGN_FAILED",
+                        subject=f"withdrawal {withdraw_no}",
+                        text=text,
+                    )
+                    continue
+                if done is None:
+                    continue  # taken or decided meanwhile
+                tx, effect = done
+                signed += 1
+                step("pay.signed")
+                if run is not None and effect is not None:
+                    sent += run.committed(effect=effect, tx=tx, now=now)
+                else:
+                    sent += broadcast(tx=tx, adapter=adapter, now=now)
     return _result(chain_id, signed, sent, waits=waits, waiting=len(waits))
 
 
-def _pay_groups(
-    *, page: list[tuple[int, str, str, str]], adapter: ChainAdapter, terms: dict[str, int], run: evm_run.EvmRun,
-    signed: int, sent: int, now: datetime,
-) -> tuple[list[tuple[int, str]], int, int]:  # fmt: skip
+@dataclasses.dataclass
+class _Unit:
+    """Withdrawals of a page signed together (coin set: an EVM group of that coin) or one by one."""
+
+    withdrawals: list[tuple[int, str]]
+    coin: CoinConfig | None = None
+
+
+def _units(*, page: list[tuple[int, str, str, str]], run: evm_run.EvmRun | None) -> list[_Unit]:
     """
-    Sign a page's ether withdrawals to recipients without code in groups (evm_group), within the
-    run's budget; return the page's withdrawals left for one by one (id order), and the counts.
+    The page in order, cut into groups (consecutive ether withdrawals of one coin to recipients the
+    run found without code, at most WITHDRAW_EVM_SIGN_GROUP) and single withdrawals.
     """
+    if run is None:
+        return [_Unit([(withdraw_id, number)]) for withdraw_id, number, _, _ in page]
     coins = {c.coin_id: c for c in CoinConfig.objects.filter(coin_id__in={coin_id for *_, coin_id in page})}
-    grouped = [
-        (withdraw_id, coin_id)
-        for withdraw_id, _, to_address, coin_id in page
-        if coin_id in coins and coins_selectors.coin_is_native(coin=coins[coin_id]) and not run.code[to_address.lower()]
-    ]
-    left: set[int] = {withdraw_id for withdraw_id, _, _, _ in page} - {withdraw_id for withdraw_id, _ in grouped}
-    for coin_id in dict.fromkeys(coin_id for _, coin_id in grouped):
-        ids = [withdraw_id for withdraw_id, c in grouped if c == coin_id]
-        while ids:
-            room = min(settings.WITHDRAW_EVM_SIGN_GROUP, settings.WITHDRAW_PAY_BATCH - signed)
-            if room <= 0:
-                left.update(ids)
-                break
-            part, ids = ids[:room], ids[room:]
-            result = evm_group.group_sign(
-                withdraw_ids=part, coin=coins[coin_id], adapter=adapter, terms=terms, run=run, now=now
-            )
-            left.update(result.left)
-            for tx, effect in result.done:
-                signed += 1
-                step("pay.signed")
-                sent += run.queued(effect=effect, tx=tx, now=now)
-    return [(withdraw_id, number) for withdraw_id, number, _, _ in page if withdraw_id in left], signed, sent
+    units: list[_Unit] = []
+    for withdraw_id, number, to_address, coin_id in page:
+        coin = coins.get(coin_id)
+        if coin is None or not coins_selectors.coin_is_native(coin=coin) or run.code[to_address.lower()]:
+            units.append(_Unit([(withdraw_id, number)]))
+            continue
+        last = units[-1] if units else None
+        if (
+            last is None
+            or last.coin is None
+            or last.coin.coin_id != coin_id
+            or (len(last.withdrawals) >= settings.WITHDRAW_EVM_SIGN_GROUP)
+        ):
+            units.append(_Unit([], coin=coin))
+        units[-1].withdrawals.append((withdraw_id, number))
+    return units
 
 
 def _result(

@@ -113,7 +113,9 @@ def _other_sender(hot, evm_adapter, to: str, amount: int, taken: list[int]):
     the next nonce from the cursor and sends `amount` to `to` (once); its nonce goes into `taken`."""
 
     def send(step: str) -> None:
-        if step != "broadcast.sent" or taken or Payout.objects.filter(from_address=hot.address).count() < 2:
+        # At the second send: the first is recorded as sent (the step comes before the record).
+        sent = PayoutTx.objects.filter(payout__from_address=hot.address, status=PayoutTxStatus.BROADCAST)
+        if step != "broadcast.sent" or taken or not sent.exists():
             return
         with transaction.atomic():
             nonce = chains_services.nonce_allocate(
@@ -138,6 +140,8 @@ def test_another_sender_taking_a_nonce_mid_run_makes_the_run_read_again_never_re
     hot, evm_node, evm_adapter, settings
 ):
     settings.WITHDRAW_EVM_SEND_BATCH = 1  # each sent at once: the node's balance shows what is spent
+    # Groups of two: the other sender comes between two groups, and the next group finds out.
+    settings.WITHDRAW_EVM_SIGN_GROUP = 2
     withdrawals = _approved(5, "1.5", "raced")
     start = evm_adapter.mined_count(hot.address)
     held = evm_adapter.balance(hot.address)
@@ -209,6 +213,7 @@ def test_a_worker_killed_between_commits_and_their_batch_then_restarted_sends_ea
     withdrawals = _approved(4, "0.5", "killed")
     start = evm_adapter.mined_count(hot.address)
     monkeypatch.setenv("PAYOUT_KILL_NTH", "3")  # at the third commit: three stored, none sent yet
+    monkeypatch.setenv("WITHDRAW_EVM_SIGN_GROUP", "1")  # a commit each (groups: test_payout_evm_group)
 
     killed = _worker("pay.signed", evm_node)
 
@@ -233,6 +238,7 @@ def test_another_senders_transfer_not_in_a_block_yet_makes_the_run_wait_instead_
     hot, evm_node, evm_adapter, settings
 ):
     settings.WITHDRAW_EVM_SEND_BATCH = 1
+    settings.WITHDRAW_EVM_SIGN_GROUP = 2  # the other sender comes between two groups
     withdrawals = _approved(5, "1.5", "pending-other")
     start = evm_adapter.mined_count(hot.address)
     held = evm_adapter.balance(hot.address)

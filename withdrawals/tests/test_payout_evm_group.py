@@ -1,0 +1,187 @@
+"""EVM ether payouts signed in groups (withdrawals/payout/evm_group.py): one transaction and one
+insert per table for a group; a withdrawal the group's screen cannot clear decided alone; a group
+short of funds falls back to one by one without skipping a nonce; a kill inside a group's
+transaction stores and sends nothing of it; two workers racing pay each once. Against ganache and
+MariaDB; every key here is a TEST-ONLY throwaway key."""
+
+# ruff: noqa: F811 - pytest fixtures imported from chains.testing are named as test parameters
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from assets import selectors as assets_selectors
+from chains.models import NonceCursor
+from chains.testing import evm_adapter, evm_node  # noqa: F401
+from controls.models import AddressBookPolicy, BlacklistAddress
+from monitoring.models import Alert
+from withdrawals import payout as withdrawals_payout
+from withdrawals.models import Payout, PayoutTx, PayoutTxStatus, WithdrawAuditLog, WithdrawRecord, WithdrawStatus
+from withdrawals.tests.test_onchain import ONE_ETH, approved, hot  # noqa: F401
+from withdrawals.tests.test_payout_faults import _worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_fault():
+    withdrawals_payout.fault_hook = None
+    yield
+    withdrawals_payout.fault_hook = None
+
+
+def _approved(count: int, amount: str, tag: str) -> list[tuple[WithdrawRecord, str]]:
+    User = get_user_model()
+    return [approved(User.objects.create_user(f"{tag}-{i}"), amount, key=f"{tag}-{i}") for i in range(count)]
+
+
+def _settle(evm_node, evm_adapter) -> None:
+    evm_node.mine(2)
+    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
+
+
+def _statuses(withdrawals: list[tuple[WithdrawRecord, str]]) -> list[int]:
+    return [WithdrawRecord.objects.get(id=record.id).status for record, _ in withdrawals]
+
+
+def _inserts(queries: CaptureQueriesContext, table: str) -> int:
+    return sum(1 for q in queries.captured_queries if q["sql"].startswith(f"INSERT INTO `{table}`"))
+
+
+def test_a_group_is_stored_with_one_insert_per_table_and_each_withdrawal_paid_once(
+    hot, evm_node, evm_adapter, settings
+):
+    settings.WITHDRAW_EVM_SIGN_GROUP = 6
+    withdrawals = _approved(6, "0.5", "grouped")
+    start = evm_adapter.mined_count(hot.address)
+
+    with CaptureQueriesContext(connection) as queries:
+        paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+
+    assert (paid.signed, paid.broadcast, paid.waiting) == (6, 6, 0)
+    for table in ("payout", "payout_withdrawal", "payout_tx", "withdraw_audit_log"):
+        assert _inserts(queries, table) == 1, table  # the six rows of each in one statement
+    assert sorted(Payout.objects.values_list("nonce", flat=True)) == list(range(start, start + 6))
+    assert NonceCursor.objects.get(address=hot.address).next_nonce == start + 6
+    assert WithdrawAuditLog.objects.filter(action="sign", to_status=WithdrawStatus.PROCESSING).count() == 6
+    _settle(evm_node, evm_adapter)
+    assert _statuses(withdrawals) == [WithdrawStatus.COMPLETED] * 6
+    for record, to in withdrawals:
+        assert evm_adapter.balance(to) == int(Decimal("0.497") * ONE_ETH)
+        assert (
+            PayoutTx.objects.get(payout__links__withdraw=record).tx_hash
+            == WithdrawRecord.objects.get(id=record.id).tx_hash
+        )
+    assert assets_selectors.ledger_mismatches() == []
+
+
+def test_a_destination_blacklisted_after_its_approval_and_an_address_book_user_are_decided_alone(
+    hot, evm_node, evm_adapter, settings
+):
+    settings.WITHDRAW_EVM_SIGN_GROUP = 5
+    withdrawals = _approved(5, "0.5", "screened")
+    (blacklisted, to_black), (booked, _) = withdrawals[1], withdrawals[3]
+    # Listed after the approval, as the chain's validation writes it (EIP-55).
+    BlacklistAddress.objects.create(
+        chain_id="ETH", address=to_black, reason="test: stolen funds", create_time=timezone.now()
+    )
+    AddressBookPolicy.objects.create(user_id=booked.user_id, book_only=True, update_time=timezone.now())
+
+    paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+
+    assert (paid.signed, paid.waiting) == (3, 2)
+    _settle(evm_node, evm_adapter)
+    assert _statuses(withdrawals) == [
+        WithdrawStatus.COMPLETED, WithdrawStatus.APPROVED, WithdrawStatus.COMPLETED, WithdrawStatus.APPROVED,
+        WithdrawStatus.COMPLETED,
+    ]  # fmt: skip
+    assert evm_adapter.balance(to_black) == 0
+    alerted = set(Alert.objects.filter(kind="ABNORMAL_TRANSACTION").values_list("subject", flat=True))
+    assert alerted == {f"withdrawal {blacklisted.withdraw_no}", f"withdrawal {booked.withdraw_no}"}
+
+
+def test_a_group_the_hot_address_cannot_pay_whole_goes_one_by_one_paying_what_fits_without_a_gap(
+    hot, evm_node, evm_adapter, settings
+):
+    settings.WITHDRAW_EVM_SIGN_GROUP = 5
+    withdrawals = _approved(5, "3", "short")  # 15 ETH asked of 10: three fit
+    start = evm_adapter.mined_count(hot.address)
+
+    paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+
+    assert (paid.signed, paid.waiting) == (3, 2)
+    assert sorted(Payout.objects.values_list("nonce", flat=True)) == [start, start + 1, start + 2]
+    assert NonceCursor.objects.get(address=hot.address).next_nonce == start + 3
+    assert Alert.objects.filter(kind="WITHDRAW_HOT_WALLET_SHORT").count() == 2
+    _settle(evm_node, evm_adapter)
+    assert _statuses(withdrawals) == [WithdrawStatus.COMPLETED] * 3 + [WithdrawStatus.APPROVED] * 2
+    assert evm_adapter.mined_count(hot.address) == start + 3
+    assert evm_adapter.balance(hot.address) >= 0
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("step", ["sign.locked", "pay.signed"])
+def test_a_worker_killed_inside_a_group_or_after_its_commit_then_restarted_pays_each_once(
+    step, hot, evm_node, evm_adapter
+):
+    withdrawals = _approved(4, "0.5", f"group-killed-{step}")
+    start = evm_adapter.mined_count(hot.address)
+
+    # sign.locked: the group's rows locked, nothing written yet; pay.signed: the group committed,
+    # nothing sent yet.
+    killed = _worker(step, evm_node)
+
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert evm_adapter.mined_count(hot.address) == start  # nothing reached the node
+    if step == "sign.locked":
+        assert not Payout.objects.exists() and not PayoutTx.objects.exists()
+        assert _statuses(withdrawals) == [WithdrawStatus.APPROVED] * 4
+        assert NonceCursor.objects.filter(address=hot.address, next_nonce__gt=start).count() == 0
+    else:
+        assert PayoutTx.objects.filter(status=PayoutTxStatus.SIGNED).count() == 4
+        assert _statuses(withdrawals) == [WithdrawStatus.PROCESSING] * 4
+    withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+    _settle(evm_node, evm_adapter)
+    assert _statuses(withdrawals) == [WithdrawStatus.COMPLETED] * 4
+    assert sorted(Payout.objects.values_list("nonce", flat=True)) == list(range(start, start + 4))
+    assert evm_adapter.mined_count(hot.address) == start + 4
+    assert assets_selectors.ledger_mismatches() == []
+
+
+@pytest.mark.mysql
+def test_two_workers_paying_the_same_withdrawals_at_once_pay_each_once_gap_free(hot, evm_node, evm_adapter, settings):
+    settings.WITHDRAW_EVM_SIGN_GROUP = 4
+    withdrawals = _approved(12, "0.25", "raced-group")
+    start = evm_adapter.mined_count(hot.address)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert Payout.objects.count() == 12 and PayoutTx.objects.count() == 12
+    assert sorted(Payout.objects.values_list("nonce", flat=True)) == list(range(start, start + 12))
+    _settle(evm_node, evm_adapter)
+    assert _statuses(withdrawals) == [WithdrawStatus.COMPLETED] * 12
+    for _, to in withdrawals:
+        assert evm_adapter.balance(to) == int(Decimal("0.247") * ONE_ETH)
+    assert evm_adapter.mined_count(hot.address) == start + 12
+    assert assets_selectors.ledger_mismatches() == []
