@@ -8,11 +8,13 @@ bench's database (bench_withdrawals), BENCH_REDIS_URL its Redis.
 
 Prints one JSON object (rates are medians of the rounds):
 - withdrawals_per_s: approved ETH withdrawals (plain ether to fresh addresses without code) signed
-  and broadcast per second by withdrawals_pay, WITHDRAW_PAY_BATCH = --evm, one run per round (each
-  withdrawal: row lock, holds / switches / breaker / risk rules, hot address pick, nonce allocated,
-  built with the run's fee terms, checked against the run's account of the hot address, signed,
-  stored and committed; then sent in JSON-RPC batches of WITHDRAW_EVM_SEND_BATCH; the node is read
-  once per hot address and run, see withdrawals/payout/evm_run.py). Ganache's miner is paused while
+  and broadcast per second by withdrawals_pay, WITHDRAW_PAY_BATCH = --evm, one run per round, in
+  groups of WITHDRAW_EVM_SIGN_GROUP (50) per database transaction (withdrawals/payout/evm_group.py:
+  rows locked, holds / switches / breaker / risk rules checked, hot addresses picked and nonces
+  allocated once per group; each transfer built with the run's fee terms, checked against the run's
+  account of the hot address and signed; the rows written once per table and committed); then sent
+  in JSON-RPC batches of WITHDRAW_EVM_SEND_BATCH; the node is read once per hot address and run,
+  see withdrawals/payout/evm_run.py). Ganache's miner is paused while
   paying, as between a real chain's blocks (a send returns once the node checked the transaction;
   its instamine would time its miner, not the payer); then it mines, and every payout of the round
   must be mined and completed by withdrawals_confirm or the bench stops. nonce_gaps: nonces of the
