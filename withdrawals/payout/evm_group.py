@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.utils import timezone
 
 from chains.base import ChainAdapter
 from coins.models import CoinConfig
@@ -126,8 +127,10 @@ def _group_sign(
     Payout.objects.bulk_create(payouts)  # MariaDB hands back their ids (INSERT ... RETURNING)
     PayoutWithdrawal.objects.bulk_create(links)
     PayoutTx.objects.bulk_create(txs)
+    # update_time is the time of the write, as auto_now writes it one by one: the run's start may
+    # come before a withdrawal's approval (a later page of a long run).
     records.withdrawals_transition(
-        records=group, action="sign", to_status=WithdrawStatus.PROCESSING, remarks=remarks, now=now
+        records=group, action="sign", to_status=WithdrawStatus.PROCESSING, remarks=remarks, now=timezone.now()
     )
     records.withdrawal_events(records=group, now=now)
     return GroupSigned(done=list(zip(txs, effects, strict=True)), left=left)

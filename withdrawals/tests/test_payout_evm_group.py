@@ -9,6 +9,7 @@ MariaDB; every key here is a TEST-ONLY throwaway key."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -185,3 +186,22 @@ def test_two_workers_paying_the_same_withdrawals_at_once_pay_each_once_gap_free(
         assert evm_adapter.balance(to) == int(Decimal("0.247") * ONE_ETH)
     assert evm_adapter.mined_count(hot.address) == start + 12
     assert assets_selectors.ledger_mismatches() == []
+
+
+def test_a_group_writes_update_time_when_it_writes_never_back_to_the_runs_start(hot, evm_node, evm_adapter, settings):
+    settings.WITHDRAW_EVM_SIGN_GROUP = 3
+    withdrawals = _approved(3, "0.5", "stamped")
+    # The run started before these were approved (a later page of a long run reads them): one by
+    # one, auto_now writes the time of the write; the row's update_time never goes back.
+    started = timezone.now() - timedelta(minutes=10)
+    before = {record.id: WithdrawRecord.objects.get(id=record.id).update_time for record, _ in withdrawals}
+
+    paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter, now=started)
+
+    assert paid.signed == 3
+    for record, _ in withdrawals:
+        row = WithdrawRecord.objects.get(id=record.id)
+        assert row.status == WithdrawStatus.PROCESSING
+        assert row.update_time >= before[record.id]
+        signed = WithdrawAuditLog.objects.get(withdraw=row, action="sign")
+        assert row.update_time >= signed.create_time - timedelta(seconds=1)
