@@ -205,3 +205,23 @@ def test_a_group_writes_update_time_when_it_writes_never_back_to_the_runs_start(
         assert row.update_time >= before[record.id]
         signed = WithdrawAuditLog.objects.get(withdraw=row, action="sign")
         assert row.update_time >= signed.create_time - timedelta(seconds=1)
+
+
+def test_a_group_cut_short_by_the_runs_batch_leaves_no_older_withdrawal_behind_a_younger_one(
+    hot, evm_node, evm_adapter, settings
+):
+    settings.WITHDRAW_PAY_BATCH = 4  # pages of four; four signed per run
+    withdrawals = _approved(9, "0.25", "cut")
+    for _, to in [withdrawals[i] for i in (1, 2, 3, 4)]:
+        BlacklistAddress.objects.create(chain_id="ETH", address=to, reason="test: waits", create_time=timezone.now())
+
+    paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+
+    # Page one signs the first, the next three wait; page two's group has room for three of its
+    # four (the fifth waits, the sixth and seventh are signed): the eighth, older than the ninth,
+    # is the fourth signed.
+    assert paid.signed == 4
+    assert _statuses(withdrawals) == [
+        WithdrawStatus.PROCESSING, *[WithdrawStatus.APPROVED] * 4, *[WithdrawStatus.PROCESSING] * 3,
+        WithdrawStatus.APPROVED,
+    ]  # fmt: skip
