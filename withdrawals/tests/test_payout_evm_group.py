@@ -21,6 +21,7 @@ from django.utils import timezone
 from assets import selectors as assets_selectors
 from chains.models import NonceCursor
 from chains.testing import evm_adapter, evm_node  # noqa: F401
+from controls import breakers as controls_breakers
 from controls.models import AddressBookPolicy, BlacklistAddress
 from monitoring.models import Alert
 from withdrawals import payout as withdrawals_payout
@@ -225,3 +226,35 @@ def test_a_group_cut_short_by_the_runs_batch_leaves_no_older_withdrawal_behind_a
         WithdrawStatus.PROCESSING, *[WithdrawStatus.APPROVED] * 4, *[WithdrawStatus.PROCESSING] * 3,
         WithdrawStatus.APPROVED,
     ]  # fmt: skip
+
+
+def test_a_breaker_tripped_while_a_group_is_signed_stops_the_rest_of_it_as_one_by_one_would(
+    hot, evm_node, evm_adapter, settings, monkeypatch
+):
+    settings.WITHDRAW_EVM_SIGN_GROUP = 4
+    withdrawals = _approved(4, "0.5", "tripped")
+    build = evm_adapter.build_transfer
+    built: list[int] = []
+
+    def trip() -> None:
+        try:
+            controls_breakers.breaker_trip(coin_id="ETH", reason="test: ledger mismatch", source="OPS")
+        finally:
+            connections.close_all()
+
+    def build_then_trip(**kwargs):
+        # Ops trip the breaker (committed at once, on a connection of their own) while the group's
+        # second transfer is built: one by one, the third and fourth would find it tripped.
+        built.append(1)
+        if len(built) == 2:
+            tripper = threading.Thread(target=trip)
+            tripper.start()
+            tripper.join()
+        return build(**kwargs)
+
+    monkeypatch.setattr(evm_adapter, "build_transfer", build_then_trip)
+    withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+
+    statuses = _statuses(withdrawals)
+    assert statuses[2:] == [WithdrawStatus.APPROVED] * 2
+    assert statuses.count(WithdrawStatus.PROCESSING) <= 2
