@@ -8,7 +8,8 @@ most of the time spent by the ORM building them. A group does the same steps onc
 - payable_screen clears, with one query per check, those payable_check would certainly let
   through; any other (a user with a hold, a destination with a blacklist entry, an address-book
   user, a coin switched off or its breaker tripped) is left to the one-by-one path, which decides
-  and says why;
+  and says why; the group is screened again after its signatures, before its writes (anything
+  no longer clear then rolls the group back: one by one decides each);
 - the hot addresses are picked in order with one read of the pool (hot_picks), and each address's
   nonces are taken as one consecutive block from its cursor, under the same lock and with the
   same account of the run (EvmRun.nonce_take) as one by one;
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.utils import timezone
 
 from chains.base import ChainAdapter
 from coins.models import CoinConfig
@@ -123,11 +125,18 @@ def _group_sign(
         effects.append(effect)
         record.from_address, record.tx_hash, record.block_number = hot.address, signed.tx_hash, None
         remarks.append(f"from {hot.address}, nonce {nonce}")
+    # One by one, each withdrawal is checked just before its own signature; the group's screen came
+    # before all of them. A breaker tripped, a hold, a blacklist entry or a switch committed since
+    # stops the whole group, and one by one decides each.
+    if payable_screen(records=group, coin=CoinConfig.objects.get(coin_id=coin.coin_id)) != {r.id for r in group}:
+        raise PayoutWaits(f"payout group of {len(group)}: screened again, not clear any more", alert_kind=None)
     Payout.objects.bulk_create(payouts)  # MariaDB hands back their ids (INSERT ... RETURNING)
     PayoutWithdrawal.objects.bulk_create(links)
     PayoutTx.objects.bulk_create(txs)
+    # update_time is the time of the write, as auto_now writes it one by one: the run's start may
+    # come before a withdrawal's approval (a later page of a long run).
     records.withdrawals_transition(
-        records=group, action="sign", to_status=WithdrawStatus.PROCESSING, remarks=remarks, now=now
+        records=group, action="sign", to_status=WithdrawStatus.PROCESSING, remarks=remarks, now=timezone.now()
     )
     records.withdrawal_events(records=group, now=now)
     return GroupSigned(done=list(zip(txs, effects, strict=True)), left=left)

@@ -132,8 +132,10 @@ def _pay(*, chain_id: str, adapter: ChainAdapter, run: evm_run.EvmRun | None, se
                     signed += 1
                     step("pay.signed")
                     sent += run.queued(effect=effect, tx=tx, now=now)
-                # What the group left goes one by one now, before the later ones: oldest first.
-                alone = [(withdraw_id, number) for withdraw_id, number in alone if withdraw_id in result.left]
+                # What the group left goes one by one now, before the later ones: oldest first (with
+                # those the run's batch left it no room for, which no later page reaches).
+                alone = [(withdraw_id, number) for withdraw_id, number in alone[:room] if withdraw_id in result.left]
+                alone += unit.withdrawals[room:]
             for withdraw_id, withdraw_no in alone:
                 if signed >= settings.WITHDRAW_PAY_BATCH:
                     return _result(chain_id, signed, sent, waits=waits, waiting=len(waits))

@@ -9,6 +9,7 @@ MariaDB; every key here is a TEST-ONLY throwaway key."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -20,6 +21,7 @@ from django.utils import timezone
 from assets import selectors as assets_selectors
 from chains.models import NonceCursor
 from chains.testing import evm_adapter, evm_node  # noqa: F401
+from controls import breakers as controls_breakers
 from controls.models import AddressBookPolicy, BlacklistAddress
 from monitoring.models import Alert
 from withdrawals import payout as withdrawals_payout
@@ -185,3 +187,74 @@ def test_two_workers_paying_the_same_withdrawals_at_once_pay_each_once_gap_free(
         assert evm_adapter.balance(to) == int(Decimal("0.247") * ONE_ETH)
     assert evm_adapter.mined_count(hot.address) == start + 12
     assert assets_selectors.ledger_mismatches() == []
+
+
+def test_a_group_writes_update_time_when_it_writes_never_back_to_the_runs_start(hot, evm_node, evm_adapter, settings):
+    settings.WITHDRAW_EVM_SIGN_GROUP = 3
+    withdrawals = _approved(3, "0.5", "stamped")
+    # The run started before these were approved (a later page of a long run reads them): one by
+    # one, auto_now writes the time of the write; the row's update_time never goes back.
+    started = timezone.now() - timedelta(minutes=10)
+    before = {record.id: WithdrawRecord.objects.get(id=record.id).update_time for record, _ in withdrawals}
+
+    paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter, now=started)
+
+    assert paid.signed == 3
+    for record, _ in withdrawals:
+        row = WithdrawRecord.objects.get(id=record.id)
+        assert row.status == WithdrawStatus.PROCESSING
+        assert row.update_time >= before[record.id]
+        signed = WithdrawAuditLog.objects.get(withdraw=row, action="sign")
+        assert row.update_time >= signed.create_time - timedelta(seconds=1)
+
+
+def test_a_group_cut_short_by_the_runs_batch_leaves_no_older_withdrawal_behind_a_younger_one(
+    hot, evm_node, evm_adapter, settings
+):
+    settings.WITHDRAW_PAY_BATCH = 4  # pages of four; four signed per run
+    withdrawals = _approved(9, "0.25", "cut")
+    for _, to in [withdrawals[i] for i in (1, 2, 3, 4)]:
+        BlacklistAddress.objects.create(chain_id="ETH", address=to, reason="test: waits", create_time=timezone.now())
+
+    paid = withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+
+    # Page one signs the first, the next three wait; page two's group has room for three of its
+    # four (the fifth waits, the sixth and seventh are signed): the eighth, older than the ninth,
+    # is the fourth signed.
+    assert paid.signed == 4
+    assert _statuses(withdrawals) == [
+        WithdrawStatus.PROCESSING, *[WithdrawStatus.APPROVED] * 4, *[WithdrawStatus.PROCESSING] * 3,
+        WithdrawStatus.APPROVED,
+    ]  # fmt: skip
+
+
+def test_a_breaker_tripped_while_a_group_is_signed_stops_the_rest_of_it_as_one_by_one_would(
+    hot, evm_node, evm_adapter, settings, monkeypatch
+):
+    settings.WITHDRAW_EVM_SIGN_GROUP = 4
+    withdrawals = _approved(4, "0.5", "tripped")
+    build = evm_adapter.build_transfer
+    built: list[int] = []
+
+    def trip() -> None:
+        try:
+            controls_breakers.breaker_trip(coin_id="ETH", reason="test: ledger mismatch", source="OPS")
+        finally:
+            connections.close_all()
+
+    def build_then_trip(**kwargs):
+        # Ops trip the breaker (committed at once, on a connection of their own) while the group's
+        # second transfer is built: one by one, the third and fourth would find it tripped.
+        built.append(1)
+        if len(built) == 2:
+            tripper = threading.Thread(target=trip)
+            tripper.start()
+            tripper.join()
+        return build(**kwargs)
+
+    monkeypatch.setattr(evm_adapter, "build_transfer", build_then_trip)
+    withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
+
+    statuses = _statuses(withdrawals)
+    assert statuses[2:] == [WithdrawStatus.APPROVED] * 2
+    assert statuses.count(WithdrawStatus.PROCESSING) <= 2
