@@ -142,10 +142,11 @@ class FirstRun:
     def devchain(self) -> dict[str, Any]:
         return json.loads((self.dir / "var" / "devchain.json").read_text())
 
-    def alerts(self) -> list[tuple[str, str]]:
+    def alerts(self) -> list[tuple[str, str, str]]:
+        """Every alert raised: kind, subject and message (which says what failed, when one does)."""
         db = sqlite3.connect(f"file:{self.dir / 'var' / 'wallet.sqlite3'}?mode=ro", uri=True)
         try:
-            return list(db.execute("SELECT kind, subject FROM monitoring_alert ORDER BY id"))
+            return list(db.execute("SELECT kind, subject, message FROM monitoring_alert ORDER BY id"))
         finally:
             db.close()
 
@@ -333,7 +334,7 @@ def test_the_readme_first_command_shows_the_whole_loop_and_again_after_a_restart
     finally:
         run.kill()
 
-    kinds = {kind for kind, _ in run.alerts()}
+    kinds = {kind for kind, _, _ in run.alerts()}
     assert not kinds & {"REORG_TOO_DEEP", "NODE_DOWN", "RECONCILIATION_MISMATCH"}, run.alerts()
     for port in run.ports.values():  # every process of both runs is gone
         with pytest.raises(requests.ConnectionError):
