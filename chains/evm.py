@@ -382,12 +382,33 @@ class EvmAdapter:
     def balance(self, address: str, contract: str | None = None, *, height: int | None = None) -> int:
         """Balance in base units at the best block, or at block `height` (proof of reserves reads every
         address at one height; the node must keep that block's state)."""
+        method, params = self._balance_call(address, contract, height)
+        return self._balance_value(method, self.node.call(method, params))
+
+    def balances(self, wanted: Sequence[tuple[str, str | None]], *, height: int | None = None) -> list[int]:
+        """balance() of many (address, contract or None for ether), in order, asked in batched requests
+        of RECEIPT_BATCH: proof of reserves reads every exchange address."""
+        calls = [self._balance_call(address, contract, height) for address, contract in wanted]
+        values: list[int] = []
+        for start in range(0, len(calls), RECEIPT_BATCH):
+            chunk = calls[start : start + RECEIPT_BATCH]
+            answers = self.node.batch(chunk)
+            values.extend(
+                self._balance_value(method, answer) for (method, _), answer in zip(chunk, answers, strict=True)
+            )
+        return values
+
+    def _balance_call(self, address: str, contract: str | None, height: int | None) -> tuple[str, list[object]]:
         key = self.match_key(address)
         block = "latest" if height is None else hex(height)
         if contract is None:
-            return self._int(self.node.call("eth_getBalance", [key, block]), "eth_getBalance")
+            return "eth_getBalance", [key, block]
         data = SELECTOR_BALANCE_OF + key[2:].rjust(64, "0")
-        answer = self.node.call("eth_call", [{"to": self.match_key(contract), "data": data}, block])
+        return "eth_call", [{"to": self.match_key(contract), "data": data}, block]
+
+    def _balance_value(self, method: str, answer: object) -> int:
+        if method == "eth_getBalance":
+            return self._int(answer, "eth_getBalance")
         if not isinstance(answer, str) or len(answer) < 66:
             raise ChainError(f"{self.chain_id} node: balanceOf answered nothing (not a token contract?)")
         return int(answer[:66], 16)

@@ -239,14 +239,16 @@ def chain_read(*, adapter: ChainAdapter, coins: Sequence[CoinConfig], rows: list
     for _ in range(CHAIN_READ_ATTEMPTS):
         height = adapter.tip_height()
         block_hash = adapter.block_hash(height)
+        if at_block:  # every address and coin at that block, in batched requests
+            wanted = [(row.address, _contract(coin)) for row in rows for coin in coins]
+            values = iter(adapter.balances(wanted, height=height))  # type: ignore[attr-defined]
+        else:
+            values = (adapter.balance(row.address, _contract(coin)) for row in rows for coin in coins)
         balances: list[dict[str, int]] = []
-        for row in rows:
+        for _row in rows:
             found = {}
             for coin in coins:
-                if at_block:
-                    units = adapter.balance(row.address, _contract(coin), height=height)
-                else:
-                    units = adapter.balance(row.address, _contract(coin))
+                units = next(values)
                 if units:
                     found[coin.coin_id] = units
             balances.append(found)

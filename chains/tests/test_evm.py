@@ -175,6 +175,34 @@ class TestBlockRange:
             evm_adapter.blocks(tip, tip + 3)
 
 
+class TestBalances:
+    def test_balances_of_many_addresses_at_a_height_equal_each_balance_and_go_in_batches(
+        self, evm_node, evm_adapter, monkeypatch
+    ):
+        monkeypatch.setattr("chains.evm.RECEIPT_BATCH", 2)  # three batches for five readings
+        usdt = evm_node.contracts["USDT"]
+        a, b = fresh_address(), fresh_address()
+        send_eth(evm_node, a, 7)
+        send_usdt(evm_node, b, 3_000_000)
+        height = evm_adapter.tip_height()
+        send_eth(evm_node, a, 5)  # after the height: not in the readings at it
+        requests = []
+        batch = evm_adapter.node.batch
+        monkeypatch.setattr(evm_adapter.node, "batch", lambda calls: requests.append(len(calls)) or batch(calls))
+        wanted = [(a, None), (a, usdt), (b, None), (b, usdt), (evm_node.accounts[0].address, None)]
+
+        values = evm_adapter.balances(wanted, height=height)
+
+        assert values[:4] == [7, 0, 0, 3_000_000]
+        assert values == [evm_adapter.balance(address, token, height=height) for address, token in wanted]
+        assert requests == [2, 2, 1]
+        assert evm_adapter.balances([(a, None)]) == [12]  # the best block by default
+
+    def test_a_token_contract_that_answers_nothing_is_a_chain_error(self, evm_node, evm_adapter):
+        with pytest.raises(ChainError, match="balanceOf answered nothing"):
+            evm_adapter.balances([(fresh_address(), fresh_address())])  # no contract there
+
+
 class TestReorg:
     def test_block_hash_changes_when_the_chain_is_reverted_and_rebuilt(self, evm_node, evm_adapter):
         snapshot = evm_node.snapshot()
