@@ -1,4 +1,5 @@
-"""Test support: what a browser sends back from an admin form; the roles after a flush; the worker of a kill test."""
+"""Test support: what a browser sends back from an admin form; the roles after a flush; the worker of a kill
+test; workers racing in threads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from html.parser import HTMLParser
 from pathlib import Path
@@ -111,3 +113,30 @@ def kill_at(step: str, *, nth: int = 1) -> Callable[[str], None]:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     return die
+
+
+def race(work: Callable[[], object], *, workers: int = 2) -> list[BaseException]:
+    """
+    Run `work` in `workers` threads released at once (a barrier), each on its own database
+    connection (closed when it ends); return what they raised, for the test to assert on.
+    """
+    from django.db import connection
+
+    barrier = threading.Barrier(workers)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            work()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -7,11 +7,9 @@ MariaDB; the worker is a real child process. Every key here is a TEST-ONLY throw
 from __future__ import annotations
 
 import subprocess
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from addresses import services as addresses_services
 from assets.models import BusinessType, HouseFlow
@@ -21,7 +19,7 @@ from treasury import services as treasury_services
 from treasury.models import TransferStatus, TreasuryTransfer
 from treasury.tests.helpers import limits_set, operator
 from treasury.tests.test_cold_evm import ONE_ETH, _hot_address, refresh, run
-from wallet_project.testing import worker_run
+from wallet_project.testing import race, worker_run
 
 STEPS = ["treasury.sign.locked", "treasury.signed", "treasury.sent", "treasury.confirmed"]
 
@@ -82,23 +80,7 @@ def test_a_transfer_worker_killed_at_any_step_then_resumed_sends_once(
 def test_two_workers_at_once_send_one_transaction(monkeypatch, settings, tmp_path, evm_node, evm_adapter):
     hot, cold, transfer = _approved_transfer(monkeypatch, settings, tmp_path, evm_node, evm_adapter)
     cold_before, mined_before = evm_adapter.balance(cold.address), evm_adapter.mined_count(hot.address)
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            barrier.wait()
-            sending.treasury_send(chain_id="ETH", adapter=evm_adapter)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = race(lambda: sending.treasury_send(chain_id="ETH", adapter=evm_adapter))
 
     assert errors == []
     run(evm_adapter, evm_node, rounds=3)

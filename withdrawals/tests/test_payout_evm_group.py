@@ -13,7 +13,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -24,29 +23,14 @@ from chains.testing import evm_adapter, evm_node  # noqa: F401
 from controls import breakers as controls_breakers
 from controls.models import AddressBookPolicy, BlacklistAddress
 from monitoring.models import Alert
+from wallet_project.testing import race
 from withdrawals import payout as withdrawals_payout
 from withdrawals.models import Payout, PayoutTx, PayoutTxStatus, WithdrawAuditLog, WithdrawRecord, WithdrawStatus
 from withdrawals.tests.test_onchain import ONE_ETH, approved, hot  # noqa: F401
+from withdrawals.tests.test_payout_evm_run import _approved, _no_fault, _settle  # noqa: F401 - _no_fault: autouse
 from withdrawals.tests.test_payout_faults import _worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _no_fault():
-    withdrawals_payout.fault_hook = None
-    yield
-    withdrawals_payout.fault_hook = None
-
-
-def _approved(count: int, amount: str, tag: str) -> list[tuple[WithdrawRecord, str]]:
-    User = get_user_model()
-    return [approved(User.objects.create_user(f"{tag}-{i}"), amount, key=f"{tag}-{i}") for i in range(count)]
-
-
-def _settle(evm_node, evm_adapter) -> None:
-    evm_node.mine(2)
-    withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
 
 def _statuses(withdrawals: list[tuple[WithdrawRecord, str]]) -> list[int]:
@@ -162,21 +146,7 @@ def test_two_workers_paying_the_same_withdrawals_at_once_pay_each_once_gap_free(
     settings.WITHDRAW_EVM_SIGN_GROUP = 4
     withdrawals = _approved(12, "0.25", "raced-group")
     start = evm_adapter.mined_count(hot.address)
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = race(lambda: withdrawals_payout.withdrawals_pay(chain_id="ETH", adapter=evm_adapter))
 
     assert errors == []
     assert Payout.objects.count() == 12 and PayoutTx.objects.count() == 12
