@@ -25,7 +25,8 @@ class Transfer:
     """One credit to one output/recipient found in a block: a deposit candidate."""
 
     tx_hash: str
-    # BTC: output index (vout). EVM ERC20: log index. Native ETH/TRX: -1.
+    # BTC: output index (vout). EVM ERC20: log index. Native ETH/TRX: -1; EVM ether a contract
+    # moved inside the transaction (chains.evm_trace): -2 - k, k its position among them.
     # TRON TRC20: log index within the transaction.
     index: int
     from_address: str

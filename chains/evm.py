@@ -38,6 +38,7 @@ import rlp
 from eth_account import Account
 from eth_utils import is_address, keccak, to_checksum_address
 
+from chains import evm_trace
 from chains.base import (
     Block,
     ChainError,
@@ -59,6 +60,8 @@ SELECTOR_BALANCE_OF = "0x70a08231"  # balanceOf(address)
 NATIVE_GAS = 21_000
 TOKEN_GAS_FALLBACK = 100_000
 RECEIPT_BATCH = 500
+# Opcode traces per batched request: each answer carries every step of a transaction.
+TRACE_BATCH = 20
 BLOCK_BATCH = 100
 CODELESS_CACHE = 2_000_000
 
@@ -157,8 +160,12 @@ class EvmAdapter:
         connect_timeout: float = 2.0,
         read_timeout: float = 15.0,
         gas_price_fallback_wei: int = 20_000_000_000,
+        trace_internal: bool = False,
     ) -> None:
         self.chain_id = chain_id
+        # Read the ether contracts move inside transactions (evm_trace): one opcode trace per
+        # transaction that runs code, so only on a node with the debug API (ETH_TRACE_INTERNAL_TRANSFERS).
+        self.trace_internal = trace_internal
         self.node = HttpNode(url, name=f"{chain_id} node", connect_timeout=connect_timeout, read_timeout=read_timeout)
         self._gas_price_fallback = gas_price_fallback_wei
         self._network_id: int | None = None
@@ -349,7 +356,46 @@ class EvmAdapter:
                 # Not possible on a correct node (a reverted transaction has no logs): never credit it.
                 transfer = dataclasses.replace(transfer, success=False)
             transfers.append(transfer)
+        if self.trace_internal:
+            transfers.extend(self._internal(txs, watched))
         return transfers
+
+    def _internal(self, txs: list[dict[str, Any]], watched: Collection[str] | None) -> list[Transfer]:
+        """
+        The ether contracts moved inside the block's transactions (chains.evm_trace), to watched
+        addresses: native transfers of index -2 - k, k their position among the transaction's own
+        internal transfers (the same on every read of the block), successful if the receipt is.
+        """
+        calls = [tx for tx in txs if tx.get("to")]
+        plain = {tx["to"].lower() for tx in calls if (tx.get("input") or tx.get("data") or "0x") == "0x"}
+        codeless = self._codeless(plain)
+        # A transaction runs code when it carries data or pays a contract (its receive function).
+        traced = [
+            tx for tx in calls
+            if (tx.get("input") or tx.get("data") or "0x") != "0x" or tx["to"].lower() not in codeless
+        ]  # fmt: skip
+        found: list[tuple[str, int, str, str, int]] = []
+        for start in range(0, len(traced), TRACE_BATCH):
+            chunk = traced[start : start + TRACE_BATCH]
+            traces = self.node.batch(
+                [("debug_traceTransaction", [tx["hash"], {"disableStorage": True, "disableMemory": True}])
+                 for tx in chunk]
+            )  # fmt: skip
+            for tx, trace in zip(chunk, traces, strict=True):
+                moved = evm_trace.internal_transfers(trace["structLogs"], to=tx["to"])
+                found.extend(
+                    (tx["hash"], -2 - k, sender, recipient, wei)
+                    for k, (sender, recipient, wei) in enumerate(moved)
+                    if wei and (watched is None or recipient in watched)
+                )
+        statuses = self._statuses(sorted({tx_hash for tx_hash, *_ in found}))
+        return [
+            Transfer(
+                tx_hash=tx_hash, index=index, from_address=sender, to_address=recipient, match_key=recipient,
+                amount_base_units=wei, contract=None, success=statuses[tx_hash],
+            )
+            for tx_hash, index, sender, recipient, wei in found
+        ]  # fmt: skip
 
     def _codeless(self, addresses: set[str]) -> set[str]:
         """The addresses among these that hold no code, asked once per address (one batched request).

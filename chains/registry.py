@@ -27,7 +27,10 @@ def adapter_for(chain_id: str) -> ChainAdapter:
     timeouts = {"connect_timeout": settings.CHAIN_CONNECT_TIMEOUT, "read_timeout": settings.CHAIN_READ_TIMEOUT}
     if chain_id == "ETH":
         return EvmAdapter(
-            url=settings.ETH_RPC_URL, gas_price_fallback_wei=settings.ETH_GAS_PRICE_FALLBACK_WEI, **timeouts
+            url=settings.ETH_RPC_URL,
+            gas_price_fallback_wei=settings.ETH_GAS_PRICE_FALLBACK_WEI,
+            trace_internal=settings.ETH_TRACE_INTERNAL_TRANSFERS,
+            **timeouts,
         )
     if chain_id == "BTC":
         return BtcAdapter(

@@ -64,7 +64,8 @@ def transfer_check(transfer: object) -> Transfer:
         and 0 < len(transfer.tx_hash) <= 255
         and isinstance(transfer.index, int)
         and not isinstance(transfer.index, bool)
-        and transfer.index >= -1
+        # Native transfers: -1 the transaction's own value, -2 - k the k-th ether a contract moved inside it.
+        and (transfer.index >= -1 or transfer.contract is None)
         and isinstance(transfer.amount_base_units, int)
         and not isinstance(transfer.amount_base_units, bool)
         and transfer.amount_base_units >= 0

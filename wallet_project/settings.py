@@ -543,6 +543,9 @@ CHAIN_READ_TIMEOUT = float(env_str("CHAIN_READ_TIMEOUT", "15"))
 # Fee rates used when the node cannot estimate (quiet chain, estimatesmartfee answers -1).
 BTC_FEE_FALLBACK_SAT_VB = env_int("BTC_FEE_FALLBACK_SAT_VB", 10)
 ETH_GAS_PRICE_FALLBACK_WEI = env_int("ETH_GAS_PRICE_FALLBACK_WEI", 20_000_000_000)
+# Credit ether that contracts pay to deposit addresses (a Safe, a batch payout): the scanner traces
+# each block's transactions that run code (debug_traceTransaction): a node with the debug API only.
+ETH_TRACE_INTERNAL_TRANSFERS = env_bool("ETH_TRACE_INTERNAL_TRANSFERS", False)
 TRON_FEE_FALLBACK_SUN = env_int("TRON_FEE_FALLBACK_SUN", 1000)
 # The exchange's BTC UTXO set: confirmations an output needs before a payout may spend it, and the
 # most inputs one payout may spend (a consolidation is due when a payout needs more).

@@ -9,6 +9,7 @@ from eth_account import Account
 
 from assets import selectors as assets_selectors
 from assets.models import BusinessType, Flow
+from chains.evm import EvmAdapter
 from chains.testing import evm_adapter, evm_node  # noqa: F401
 from coins.models import CoinConfig
 from recharges.models import RechargeRecord, RechargeStatus
@@ -131,21 +132,65 @@ def test_a_spent_deposit_orphaned_then_re_mined_leaves_the_user_exactly_what_the
 # the first calldata word, i.e. CALL(gas, calldata[0:32], callvalue, 0, 0, 0, 0). How smart-contract
 # wallets (a Safe), other exchanges' batch payouts and bridges pay ETH: by an internal transaction.
 FORWARDER_RUNTIME = "6000600060006000346000355af100"
-FORWARDER_INIT = "600f600c600039600f6000f3" + FORWARDER_RUNTIME
 
 
-@pytest.mark.xfail(
-    strict=True, reason="native deposits are read from top-level transactions only: an internal ETH transfer is lost"
-)
-def test_eth_paid_to_a_deposit_address_by_a_contract_is_credited(eth, evm_node, user, now):  # noqa: F811
+@pytest.fixture
+def tracing(eth, evm_node):  # noqa: F811
+    """The scanner's adapter with ETH_TRACE_INTERNAL_TRANSFERS on (ganache has debug_traceTransaction)."""
+    return EvmAdapter(url=evm_node.url, connect_timeout=1, read_timeout=30, trace_internal=True)
+
+
+def _deployed(evm_node, runtime: str) -> str:  # noqa: F811 - the fixture's node
+    """Deploy hand-assembled runtime code (under 256 bytes) with a minimal constructor that returns it."""
+    size = len(runtime) // 2
+    init = f"60{size:02x}600c60003960{size:02x}6000f3" + runtime
+    return evm_node.send_tx({"data": "0x" + init, "gas": 200_000})["contractAddress"]
+
+
+def _word(address: str) -> str:
+    return "0x" + address[2:].lower().rjust(64, "0")
+
+
+def test_eth_a_contract_pays_to_a_deposit_address_is_credited_once(tracing, evm_node, user, now):  # noqa: F811
     address = deposit_address(user=user, address=_fresh_address())
-    forwarder = evm_node.send_tx({"data": "0x" + FORWARDER_INIT, "gas": 100_000})["contractAddress"]
-    word = "0x" + address.address[2:].lower().rjust(64, "0")
-    paid = evm_node.send_tx({"to": forwarder, "value": 2 * 10**18, "data": word, "gas": 100_000})
-    assert paid["status"] == 1 and eth.balance(address.address) == 2 * 10**18  # the ether is at the address
+    forwarder = _deployed(evm_node, FORWARDER_RUNTIME)
+    paid = evm_node.send_tx({"to": forwarder, "value": 2 * 10**18, "data": _word(address.address), "gas": 100_000})
+    assert paid["status"] == 1 and tracing.balance(address.address) == 2 * 10**18  # the ether is at the address
+
+    tick(tracing, now)
+    evm_node.mine(2)
+    tick(tracing, now)
+    tick(tracing, now)  # and again: nothing new
+
+    assert available(user, "ETH") == Decimal(2)
+    (record,) = RechargeRecord.objects.filter(user=user)
+    assert (record.status, record.log_index, record.amount) == (RechargeStatus.CONFIRMED, -2, Decimal(2))
+    assert record.tx_hash == evm_node.w3.to_hex(paid["transactionHash"])
+    assert record.from_address.lower() == forwarder.lower()  # the contract that paid
+
+
+def test_eth_a_contract_moved_in_a_transaction_that_reverted_is_not_credited(tracing, evm_node, user, now):  # noqa: F811
+    address = deposit_address(user=user, address=_fresh_address())
+    # The forwarder's CALL, then REVERT: the inner CALL returned 1, the transaction failed whole.
+    reverting = _deployed(evm_node, FORWARDER_RUNTIME[:-2] + "5060006000fd")
+    failed = evm_node.send_tx({"to": reverting, "value": 10**18, "data": _word(address.address), "gas": 100_000})
+    assert failed["status"] == 0 and tracing.balance(address.address) == 0
+
+    tick(tracing, now)
+    evm_node.mine(2)
+    tick(tracing, now)
+
+    assert available(user, "ETH") == 0
+    assert not RechargeRecord.objects.filter(user=user, status=RechargeStatus.CONFIRMED).exists()
+
+
+def test_without_tracing_a_contracts_payment_is_not_seen(eth, evm_node, user, now):  # noqa: F811
+    address = deposit_address(user=user, address=_fresh_address())
+    forwarder = _deployed(evm_node, FORWARDER_RUNTIME)
+    evm_node.send_tx({"to": forwarder, "value": 10**18, "data": _word(address.address), "gas": 100_000})
 
     tick(eth, now)
     evm_node.mine(2)
     tick(eth, now)
 
-    assert available(user, "ETH") == Decimal(2)
+    assert available(user, "ETH") == 0  # ETH_TRACE_INTERNAL_TRANSFERS off: the node is not asked
