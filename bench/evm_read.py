@@ -7,7 +7,10 @@ Blocks: half ETH transfers, half test-USDT transfers, 1 in 20 to one of 50 watch
 100k watched keys. Prints one JSON object (medians of the rounds):
 - raw_rpc_tx_per_s: transactions per second of bare eth_getBlockByNumber(full) calls, block by block;
 - range_tx_per_s / range_ratio: EvmAdapter.blocks(first, last, watched) over the same blocks;
-- block_tx_per_s / block_ratio: EvmAdapter.block(height, watched) block by block.
+- block_tx_per_s / block_ratio: EvmAdapter.block(height, watched) block by block;
+- balances_per_s / balances_ratio: ETH and token balances of 1,000 addresses at one block read by
+  EvmAdapter.balances (proof of reserves: batched requests) vs raw_balance_per_s, the same readings
+  by EvmAdapter.balance one request each.
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ def main() -> None:
         adapter.blocks(heights[0], heights[-1], watched=watched)  # warm the code-less cache
 
         raw_rates, range_rates, block_rates, matched = [], [], [], 0
+        one_rates, batched_rates = [], []
+        wanted = [(address, contract) for address in recipients for contract in (None, usdt)]
+        height = adapter.tip_height()
         for _ in range(args.rounds):
             started = time.perf_counter()
             txs = sum(len(raw.call("eth_getBlockByNumber", [hex(h), True])["transactions"]) for h in heights)
@@ -63,9 +69,17 @@ def main() -> None:
                 adapter.block(h, watched=watched)
             block_rates.append(txs / (time.perf_counter() - started))
             matched = sum(len(b.transfers) for b in blocks)
+            started = time.perf_counter()
+            one = [adapter.balance(address, contract, height=height) for address, contract in wanted]
+            one_rates.append(len(wanted) / (time.perf_counter() - started))
+            started = time.perf_counter()
+            batched = adapter.balances(wanted, height=height)
+            batched_rates.append(len(wanted) / (time.perf_counter() - started))
+            assert batched == one, "batched balances differ from one-by-one balances"
     finally:
         node.stop()
     raw_rate, range_rate, block_rate = (statistics.median(r) for r in (raw_rates, range_rates, block_rates))
+    one_rate, batched_rate = statistics.median(one_rates), statistics.median(batched_rates)
     print(
         json.dumps(
             {
@@ -74,6 +88,9 @@ def main() -> None:
                 "range_ratio": round(range_rate / raw_rate, 2),
                 "block_tx_per_s": round(block_rate, 1),
                 "block_ratio": round(block_rate / raw_rate, 2),
+                "raw_balance_per_s": round(one_rate, 1),
+                "balances_per_s": round(batched_rate, 1),
+                "balances_ratio": round(batched_rate / one_rate, 2),
                 "txs": txs,
                 "matched": matched,
                 "watched": len(watched),
