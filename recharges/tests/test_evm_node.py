@@ -194,3 +194,45 @@ def test_without_tracing_a_contracts_payment_is_not_seen(eth, evm_node, user, no
     tick(eth, now)
 
     assert available(user, "ETH") == 0  # ETH_TRACE_INTERNAL_TRANSFERS off: the node is not asked
+
+
+# Pays the address in the first calldata word its value divided by 1 + 9 * (block number % 2): what
+# a contract moves depends on the block it runs in (its number here; a balance, a price, a timestamp
+# in the wild), so the same transaction mined again after a reorg may move other amounts.
+# CALL(gas, calldata[0:32], callvalue / (1 + 9 * (NUMBER % 2)), 0, 0, 0, 0)
+PARITY_PAYER_RUNTIME = "5f5f5f5f6002430660090260010134045f355af100"
+
+
+def test_eth_a_contract_pays_less_when_its_transaction_is_mined_again_after_a_reorg(tracing, evm_node, user, now):  # noqa: F811
+    address = deposit_address(user=user, address=_fresh_address())
+    payer = _deployed(evm_node, PARITY_PAYER_RUNTIME)
+    if (evm_node.w3.eth.block_number + 1) % 2:
+        evm_node.mine(1)  # the payment lands at an even height: the whole value
+    snapshot = evm_node.snapshot()
+    sender = evm_node.accounts[0]
+    signed = sender.sign_transaction(
+        {
+            "to": payer,
+            "value": 10**18,
+            "data": _word(address.address),
+            "nonce": evm_node.w3.eth.get_transaction_count(sender.address, "pending"),
+            "gas": 100_000,
+            "gasPrice": evm_node.w3.eth.gas_price,
+            "chainId": evm_node.w3.eth.chain_id,
+        }
+    )
+    evm_node.w3.eth.send_raw_transaction(signed.raw_transaction)
+    tick(tracing, now)
+    assert RechargeRecord.objects.get(user=user).amount == Decimal(1)
+
+    evm_node.revert(snapshot)  # that block is orphaned; the same transaction lands at an odd height
+    evm_node.mine(1)
+    evm_node.w3.eth.send_raw_transaction(signed.raw_transaction)
+    evm_node.mine(2)
+    assert tracing.balance(address.address) == 10**17  # a tenth arrived on the chain that stayed
+    tick(tracing, now)
+    tick(tracing, now)
+
+    assert available(user, "ETH") == Decimal("0.1")
+    (record,) = RechargeRecord.objects.filter(user=user)
+    assert (record.status, record.log_index, record.amount) == (RechargeStatus.CONFIRMED, -2, Decimal("0.1"))
