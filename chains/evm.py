@@ -368,7 +368,7 @@ class EvmAdapter:
         """
         calls = [tx for tx in txs if tx.get("to")]
         plain = {tx["to"].lower() for tx in calls if (tx.get("input") or tx.get("data") or "0x") == "0x"}
-        codeless = self._codeless(plain)
+        codeless = self._codeless_at(plain, height=int(calls[0]["blockNumber"], 16)) if plain else set()
         # A transaction runs code when it carries data or pays a contract (its receive function).
         traced = [
             tx for tx in calls
@@ -413,6 +413,22 @@ class EvmAdapter:
                         self._codeless_seen.clear()
                     self._codeless_seen.add(address)
         return {a for a in addresses if a in self._codeless_seen}
+
+    def _codeless_at(self, addresses: set[str], *, height: int) -> set[str]:
+        """
+        The addresses among these without code after block `height`, asked every time (batched).
+
+        Not _codeless's cache: a contract's address is paid before its code is there (a CREATE2
+        wallet, a contract an account deploys at its next nonce), and its receive function runs
+        from then on; the state of the block itself, not the latest (a scan behind the tip).
+        """
+        unknown = sorted(addresses)
+        found: set[str] = set()
+        for start in range(0, len(unknown), RECEIPT_BATCH):
+            chunk = unknown[start : start + RECEIPT_BATCH]
+            codes = self.node.batch([("eth_getCode", [a, hex(height)]) for a in chunk])
+            found.update(a for a, code in zip(chunk, codes, strict=True) if code in ("0x", "0x0", "", None))
+        return found
 
     def _statuses(self, tx_hashes: list[str]) -> dict[str, bool]:
         statuses: dict[str, bool] = {}

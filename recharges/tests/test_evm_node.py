@@ -236,3 +236,31 @@ def test_eth_a_contract_pays_less_when_its_transaction_is_mined_again_after_a_re
     assert available(user, "ETH") == Decimal("0.1")
     (record,) = RechargeRecord.objects.filter(user=user)
     assert (record.status, record.log_index, record.amount) == (RechargeStatus.CONFIRMED, -2, Decimal("0.1"))
+
+
+def test_eth_a_contract_deployed_where_ether_was_paid_before_is_traced_when_paid_again(tracing, evm_node, user, now):  # noqa: F811
+    import rlp
+    from eth_utils import keccak, to_checksum_address
+
+    address = deposit_address(user=user, address=_fresh_address())
+    deployer = evm_node.accounts[3].address
+    nonce = evm_node.w3.eth.get_transaction_count(deployer)
+    # A counterfactual wallet: paid at its address before its code is there (a CREATE2 wallet, a
+    # contract a known account deploys at its next nonce).
+    future = to_checksum_address(keccak(rlp.encode([bytes.fromhex(deployer[2:]), nonce]))[12:])
+    evm_node.send_tx({"to": future, "value": 10**15})
+    tick(tracing, now)  # the scanner met that address without code
+
+    # Its code: CALL(gas, the deposit address, callvalue, 0, 0, 0, 0), on any payment (receive()).
+    runtime = "5f5f5f5f3473" + address.address[2:].lower() + "5af15000"
+    size = len(runtime) // 2
+    init = f"60{size:02x}600c60003960{size:02x}6000f3" + runtime
+    assert evm_node.send_tx({"data": "0x" + init, "gas": 200_000}, sender=3)["contractAddress"] == future
+    paid = evm_node.send_tx({"to": future, "value": 2 * 10**18, "gas": 100_000})  # a plain payment, no data
+    assert paid["status"] == 1 and tracing.balance(address.address) == 2 * 10**18
+
+    tick(tracing, now)
+    evm_node.mine(2)
+    tick(tracing, now)
+
+    assert available(user, "ETH") == Decimal(2)
