@@ -149,6 +149,11 @@ def raw_sender_nonce(raw: str) -> tuple[str, int]:
     return sender.lower(), int.from_bytes(nonce_field, "big")
 
 
+def _created_address(sender: str, nonce: int) -> str:
+    """The address of the contract a transaction without `to` creates: keccak(rlp([sender, nonce]))[12:]."""
+    return "0x" + keccak(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[12:].hex()
+
+
 class EvmAdapter:
     """ChainAdapter for an EVM chain (chain_id "ETH")."""
 
@@ -374,6 +379,8 @@ class EvmAdapter:
             tx for tx in calls
             if (tx.get("input") or tx.get("data") or "0x") != "0x" or tx["to"].lower() not in codeless
         ]  # fmt: skip
+        # A contract creation runs its constructor, which may pay too: its frame is the new contract.
+        traced += [tx for tx in txs if not tx.get("to")]
         found: list[tuple[str, int, str, str, int]] = []
         for start in range(0, len(traced), TRACE_BATCH):
             chunk = traced[start : start + TRACE_BATCH]
@@ -382,7 +389,8 @@ class EvmAdapter:
                  for tx in chunk]
             )  # fmt: skip
             for tx, trace in zip(chunk, traces, strict=True):
-                moved = evm_trace.internal_transfers(trace["structLogs"], to=tx["to"])
+                runs = tx.get("to") or _created_address(tx["from"], int(tx["nonce"], 16))
+                moved = evm_trace.internal_transfers(trace["structLogs"], to=runs)
                 found.extend(
                     (tx["hash"], -2 - k, sender, recipient, wei)
                     for k, (sender, recipient, wei) in enumerate(moved)

@@ -264,3 +264,19 @@ def test_eth_a_contract_deployed_where_ether_was_paid_before_is_traced_when_paid
     tick(tracing, now)
 
     assert available(user, "ETH") == Decimal(2)
+
+
+def test_eth_a_constructor_that_pays_a_deposit_address_is_credited(tracing, evm_node, user, now):  # noqa: F811
+    address = deposit_address(user=user, address=_fresh_address())
+    # A contract creation (no `to`) whose constructor runs CALL(gas, the address, callvalue, 0, 0, 0, 0).
+    init = "5f5f5f5f3473" + address.address[2:].lower() + "5af15000"
+    created = evm_node.send_tx({"data": "0x" + init, "value": 3 * 10**18, "gas": 200_000})
+    assert created["status"] == 1 and tracing.balance(address.address) == 3 * 10**18
+
+    tick(tracing, now)
+    evm_node.mine(2)
+    tick(tracing, now)
+
+    assert available(user, "ETH") == Decimal(3)
+    (record,) = RechargeRecord.objects.filter(user=user)
+    assert record.from_address.lower() == created["contractAddress"].lower()  # the contract being made
