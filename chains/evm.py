@@ -149,6 +149,11 @@ def raw_sender_nonce(raw: str) -> tuple[str, int]:
     return sender.lower(), int.from_bytes(nonce_field, "big")
 
 
+def _created_address(sender: str, nonce: int) -> str:
+    """The address of the contract a transaction without `to` creates: keccak(rlp([sender, nonce]))[12:]."""
+    return "0x" + keccak(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[12:].hex()
+
+
 class EvmAdapter:
     """ChainAdapter for an EVM chain (chain_id "ETH")."""
 
@@ -368,12 +373,14 @@ class EvmAdapter:
         """
         calls = [tx for tx in txs if tx.get("to")]
         plain = {tx["to"].lower() for tx in calls if (tx.get("input") or tx.get("data") or "0x") == "0x"}
-        codeless = self._codeless(plain)
+        codeless = self._codeless_at(plain, height=int(calls[0]["blockNumber"], 16)) if plain else set()
         # A transaction runs code when it carries data or pays a contract (its receive function).
         traced = [
             tx for tx in calls
             if (tx.get("input") or tx.get("data") or "0x") != "0x" or tx["to"].lower() not in codeless
         ]  # fmt: skip
+        # A contract creation runs its constructor, which may pay too: its frame is the new contract.
+        traced += [tx for tx in txs if not tx.get("to")]
         found: list[tuple[str, int, str, str, int]] = []
         for start in range(0, len(traced), TRACE_BATCH):
             chunk = traced[start : start + TRACE_BATCH]
@@ -382,7 +389,8 @@ class EvmAdapter:
                  for tx in chunk]
             )  # fmt: skip
             for tx, trace in zip(chunk, traces, strict=True):
-                moved = evm_trace.internal_transfers(trace["structLogs"], to=tx["to"])
+                runs = tx.get("to") or _created_address(tx["from"], int(tx["nonce"], 16))
+                moved = evm_trace.internal_transfers(trace["structLogs"], to=runs)
                 found.extend(
                     (tx["hash"], -2 - k, sender, recipient, wei)
                     for k, (sender, recipient, wei) in enumerate(moved)
@@ -413,6 +421,22 @@ class EvmAdapter:
                         self._codeless_seen.clear()
                     self._codeless_seen.add(address)
         return {a for a in addresses if a in self._codeless_seen}
+
+    def _codeless_at(self, addresses: set[str], *, height: int) -> set[str]:
+        """
+        The addresses among these without code after block `height`, asked every time (batched).
+
+        Not _codeless's cache: a contract's address is paid before its code is there (a CREATE2
+        wallet, a contract an account deploys at its next nonce), and its receive function runs
+        from then on; the state of the block itself, not the latest (a scan behind the tip).
+        """
+        unknown = sorted(addresses)
+        found: set[str] = set()
+        for start in range(0, len(unknown), RECEIPT_BATCH):
+            chunk = unknown[start : start + RECEIPT_BATCH]
+            codes = self.node.batch([("eth_getCode", [a, hex(height)]) for a in chunk])
+            found.update(a for a, code in zip(chunk, codes, strict=True) if code in ("0x", "0x0", "", None))
+        return found
 
     def _statuses(self, tx_hashes: list[str]) -> dict[str, bool]:
         statuses: dict[str, bool] = {}

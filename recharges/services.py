@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -586,11 +587,12 @@ def _records_upsert(*, scanned: list[tuple[Block, list[matching.Candidate]]], no
                 )
             )
         elif record.status == RechargeStatus.REORGED:
-            # Re-mined on the new branch: the same deposit again, credited under a new generation.
+            # Re-mined on the new branch: the same key again, credited under a new generation.
             record.status = RechargeStatus.PENDING
             record.generation += 1
             record.block_number, record.block_hash, record.block_time = block.number, block.hash, block_time
             record.confirmations, record.confirm_time = 1, None
+            changed = _record_content_set(record=record, candidate=candidate, amount=amount)
             record.save(
                 update_fields=[
                     "status",
@@ -601,13 +603,15 @@ def _records_upsert(*, scanned: list[tuple[Block, list[matching.Candidate]]], no
                     "confirmations",
                     "confirm_time",
                     "update_time",
+                    *changed,
                 ]
             )
             logger.info("deposit %s found again at block %s after a reorg", record.recharge_no, block.number)
         elif record.block_hash != block.hash:
             if record.status == RechargeStatus.PENDING:
                 record.block_number, record.block_hash, record.block_time = block.number, block.hash, block_time
-                record.save(update_fields=["block_number", "block_hash", "block_time", "update_time"])
+                changed = _record_content_set(record=record, candidate=candidate, amount=amount)
+                record.save(update_fields=["block_number", "block_hash", "block_time", "update_time", *changed])
             else:
                 # Settled in a block we still believe in, yet seen in another: never credit twice.
                 logger.warning("deposit %s seen in two blocks; left as is", record.recharge_no)
@@ -617,6 +621,36 @@ def _records_upsert(*, scanned: list[tuple[Block, list[matching.Candidate]]], no
     if inserted != len(new):  # some were skipped: another scanner's rows, or rejected ones
         _records_check_stored(new)
     return len(new)
+
+
+def _record_content_set(*, record: RechargeRecord, candidate: matching.Candidate, amount: Decimal) -> list[str]:
+    """
+    Make a deposit that is not credited (pending, or orphaned with its crediting reversed) say what
+    its key carries in the block it is now in; return the fields changed.
+
+    The same key in another block may carry another transfer: a transaction re-executed after a
+    reorg can move other amounts to other addresses (ether a contract pays, chains.evm_trace), and
+    an ERC20 log index counts from the start of the block, so the same transaction at another
+    place in a block gives its logs other indexes. Keeping the orphaned row's amount or owner
+    would credit what did not arrive, to whom it was not paid.
+    """
+    wanted = {
+        "user_id": candidate.user_id,
+        "to_address": candidate.address,
+        "from_address": candidate.transfer.from_address[:255],
+        "amount": amount,
+    }
+    changed = [name for name, value in wanted.items() if getattr(record, name) != value]
+    for name in changed:
+        setattr(record, name, wanted[name])
+    if changed:
+        logger.warning(
+            "deposit %s: its key carries another transfer in block %s (%s changed)",
+            record.recharge_no,
+            record.block_number,
+            ", ".join(changed),
+        )
+    return ["user" if name == "user_id" else name for name in changed]
 
 
 def _records_check_stored(new: list[RechargeRecord]) -> None:

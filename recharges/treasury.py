@@ -136,9 +136,11 @@ def receipts_record(
         for c in candidates
     ]
     added = rows_insert_ignoring_conflicts(rows)
-    # Found again after a reorg orphaned it: the same row, a new generation, in its new block.
+    # Found again after a reorg orphaned it: the same row, a new generation, in its new block, with
+    # what the key carries there (a contract's payment re-executed, a shifted ERC20 log index may
+    # carry another amount or address: recharges.services._record_content_set).
     revived = 0
-    for c in candidates:
+    for c, row in zip(candidates, rows, strict=True):
         revived += TreasuryReceipt.objects.filter(
             coin_id=c.coin_id, tx_hash=c.tx_hash, log_index=c.index, status=TreasuryStatus.REORGED
         ).update(
@@ -147,6 +149,9 @@ def receipts_record(
             block_hash=c.block_hash,
             generation=F("generation") + 1,
             book_time=None,
+            amount=row.amount,
+            from_address=row.from_address,
+            to_address=row.to_address,
         )
     return (added if isinstance(added, int) else 0) + revived
 

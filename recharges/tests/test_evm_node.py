@@ -194,3 +194,89 @@ def test_without_tracing_a_contracts_payment_is_not_seen(eth, evm_node, user, no
     tick(eth, now)
 
     assert available(user, "ETH") == 0  # ETH_TRACE_INTERNAL_TRANSFERS off: the node is not asked
+
+
+# Pays the address in the first calldata word its value divided by 1 + 9 * (block number % 2): what
+# a contract moves depends on the block it runs in (its number here; a balance, a price, a timestamp
+# in the wild), so the same transaction mined again after a reorg may move other amounts.
+# CALL(gas, calldata[0:32], callvalue / (1 + 9 * (NUMBER % 2)), 0, 0, 0, 0)
+PARITY_PAYER_RUNTIME = "5f5f5f5f6002430660090260010134045f355af100"
+
+
+def test_eth_a_contract_pays_less_when_its_transaction_is_mined_again_after_a_reorg(tracing, evm_node, user, now):  # noqa: F811
+    address = deposit_address(user=user, address=_fresh_address())
+    payer = _deployed(evm_node, PARITY_PAYER_RUNTIME)
+    if (evm_node.w3.eth.block_number + 1) % 2:
+        evm_node.mine(1)  # the payment lands at an even height: the whole value
+    snapshot = evm_node.snapshot()
+    sender = evm_node.accounts[0]
+    signed = sender.sign_transaction(
+        {
+            "to": payer,
+            "value": 10**18,
+            "data": _word(address.address),
+            "nonce": evm_node.w3.eth.get_transaction_count(sender.address, "pending"),
+            "gas": 100_000,
+            "gasPrice": evm_node.w3.eth.gas_price,
+            "chainId": evm_node.w3.eth.chain_id,
+        }
+    )
+    evm_node.w3.eth.send_raw_transaction(signed.raw_transaction)
+    tick(tracing, now)
+    assert RechargeRecord.objects.get(user=user).amount == Decimal(1)
+
+    evm_node.revert(snapshot)  # that block is orphaned; the same transaction lands at an odd height
+    evm_node.mine(1)
+    evm_node.w3.eth.send_raw_transaction(signed.raw_transaction)
+    evm_node.mine(2)
+    assert tracing.balance(address.address) == 10**17  # a tenth arrived on the chain that stayed
+    tick(tracing, now)
+    tick(tracing, now)
+
+    assert available(user, "ETH") == Decimal("0.1")
+    (record,) = RechargeRecord.objects.filter(user=user)
+    assert (record.status, record.log_index, record.amount) == (RechargeStatus.CONFIRMED, -2, Decimal("0.1"))
+
+
+def test_eth_a_contract_deployed_where_ether_was_paid_before_is_traced_when_paid_again(tracing, evm_node, user, now):  # noqa: F811
+    import rlp
+    from eth_utils import keccak, to_checksum_address
+
+    address = deposit_address(user=user, address=_fresh_address())
+    deployer = evm_node.accounts[3].address
+    nonce = evm_node.w3.eth.get_transaction_count(deployer)
+    # A counterfactual wallet: paid at its address before its code is there (a CREATE2 wallet, a
+    # contract a known account deploys at its next nonce).
+    future = to_checksum_address(keccak(rlp.encode([bytes.fromhex(deployer[2:]), nonce]))[12:])
+    evm_node.send_tx({"to": future, "value": 10**15})
+    tick(tracing, now)  # the scanner met that address without code
+
+    # Its code: CALL(gas, the deposit address, callvalue, 0, 0, 0, 0), on any payment (receive()).
+    runtime = "5f5f5f5f3473" + address.address[2:].lower() + "5af15000"
+    size = len(runtime) // 2
+    init = f"60{size:02x}600c60003960{size:02x}6000f3" + runtime
+    assert evm_node.send_tx({"data": "0x" + init, "gas": 200_000}, sender=3)["contractAddress"] == future
+    paid = evm_node.send_tx({"to": future, "value": 2 * 10**18, "gas": 100_000})  # a plain payment, no data
+    assert paid["status"] == 1 and tracing.balance(address.address) == 2 * 10**18
+
+    tick(tracing, now)
+    evm_node.mine(2)
+    tick(tracing, now)
+
+    assert available(user, "ETH") == Decimal(2)
+
+
+def test_eth_a_constructor_that_pays_a_deposit_address_is_credited(tracing, evm_node, user, now):  # noqa: F811
+    address = deposit_address(user=user, address=_fresh_address())
+    # A contract creation (no `to`) whose constructor runs CALL(gas, the address, callvalue, 0, 0, 0, 0).
+    init = "5f5f5f5f3473" + address.address[2:].lower() + "5af15000"
+    created = evm_node.send_tx({"data": "0x" + init, "value": 3 * 10**18, "gas": 200_000})
+    assert created["status"] == 1 and tracing.balance(address.address) == 3 * 10**18
+
+    tick(tracing, now)
+    evm_node.mine(2)
+    tick(tracing, now)
+
+    assert available(user, "ETH") == Decimal(3)
+    (record,) = RechargeRecord.objects.filter(user=user)
+    assert record.from_address.lower() == created["contractAddress"].lower()  # the contract being made

@@ -149,3 +149,42 @@ def test_a_deposit_below_the_minimum_is_the_houses_until_a_reorg_takes_it(hot_wo
     record.refresh_from_db()
     assert record.status == RechargeStatus.REORGED
     assert assets_selectors.house_balances(coin_id="ETH") == {HouseAccount.UNCLAIMED: Decimal(0)}
+
+
+def test_a_receipt_mined_again_after_a_reorg_books_what_its_key_carries_in_the_new_block(hot_words, evm_node):
+    from chains.evm import EvmAdapter
+    from recharges.tests.test_evm_node import PARITY_PAYER_RUNTIME, _deployed, _word
+
+    tracing = EvmAdapter(url=evm_node.url, connect_timeout=1, read_timeout=30, trace_internal=True)
+    (hot,) = addresses_services.hot_addresses_create(chain_id="ETH", wallet_type="withdraw", count=1)
+    payer = _deployed(evm_node, PARITY_PAYER_RUNTIME)  # pays a tenth at an odd height
+    if (evm_node.w3.eth.block_number + 1) % 2:
+        evm_node.mine(1)
+    snapshot = evm_node.snapshot()
+    sender = evm_node.accounts[0]
+    w3 = evm_node.w3
+    raw = sender.sign_transaction(
+        {
+            "to": payer,
+            "value": ONE_ETH,
+            "data": _word(hot.address),
+            "gas": 100_000,
+            "gasPrice": w3.eth.gas_price,
+            "nonce": w3.eth.get_transaction_count(sender.address),
+            "chainId": w3.eth.chain_id,
+        }
+    ).raw_transaction
+    w3.eth.send_raw_transaction(raw)
+    tick(tracing, timezone.now())
+    assert TreasuryReceipt.objects.get().amount == Decimal(1)
+
+    evm_node.revert(snapshot)
+    evm_node.mine(1)
+    w3.eth.send_raw_transaction(raw)  # at an odd height: a tenth
+    evm_node.mine(2)
+    tick(tracing, timezone.now())
+    tick(tracing, timezone.now())
+
+    receipt = TreasuryReceipt.objects.get()
+    assert (receipt.status, receipt.amount) == (TreasuryStatus.BOOKED, Decimal("0.1"))
+    assert assets_selectors.house_balances(coin_id="ETH") == {HouseAccount.TREASURY: Decimal("0.1")}
