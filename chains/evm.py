@@ -60,6 +60,8 @@ SELECTOR_BALANCE_OF = "0x70a08231"  # balanceOf(address)
 NATIVE_GAS = 21_000
 TOKEN_GAS_FALLBACK = 100_000
 RECEIPT_BATCH = 500
+# What eth_getCode answers for an account without code.
+NO_CODE = ("0x", "0x0", "", None)
 # Opcode traces per batched request: each answer carries every step of a transaction.
 TRACE_BATCH = 20
 BLOCK_BATCH = 100
@@ -412,14 +414,11 @@ class EvmAdapter:
         a deposit address never does; one seen with code is asked again each time.
         """
         unknown = sorted(a for a in addresses if a not in self._codeless_seen)
-        for start in range(0, len(unknown), RECEIPT_BATCH):
-            chunk = unknown[start : start + RECEIPT_BATCH]
-            codes = self.node.batch([("eth_getCode", [a, "latest"]) for a in chunk])
-            for address, code in zip(chunk, codes, strict=True):
-                if code in ("0x", "0x0", "", None):
-                    if len(self._codeless_seen) >= CODELESS_CACHE:
-                        self._codeless_seen.clear()
-                    self._codeless_seen.add(address)
+        for address, code in zip(unknown, self._codes(unknown, "latest"), strict=True):
+            if code in NO_CODE:
+                if len(self._codeless_seen) >= CODELESS_CACHE:
+                    self._codeless_seen.clear()
+                self._codeless_seen.add(address)
         return {a for a in addresses if a in self._codeless_seen}
 
     def _codeless_at(self, addresses: set[str], *, height: int) -> set[str]:
@@ -430,13 +429,16 @@ class EvmAdapter:
         wallet, a contract an account deploys at its next nonce), and its receive function runs
         from then on; the state of the block itself, not the latest (a scan behind the tip).
         """
-        unknown = sorted(addresses)
-        found: set[str] = set()
-        for start in range(0, len(unknown), RECEIPT_BATCH):
-            chunk = unknown[start : start + RECEIPT_BATCH]
-            codes = self.node.batch([("eth_getCode", [a, hex(height)]) for a in chunk])
-            found.update(a for a, code in zip(chunk, codes, strict=True) if code in ("0x", "0x0", "", None))
-        return found
+        wanted = sorted(addresses)
+        return {a for a, code in zip(wanted, self._codes(wanted, hex(height)), strict=True) if code in NO_CODE}
+
+    def _codes(self, addresses: Sequence[str], block: str) -> list[Any]:
+        """eth_getCode of each address at `block`, in order, in batched requests of RECEIPT_BATCH."""
+        codes: list[Any] = []
+        for start in range(0, len(addresses), RECEIPT_BATCH):
+            chunk = addresses[start : start + RECEIPT_BATCH]
+            codes.extend(self.node.batch([("eth_getCode", [a, block]) for a in chunk]))
+        return codes
 
     def _statuses(self, tx_hashes: list[str]) -> dict[str, bool]:
         statuses: dict[str, bool] = {}
@@ -652,13 +654,10 @@ class EvmAdapter:
         whose code starts 0xef0100), asked in batched eth_getCode requests."""
         wanted = sorted({self.match_key(a) for a in addresses})
         codes: dict[str, bool] = {}
-        for start in range(0, len(wanted), RECEIPT_BATCH):
-            chunk = wanted[start : start + RECEIPT_BATCH]
-            answers = self.node.batch([("eth_getCode", [a, "latest"]) for a in chunk])
-            for address, code in zip(chunk, answers, strict=True):
-                if not isinstance(code, str) and code is not None:
-                    raise ChainError(f"{self.chain_id} node: eth_getCode answered something malformed")
-                codes[address] = code not in ("0x", "0x0", "", None)
+        for address, code in zip(wanted, self._codes(wanted, "latest"), strict=True):
+            if not isinstance(code, str) and code is not None:
+                raise ChainError(f"{self.chain_id} node: eth_getCode answered something malformed")
+            codes[address] = code not in NO_CODE
         return codes
 
     def broadcast_irreversible(self, signed: SignedTx) -> str:
