@@ -61,15 +61,6 @@ def blacklist_hits(*, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]
     return {row for row in rows if row in wanted}
 
 
-def blacklisted_among(*, addresses: Collection[str]) -> set[str]:
-    """Return which of these addresses have a blacklist entry on any chain (compared as blacklist_hit
-    does), lowercased: one query, from the primary, for a screen that may name too many, never too few."""
-    if not addresses:
-        return set()
-    rows = BlacklistAddress.objects.using("default").filter(address__in=set(addresses))
-    return {address.lower() for address in rows.values_list("address", flat=True)}
-
-
 # --- address books ---------------------------------------------------------------------------------
 
 

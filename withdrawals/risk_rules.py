@@ -301,14 +301,15 @@ def signing_clear(*, records: Sequence[WithdrawRecord], coin: CoinConfig) -> set
     """
     Return the ids among locked, approved withdrawals of coin that signing_stop would certainly let
     through, by one query per check: the coin's breaker is not tripped, no destination has a
-    blacklist entry (any chain, any case), no user has the "address book only" switch on. It errs
-    towards clearing too few: those not cleared go to signing_stop, one by one, which decides.
+    blacklist entry on the coin's chain (blacklist_hits: the same match as blacklist_hit), no user
+    has the "address book only" switch on. It errs towards clearing too few: those not cleared go
+    to signing_stop, one by one, which decides.
     """
     if not set(REFUSING) <= _SCREENED or controls_selectors.breaker_tripped(coin_id=coin.coin_id):
         return set()
-    blacklisted = controls_selectors.blacklisted_among(addresses={r.to_address for r in records})
+    blacklisted = controls_selectors.blacklist_hits(pairs={(coin.chain_id, r.to_address) for r in records})
     book_only = controls_selectors.book_only_users(user_ids={r.user_id for r in records})
-    return {r.id for r in records if r.to_address.lower() not in blacklisted and r.user_id not in book_only}
+    return {r.id for r in records if (coin.chain_id, r.to_address) not in blacklisted and r.user_id not in book_only}
 
 
 def waiting_reasons(*, records: Sequence[WithdrawRecord]) -> dict[int, str]:
