@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import threading
-import traceback
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from django import db as django_db
 
 from addresses.models import WalletAddress
 from chains.evm import EvmAdapter
@@ -27,6 +25,7 @@ from sweeps import services as sweeps_services
 from sweeps.models import SweepJob, SweepStatus
 from sweeps.tests.conftest import deposit_addresses
 from sweeps.tests.test_evm import ONE_ETH, deposits_make, eth_setup, sweep_until_settled  # noqa: F401
+from wallet_project.testing import race
 
 pytestmark = [pytest.mark.mysql, pytest.mark.slow]
 
@@ -143,24 +142,13 @@ def test_two_workers_at_once_plan_sign_and_send_each_sweep_once(eth_setup, evm_n
     hot, _ = eth_setup
     addresses = deposit_addresses("ETH", 120, prefix="twice")
     deposits_make(evm_node, evm_adapter, addresses, eth={i: ONE_ETH // 4 + i for i in range(120)}, usdt={})
-    runs, crashes = [], []
-    start = threading.Barrier(2)
+    runs = []
 
     def worker() -> None:
-        try:
-            start.wait()
-            adapter = EvmAdapter(url=evm_node.url, connect_timeout=1, read_timeout=10)
-            runs.append(sweeps_services.sweeps_run(chain_id="ETH", adapter=adapter))
-        except Exception:
-            crashes.append(traceback.format_exc())  # the run's crash, shown by the assertion
-        finally:
-            django_db.connections.close_all()
+        adapter = EvmAdapter(url=evm_node.url, connect_timeout=1, read_timeout=10)
+        runs.append(sweeps_services.sweeps_run(chain_id="ETH", adapter=adapter))
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    crashes = race(worker)
 
     assert crashes == []
     assert sum(r.signed for r in runs) == 120  # each signed by one of them

@@ -27,14 +27,10 @@ from wallet_project.testing import race
 from withdrawals import payout as withdrawals_payout
 from withdrawals.models import Payout, PayoutTx, PayoutTxStatus, WithdrawAuditLog, WithdrawRecord, WithdrawStatus
 from withdrawals.tests.test_onchain import ONE_ETH, approved, hot  # noqa: F401
-from withdrawals.tests.test_payout_evm_run import _approved, _no_fault, _settle  # noqa: F401 - _no_fault: autouse
+from withdrawals.tests.test_payout_evm_run import _approved, _no_fault, _settle, _statuses  # noqa: F401 - _no_fault: autouse
 from withdrawals.tests.test_payout_faults import _worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _statuses(withdrawals: list[tuple[WithdrawRecord, str]]) -> list[int]:
-    return [WithdrawRecord.objects.get(id=record.id).status for record, _ in withdrawals]
 
 
 def _inserts(queries: CaptureQueriesContext, table: str) -> int:

@@ -68,6 +68,10 @@ def _settle(evm_node, evm_adapter) -> None:
     withdrawals_payout.withdrawals_confirm(chain_id="ETH", adapter=evm_adapter)
 
 
+def _statuses(withdrawals: list[tuple[WithdrawRecord, str]]) -> list[int]:
+    return [WithdrawRecord.objects.get(id=record.id).status for record, _ in withdrawals]
+
+
 def _nonces(hot_address: str) -> list[int]:
     return sorted(Payout.objects.filter(from_address=hot_address).values_list("nonce", flat=True))
 
@@ -164,11 +168,7 @@ def test_another_sender_taking_a_nonce_mid_run_makes_the_run_read_again_never_re
     assert Alert.objects.filter(kind="WITHDRAW_HOT_WALLET_SHORT").count() == 2
     assert not Alert.objects.filter(kind="WITHDRAW_BROADCAST_REJECTED").exists()
     _settle(evm_node, evm_adapter)
-    statuses = []
-    for record, _ in withdrawals:
-        record.refresh_from_db()
-        statuses.append(record.status)
-    assert statuses == [WithdrawStatus.COMPLETED] * 3 + [WithdrawStatus.APPROVED] * 2
+    assert _statuses(withdrawals) == [WithdrawStatus.COMPLETED] * 3 + [WithdrawStatus.APPROVED] * 2
     assert evm_adapter.mined_count(hot.address) == start + 4  # three payouts and the outside transfer
     assert evm_adapter.balance(outside) == held - 5 * ONE_ETH
     assert evm_adapter.balance(hot.address) >= 0
@@ -269,11 +269,7 @@ def test_another_senders_transfer_not_in_a_block_yet_makes_the_run_wait_instead_
     assert (paid.signed, paid.broadcast, paid.waiting) == (1, 1, 2)
     assert _nonces(hot.address) == [start, start + 1, start + 3]
     _settle(evm_node, evm_adapter)
-    statuses = []
-    for record, _ in withdrawals:
-        record.refresh_from_db()
-        statuses.append(record.status)
-    assert statuses == [WithdrawStatus.COMPLETED] * 3 + [WithdrawStatus.APPROVED] * 2
+    assert _statuses(withdrawals) == [WithdrawStatus.COMPLETED] * 3 + [WithdrawStatus.APPROVED] * 2
     assert evm_adapter.mined_count(hot.address) == start + 4
     assert not Alert.objects.filter(kind="WITHDRAW_BROADCAST_REJECTED").exists()
     assert held - evm_adapter.balance(hot.address) < 10 * ONE_ETH
